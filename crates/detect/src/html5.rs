@@ -12,6 +12,8 @@
 //! * `<% ... %>` is a comment (IE <= 9, old Safari);
 //! * `</>` does not clear the "closing tag" flag, so the next tag name ending
 //!   in `>` is reported as [`TokenType::TagClose`];
+//! * a 0xFF byte where an attribute name or value may start ends the token
+//!   stream (the original's signed-`char` EOF confusion on x86);
 //! * the tokenizer can start inside an attribute value ([`StartState`]), which
 //!   is how the detector tests input that a template would paste into a
 //!   quoted or unquoted attribute.
@@ -175,10 +177,16 @@ impl<'a> Tokenizer<'a> {
     }
 
     /// Skips whitespace (NUL included); returns the next byte, if any.
+    ///
+    /// A 0xFF byte also reads as end of input: the original returns the
+    /// byte as a signed `char`, where 0xFF is -1, its EOF marker. Kept so
+    /// verdicts match libinjection on the x86 builds ModSecurity runs on.
     fn skip_white(&mut self) -> Option<u8> {
         while let Some(&ch) = self.s.get(self.pos) {
             if is_white(ch) {
                 self.pos += 1;
+            } else if ch == 0xFF {
+                return None;
             } else {
                 return Some(ch);
             }
