@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use detect::html5::{StartState, Tokenizer};
+use detect::html5::{StartState, TokenType, Tokenizer};
 
 fn shared_dir() -> PathBuf {
     match std::env::var_os("PALISADE_SHARED") {
@@ -104,4 +104,119 @@ fn libinjection_html5_token_files() {
         failures.join("\n")
     );
     eprintln!("{} libinjection html5 files passed", files.len());
+}
+
+/// Token streams for the attribute-value start states (the shared test files
+/// only use the data state) and for libinjection's quirks. Expected streams
+/// were produced by libinjection's C tokenizer.
+#[test]
+fn start_states_and_quirks() {
+    use detect::html5::TokenType::*;
+    type Case = (
+        StartState,
+        &'static [u8],
+        &'static [(TokenType, &'static [u8])],
+    );
+    let cases: &[Case] = &[
+        (
+            StartState::ValueSingleQuote,
+            b"x' onload=alert(1) '",
+            &[
+                (AttrValue, b"x"),
+                (AttrName, b"onload"),
+                (AttrValue, b"alert(1)"),
+                (AttrName, b"'"),
+            ],
+        ),
+        (
+            StartState::ValueDoubleQuote,
+            b"\"><script>alert(1)</script>",
+            &[
+                (AttrValue, b""),
+                (TagNameClose, b">"),
+                (TagNameOpen, b"script"),
+                (TagNameClose, b">"),
+                (DataText, b"alert(1)"),
+                (TagClose, b"script"),
+            ],
+        ),
+        (
+            StartState::ValueDoubleQuote,
+            b"no quote at all",
+            &[(AttrValue, b"no quote at all")],
+        ),
+        (
+            StartState::ValueBackQuote,
+            b"a` onclick=b",
+            &[(AttrValue, b"a"), (AttrName, b"onclick"), (AttrValue, b"b")],
+        ),
+        (
+            StartState::ValueNoQuote,
+            b"x onload=y>z",
+            &[
+                (AttrName, b"x"),
+                (AttrName, b"onload"),
+                (AttrValue, b"y"),
+                (TagNameClose, b">"),
+                (DataText, b"z"),
+            ],
+        ),
+        (
+            StartState::ValueNoQuote,
+            b"/ / a/>",
+            &[(AttrName, b"a"), (TagNameSelfClose, b"/>")],
+        ),
+        (
+            StartState::Data,
+            b"</>a<b>c",
+            &[(DataText, b">a"), (TagClose, b"b"), (DataText, b"c")],
+        ),
+        (StartState::Data, b"<a \xffb=c>", &[(TagNameOpen, b"a")]),
+        (
+            StartState::Data,
+            b"<a\0b c\0d=e\0f>",
+            &[
+                (TagNameOpen, b"a\0b"),
+                (AttrName, b"c"),
+                (AttrName, b"d"),
+                (AttrValue, b"e"),
+                (AttrName, b"f"),
+                (TagNameClose, b">"),
+            ],
+        ),
+        (
+            StartState::Data,
+            b"<!--x-\0->y",
+            &[(TagComment, b"x"), (DataText, b"y")],
+        ),
+        (
+            StartState::Data,
+            b"<% a %% b %>c",
+            &[(TagComment, b" a %% b "), (DataText, b"c")],
+        ),
+        (StartState::Data, b"</ x>", &[(TagComment, b" x")]),
+        (
+            StartState::Data,
+            b"<a b='1'c=`2`/>",
+            &[
+                (TagNameOpen, b"a"),
+                (AttrName, b"b"),
+                (AttrValue, b"1"),
+                (AttrName, b"c"),
+                (AttrValue, b"2"),
+                (TagNameSelfClose, b"/>"),
+            ],
+        ),
+    ];
+    for (start, input, expected) in cases {
+        let actual: Vec<(TokenType, &[u8])> = Tokenizer::new(input, *start)
+            .map(|t| (t.kind, t.bytes))
+            .collect();
+        assert_eq!(
+            &actual[..],
+            *expected,
+            "{start:?} {:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
 }
