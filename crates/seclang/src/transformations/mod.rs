@@ -1,11 +1,31 @@
 //! Transformations (`t:lowercase`, `t:urlDecodeUni`, …): one file per
 //! transformation behind the registry in [`lookup`], each with test vectors.
 //!
-//! A transformation returns `Cow::Borrowed` when it changes nothing, so a
-//! chain over clean input allocates nothing; the engine caches results per
-//! (variable, chain prefix) within a transaction.
+//! Every transformation reproduces ModSecurity v3 byte for byte, including
+//! its quirks (each file documents them), works on arbitrary bytes (NULs,
+//! invalid UTF-8), never panics and runs in linear time.
+//!
+//! A transformation returns `Cow::Borrowed` exactly when its output equals its
+//! input (and `Cow::Owned` otherwise), so a chain over clean input allocates
+//! nothing and the engine can tell "unchanged" from the variant alone; the
+//! engine caches results per (variable, chain prefix) within a transaction.
 
 use std::borrow::Cow;
+
+mod util;
+
+mod base64_decode;
+mod base64_decode_ext;
+mod css_decode;
+mod escape_seq_decode;
+mod hex_decode;
+mod html_entity_decode;
+mod js_decode;
+mod lowercase;
+mod sql_hex_decode;
+mod url_decode;
+mod url_decode_uni;
+mod utf8_to_unicode;
 
 /// The signature every transformation has.
 pub type TransformFn = for<'a> fn(&'a [u8]) -> Cow<'a, [u8]>;
@@ -13,7 +33,8 @@ pub type TransformFn = for<'a> fn(&'a [u8]) -> Cow<'a, [u8]>;
 /// A named transformation.
 #[derive(Clone, Copy)]
 pub struct Transformation {
-    /// Canonical name as ModSecurity spells it (`urlDecodeUni`).
+    /// Name as ModSecurity spells it (`urlDecodeUni`). Aliases
+    /// (`normalisePath`) are separate entries carrying their own spelling.
     pub name: &'static str,
     /// The function.
     pub apply: TransformFn,
@@ -25,22 +46,113 @@ impl std::fmt::Debug for Transformation {
     }
 }
 
-/// Finds a transformation by name (case-insensitive). `none` is handled by
-/// the parser (it clears the chain) and is not returned here.
+/// Finds a transformation by name (case-insensitive, like ModSecurity's
+/// parser). `none` is handled by the parser (it clears the chain) and is not
+/// returned here. Does not allocate: a binary search over [`REGISTRY`].
 pub fn lookup(name: &str) -> Option<Transformation> {
-    let lower = name.to_ascii_lowercase();
-    REGISTRY.iter().find(|t| t.name.eq_ignore_ascii_case(&lower)).copied()
+    REGISTRY
+        .binary_search_by(|t| cmp_ignore_ascii_case(t.name, name))
+        .ok()
+        .map(|i| REGISTRY[i])
 }
 
-const REGISTRY: &[Transformation] = &[Transformation {
-    name: "lowercase",
-    apply: lowercase,
-}];
+/// Every transformation this crate knows, sorted by ASCII-lowercased name
+/// (a unit test checks the order [`lookup`] relies on).
+pub fn all() -> &'static [Transformation] {
+    REGISTRY
+}
 
-fn lowercase(input: &[u8]) -> Cow<'_, [u8]> {
-    if input.iter().any(u8::is_ascii_uppercase) {
-        Cow::Owned(input.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(input)
+fn cmp_ignore_ascii_case(a: &str, b: &str) -> std::cmp::Ordering {
+    let a = a.bytes().map(|c| c.to_ascii_lowercase());
+    let b = b.bytes().map(|c| c.to_ascii_lowercase());
+    a.cmp(b)
+}
+
+macro_rules! registry {
+    ($($name:literal => $f:path,)*) => {
+        const REGISTRY: &[Transformation] = &[
+            $(Transformation { name: $name, apply: $f },)*
+        ];
+    };
+}
+
+registry! {
+    "base64Decode" => base64_decode::base64_decode,
+    "base64DecodeExt" => base64_decode_ext::base64_decode_ext,
+    "cssDecode" => css_decode::css_decode,
+    "escapeSeqDecode" => escape_seq_decode::escape_seq_decode,
+    "hexDecode" => hex_decode::hex_decode,
+    "htmlEntityDecode" => html_entity_decode::html_entity_decode,
+    "jsDecode" => js_decode::js_decode,
+    "lowercase" => lowercase::lowercase,
+    "sqlHexDecode" => sql_hex_decode::sql_hex_decode,
+    "urlDecode" => url_decode::url_decode,
+    "urlDecodeUni" => url_decode_uni::url_decode_uni,
+    "utf8toUnicode" => utf8_to_unicode::utf8_to_unicode,
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::TransformFn;
+    use std::borrow::Cow;
+
+    /// Checks each (input, expected) pair and that the result is borrowed
+    /// exactly when it equals the input.
+    pub(crate) fn check(f: TransformFn, cases: &[(&[u8], &[u8])]) {
+        for (input, expected) in cases {
+            let out = f(input);
+            assert_eq!(
+                &*out,
+                *expected,
+                "input {:?}: got {:?}, want {:?}",
+                String::from_utf8_lossy(input),
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(expected)
+            );
+            assert_eq!(
+                matches!(out, Cow::Borrowed(_)),
+                input == expected,
+                "input {:?}: Borrowed must mean unchanged",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_is_sorted_for_binary_search() {
+        for w in REGISTRY.windows(2) {
+            assert_eq!(
+                cmp_ignore_ascii_case(w[0].name, w[1].name),
+                std::cmp::Ordering::Less,
+                "{} must sort before {}",
+                w[0].name,
+                w[1].name
+            );
+        }
+    }
+
+    #[test]
+    fn lookup_is_case_insensitive_and_finds_every_entry() {
+        for t in REGISTRY {
+            assert_eq!(lookup(t.name).map(|x| x.name), Some(t.name));
+            assert_eq!(
+                lookup(&t.name.to_ascii_uppercase()).map(|x| x.name),
+                Some(t.name)
+            );
+        }
+        assert_eq!(lookup("URLDECODEUNI").map(|t| t.name), Some("urlDecodeUni"));
+    }
+
+    #[test]
+    fn lookup_rejects_unknown_and_none() {
+        assert!(lookup("none").is_none());
+        assert!(lookup("").is_none());
+        assert!(lookup("urlDecodeUnii").is_none());
+        assert!(lookup("lowercase ").is_none());
     }
 }
