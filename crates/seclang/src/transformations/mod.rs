@@ -16,13 +16,23 @@ mod util;
 
 mod base64_decode;
 mod base64_decode_ext;
+mod cmd_line;
+mod compress_whitespace;
 mod css_decode;
 mod escape_seq_decode;
 mod hex_decode;
 mod html_entity_decode;
 mod js_decode;
 mod lowercase;
+mod remove_comments;
+mod remove_comments_char;
+mod remove_nulls;
+mod remove_whitespace;
+mod replace_comments;
+mod replace_nulls;
 mod sql_hex_decode;
+mod trim;
+mod uppercase;
 mod url_decode;
 mod url_decode_uni;
 mod utf8_to_unicode;
@@ -79,13 +89,25 @@ macro_rules! registry {
 registry! {
     "base64Decode" => base64_decode::base64_decode,
     "base64DecodeExt" => base64_decode_ext::base64_decode_ext,
+    "cmdLine" => cmd_line::cmd_line,
+    "compressWhitespace" => compress_whitespace::compress_whitespace,
     "cssDecode" => css_decode::css_decode,
     "escapeSeqDecode" => escape_seq_decode::escape_seq_decode,
     "hexDecode" => hex_decode::hex_decode,
     "htmlEntityDecode" => html_entity_decode::html_entity_decode,
     "jsDecode" => js_decode::js_decode,
     "lowercase" => lowercase::lowercase,
+    "removeComments" => remove_comments::remove_comments,
+    "removeCommentsChar" => remove_comments_char::remove_comments_char,
+    "removeNulls" => remove_nulls::remove_nulls,
+    "removeWhitespace" => remove_whitespace::remove_whitespace,
+    "replaceComments" => replace_comments::replace_comments,
+    "replaceNulls" => replace_nulls::replace_nulls,
     "sqlHexDecode" => sql_hex_decode::sql_hex_decode,
+    "trim" => trim::trim,
+    "trimLeft" => trim::trim_left,
+    "trimRight" => trim::trim_right,
+    "uppercase" => uppercase::uppercase,
     "urlDecode" => url_decode::url_decode,
     "urlDecodeUni" => url_decode_uni::url_decode_uni,
     "utf8toUnicode" => utf8_to_unicode::utf8_to_unicode,

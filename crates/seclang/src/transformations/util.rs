@@ -48,6 +48,16 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// Removes the last output byte (no-op on empty output).
+    pub(crate) fn pop(&mut self) {
+        match &mut self.out {
+            Some(v) => {
+                v.pop();
+            }
+            None => self.len = self.len.saturating_sub(1),
+        }
+    }
+
     fn diverge(&mut self) -> &mut Vec<u8> {
         let len = self.len;
         let input = self.input;
@@ -140,6 +150,15 @@ mod tests {
         let out = b.finish();
         assert!(matches!(out, Cow::Owned(_)));
         assert_eq!(&*out, b"abcd");
+    }
+
+    #[test]
+    fn builder_pop() {
+        let mut b = Builder::new(b"a b");
+        b.extend(b"a ");
+        b.pop();
+        b.push(b'b');
+        assert_eq!(&*b.finish(), b"ab");
     }
 
     #[test]
