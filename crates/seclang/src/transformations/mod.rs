@@ -16,25 +16,32 @@ mod util;
 
 mod base64_decode;
 mod base64_decode_ext;
+mod base64_encode;
 mod cmd_line;
 mod compress_whitespace;
 mod css_decode;
 mod escape_seq_decode;
 mod hex_decode;
+mod hex_encode;
 mod html_entity_decode;
 mod js_decode;
+mod length;
 mod lowercase;
+mod md5;
+mod parity;
 mod remove_comments;
 mod remove_comments_char;
 mod remove_nulls;
 mod remove_whitespace;
 mod replace_comments;
 mod replace_nulls;
+mod sha1;
 mod sql_hex_decode;
 mod trim;
 mod uppercase;
 mod url_decode;
 mod url_decode_uni;
+mod url_encode;
 mod utf8_to_unicode;
 
 /// The signature every transformation has.
@@ -89,20 +96,28 @@ macro_rules! registry {
 registry! {
     "base64Decode" => base64_decode::base64_decode,
     "base64DecodeExt" => base64_decode_ext::base64_decode_ext,
+    "base64Encode" => base64_encode::base64_encode,
     "cmdLine" => cmd_line::cmd_line,
     "compressWhitespace" => compress_whitespace::compress_whitespace,
     "cssDecode" => css_decode::css_decode,
     "escapeSeqDecode" => escape_seq_decode::escape_seq_decode,
     "hexDecode" => hex_decode::hex_decode,
+    "hexEncode" => hex_encode::hex_encode,
     "htmlEntityDecode" => html_entity_decode::html_entity_decode,
     "jsDecode" => js_decode::js_decode,
+    "length" => length::length,
     "lowercase" => lowercase::lowercase,
+    "md5" => md5::md5,
+    "parityEven7bit" => parity::parity_even_7bit,
+    "parityOdd7bit" => parity::parity_odd_7bit,
+    "parityZero7bit" => parity::parity_zero_7bit,
     "removeComments" => remove_comments::remove_comments,
     "removeCommentsChar" => remove_comments_char::remove_comments_char,
     "removeNulls" => remove_nulls::remove_nulls,
     "removeWhitespace" => remove_whitespace::remove_whitespace,
     "replaceComments" => replace_comments::replace_comments,
     "replaceNulls" => replace_nulls::replace_nulls,
+    "sha1" => sha1::sha1,
     "sqlHexDecode" => sql_hex_decode::sql_hex_decode,
     "trim" => trim::trim,
     "trimLeft" => trim::trim_left,
@@ -110,6 +125,7 @@ registry! {
     "uppercase" => uppercase::uppercase,
     "urlDecode" => url_decode::url_decode,
     "urlDecodeUni" => url_decode_uni::url_decode_uni,
+    "urlEncode" => url_encode::url_encode,
     "utf8toUnicode" => utf8_to_unicode::utf8_to_unicode,
 }
 
