@@ -28,6 +28,8 @@ mod js_decode;
 mod length;
 mod lowercase;
 mod md5;
+mod normalize_path;
+mod normalize_path_win;
 mod parity;
 mod remove_comments;
 mod remove_comments_char;
@@ -108,6 +110,10 @@ registry! {
     "length" => length::length,
     "lowercase" => lowercase::lowercase,
     "md5" => md5::md5,
+    "normalisePath" => normalize_path::normalize_path,
+    "normalisePathWin" => normalize_path_win::normalize_path_win,
+    "normalizePath" => normalize_path::normalize_path,
+    "normalizePathWin" => normalize_path_win::normalize_path_win,
     "parityEven7bit" => parity::parity_even_7bit,
     "parityOdd7bit" => parity::parity_odd_7bit,
     "parityZero7bit" => parity::parity_zero_7bit,
@@ -184,6 +190,10 @@ mod tests {
             );
         }
         assert_eq!(lookup("URLDECODEUNI").map(|t| t.name), Some("urlDecodeUni"));
+        assert_eq!(
+            lookup("normalisepath").map(|t| t.name),
+            Some("normalisePath")
+        );
     }
 
     #[test]
