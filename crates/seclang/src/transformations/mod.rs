@@ -5,6 +5,11 @@
 //! its quirks (each file documents them), works on arbitrary bytes (NULs,
 //! invalid UTF-8), never panics and runs in linear time.
 //!
+//! Known deviations, both where ModSecurity cannot be matched: `t:hexDecode`
+//! of a single byte (undefined behaviour in ModSecurity) yields the empty
+//! string, and `t:urlDecodeUni` always uses the built-in `%uXXXX` reduction
+//! (`SecUnicodeMapFile` is not supported).
+//!
 //! A transformation returns `Cow::Borrowed` exactly when its output equals its
 //! input (and `Cow::Owned` otherwise), so a chain over clean input allocates
 //! nothing and the engine can tell "unchanged" from the variant alone; the
@@ -67,7 +72,7 @@ impl std::fmt::Debug for Transformation {
 
 /// Finds a transformation by name (case-insensitive, like ModSecurity's
 /// parser). `none` is handled by the parser (it clears the chain) and is not
-/// returned here. Does not allocate: a binary search over [`REGISTRY`].
+/// returned here. Does not allocate: a binary search over [`all`].
 pub fn lookup(name: &str) -> Option<Transformation> {
     REGISTRY
         .binary_search_by(|t| cmp_ignore_ascii_case(t.name, name))

@@ -19,7 +19,7 @@ use super::util::{is_hex, x2c, Builder};
 
 /// Applies `t:urlDecode`.
 pub(crate) fn url_decode(input: &[u8]) -> Cow<'_, [u8]> {
-    if !input.iter().any(|&b| b == b'%' || b == b'+') {
+    if memchr::memchr2(b'%', b'+', input).is_none() {
         return Cow::Borrowed(input);
     }
     let mut out = Builder::new(input);

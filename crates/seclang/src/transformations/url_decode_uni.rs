@@ -22,7 +22,7 @@ use super::util::{is_hex, unicode_low_byte, x2c, Builder};
 
 /// Applies `t:urlDecodeUni`.
 pub(crate) fn url_decode_uni(input: &[u8]) -> Cow<'_, [u8]> {
-    if !input.iter().any(|&b| b == b'%' || b == b'+') {
+    if memchr::memchr2(b'%', b'+', input).is_none() {
         return Cow::Borrowed(input);
     }
     let mut out = Builder::new(input);
