@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use seclang::transformations::{all, lookup, Transformation};
+use seclang::transformations::{all, apply_chain, lookup, Transformation};
 
 fn tf(name: &str) -> Transformation {
     lookup(name).unwrap_or_else(|| panic!("t:{name} is not registered"))
@@ -618,4 +618,31 @@ fn adversarial_inputs_run_in_linear_time() {
         "transformations took {elapsed:?} on {} KiB inputs",
         SIZE / 1024
     );
+}
+
+#[test]
+fn apply_chain_matches_step_by_step_application() {
+    let mut rng = Rng(0xdead_beef);
+    let registry = all();
+    for _ in 0..5_000 {
+        let input = rng.bytes();
+        let chain: Vec<Transformation> = (0..rng.below(5))
+            .map(|_| registry[rng.below(registry.len())])
+            .collect();
+        let mut expected = input.clone();
+        let mut any_step_changed = false;
+        for t in &chain {
+            let step = (t.apply)(&expected);
+            any_step_changed |= matches!(step, Cow::Owned(_));
+            expected = step.into_owned();
+        }
+        let out = apply_chain(&chain, &input);
+        assert_eq!(show(&out), show(&expected), "{chain:?} on {}", show(&input));
+        assert_eq!(
+            matches!(out, Cow::Borrowed(_)),
+            !any_step_changed,
+            "{chain:?} on {}",
+            show(&input)
+        );
+    }
 }

@@ -86,6 +86,26 @@ pub fn all() -> &'static [Transformation] {
     REGISTRY
 }
 
+/// Applies `chain` left to right, as a rule's `t:` list does.
+///
+/// Allocates only when a step changes the value, and at most one buffer
+/// per changing step; the result is `Cow::Borrowed` exactly when no step
+/// changed anything (addition to the skeleton API, for the engine).
+pub fn apply_chain<'a>(chain: &[Transformation], input: &'a [u8]) -> Cow<'a, [u8]> {
+    let mut current: Cow<'a, [u8]> = Cow::Borrowed(input);
+    for t in chain {
+        match current {
+            Cow::Borrowed(value) => current = (t.apply)(value),
+            Cow::Owned(ref value) => {
+                if let Cow::Owned(next) = (t.apply)(value) {
+                    current = Cow::Owned(next);
+                }
+            }
+        }
+    }
+    current
+}
+
 fn cmp_ignore_ascii_case(a: &str, b: &str) -> std::cmp::Ordering {
     let a = a.bytes().map(|c| c.to_ascii_lowercase());
     let b = b.bytes().map(|c| c.to_ascii_lowercase());
@@ -199,6 +219,25 @@ mod tests {
             lookup("normalisepath").map(|t| t.name),
             Some("normalisePath")
         );
+    }
+
+    #[test]
+    fn apply_chain_borrows_only_when_nothing_changed() {
+        let chain = |names: &[&str]| -> Vec<Transformation> {
+            names.iter().filter_map(|n| lookup(n)).collect()
+        };
+        let clean = chain(&["urlDecodeUni", "htmlEntityDecode", "lowercase"]);
+        assert!(matches!(
+            apply_chain(&clean, b"plain text"),
+            Cow::Borrowed(b"plain text")
+        ));
+        let out = apply_chain(&clean, b"%26LT%3BScript");
+        assert!(matches!(out, Cow::Owned(_)));
+        assert_eq!(&*out, b"<script");
+        // A later no-op step keeps the earlier owned result.
+        let out = apply_chain(&chain(&["lowercase", "trim"]), b"ABC");
+        assert_eq!(&*out, b"abc");
+        assert!(matches!(apply_chain(&[], b"x"), Cow::Borrowed(b"x")));
     }
 
     #[test]
