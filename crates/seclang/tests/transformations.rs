@@ -646,3 +646,58 @@ fn apply_chain_matches_step_by_step_application() {
         );
     }
 }
+
+fn shared_dir() -> std::path::PathBuf {
+    std::env::var_os("PALISADE_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared").into())
+}
+
+/// Every `t:` action in the CRS v4 rule files resolves (or is `t:none`,
+/// which the parser handles).
+#[test]
+fn every_transformation_used_by_crs_v4_resolves() {
+    let rules = shared_dir().join("crs-v4/rules");
+    let entries = std::fs::read_dir(&rules)
+        .unwrap_or_else(|e| panic!("CRS rules expected in {}: {e}", rules.display()));
+    let mut seen = std::collections::BTreeSet::new();
+    for entry in entries {
+        let path = entry.expect("readable rules directory").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("conf") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("CRS rule files are UTF-8");
+        for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            let bytes = line.as_bytes();
+            for (at, _) in line.match_indices("t:") {
+                let after_separator =
+                    at == 0 || matches!(bytes[at - 1], b',' | b'"' | b'\'' | b' ' | b'\t');
+                if !after_separator {
+                    continue;
+                }
+                let name: String = line[at + 2..]
+                    .chars()
+                    .take_while(char::is_ascii_alphanumeric)
+                    .collect();
+                let ends_cleanly = matches!(
+                    line.as_bytes().get(at + 2 + name.len()),
+                    None | Some(b',' | b'"' | b'\'' | b' ' | b'\\')
+                );
+                if name.is_empty() || !ends_cleanly {
+                    continue;
+                }
+                if !name.eq_ignore_ascii_case("none") {
+                    assert!(
+                        lookup(&name).is_some(),
+                        "t:{name} in {} is not supported",
+                        path.display()
+                    );
+                }
+                seen.insert(name.to_ascii_lowercase());
+            }
+        }
+    }
+    // CRS v4 uses about twenty distinct transformations; finding far fewer
+    // means the scan above is broken, not that everything is supported.
+    assert!(seen.len() >= 15, "only found {seen:?}");
+}
