@@ -1110,3 +1110,123 @@ fn crs_required_literals_never_lose_a_match() {
         "too few matches exercised: {checked_matches}"
     );
 }
+
+// ---------------------------------------------------------------- @verify*
+
+#[test]
+fn verify_cc_vectors() {
+    check(
+        "verifyCC",
+        r"\d{13,16}",
+        &[
+            (b"card=4111111111111111", true),
+            // Every offset is a candidate start, as in ModSecurity: the
+            // 13-digit tail `1111111111112` passes the Luhn check.
+            (b"card=4111111111111112", true),
+            (b"", false),
+            (b"no digits", false),
+            // A failing candidate does not hide a later valid one.
+            (b"4111111111111112 x 5500000000000004", true),
+            // Candidates at later offsets inside a failing run are tried too.
+            (b"94111111111111111", true),
+            (b"\xff\x004111111111111111\x00", true),
+        ],
+    );
+    check(
+        "verifyCC",
+        r"\b\d{13,16}\b",
+        &[
+            (b"card=4111111111111112", false),
+            (b"card=4111111111111111;", true),
+        ],
+    );
+    let o = op("verifyCC", r"(?:\d[ -]?){13,16}");
+    let mut ctx = Ctx::capturing();
+    assert!(o.evaluate(b"pay 4111 1111 1111 1111 now", &mut ctx));
+    assert_eq!(ctx.capture(0), Some(&b"4111 1111 1111 1111 "[..]));
+    assert!(err("verifyCC", "").contains("regular expression"));
+    assert!(err("verifyCC", "(a)\\1").contains("backreference"));
+}
+
+#[test]
+fn verify_cpf_and_ssn_vectors() {
+    check(
+        "verifyCPF",
+        r"\d{3}\.?\d{3}\.?\d{3}-?\d{2}",
+        &[
+            (b"cpf 529.982.247-25", true),
+            (b"cpf 529.982.247-26", false),
+            (b"111.111.111-11", false),
+            (b"", false),
+        ],
+    );
+    check(
+        "verifySSN",
+        r"\d{3}-?\d{2}-?\d{4}",
+        &[
+            (b"ssn 078-05-1120", true),
+            (b"ssn 666-05-1120", false),
+            (b"123-45-6789", false),
+            (b"", false),
+        ],
+    );
+}
+
+// ---------------------------------------------------------------- robustness
+
+/// Deterministic xorshift generator: reproducible pseudo-random patterns.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn hostile_patterns_and_inputs_never_panic() {
+    // Patterns built from PCRE's special characters and escapes: compiling
+    // either succeeds or returns an error; evaluating never panics.
+    const PIECES: &[&str] = &[
+        "\\", "[", "]", "(", ")", "(?", "{", "}", ",", "1", "9", "-", "^", "$", "*", "+", "?", "|",
+        ".", ":", "<", ">", "=", "!", "#", "'", "P", "x", "Q", "E", "c", "o", "0", "7", "\\x{",
+        "\\x", "[:", ":]", "alpha", "\\b", "\\w", "\\d", "\\Z", "\\R", "a", "\u{e9}", "\u{0}", " ",
+        "\n", "%{", "tx.a", "&&", "~~",
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let inputs: [&[u8]; 5] = [
+        b"",
+        b"a",
+        b"\x00\xff\xfe",
+        "caf\u{e9} 1 [x]".as_bytes(),
+        b"((a]]{1}\\",
+    ];
+    let mut compiled = 0;
+    for _ in 0..5_000 {
+        let len = (rng.next() % 12) as usize;
+        let pattern: String = (0..len)
+            .map(|_| PIECES[(rng.next() % PIECES.len() as u64) as usize])
+            .collect();
+        for name in [
+            "rx",
+            "pm",
+            "verifyCC",
+            "validateByteRange",
+            "ipMatch",
+            "within",
+            "eq",
+        ] {
+            if let Ok(o) = op_with(name, &pattern, &MemFiles::default(), Path::new("/")) {
+                compiled += 1;
+                let _ = o.required_literals();
+                for input in inputs {
+                    let mut ctx = Ctx::capturing().with("TX", "a", "(");
+                    let _ = o.evaluate(input, &mut ctx);
+                }
+            }
+        }
+    }
+    assert!(compiled > 5_000, "only {compiled} operators compiled");
+}
