@@ -1230,3 +1230,49 @@ fn hostile_patterns_and_inputs_never_panic() {
     }
     assert!(compiled > 5_000, "only {compiled} operators compiled");
 }
+
+#[test]
+fn every_crs_pm_from_file_loads() {
+    // Every `@pmFromFile x.data` of CRS resolves against the rules directory
+    // and yields phrases; comment lines never become phrases.
+    let rules = shared_dir().join("crs-v4/rules");
+    let mut names = BTreeSet::new();
+    for entry in std::fs::read_dir(&rules).expect("rules dir").flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for part in text.split("@pmFromFile ").skip(1) {
+            let name: String = part
+                .chars()
+                .take_while(|c| !matches!(c, '"' | ' '))
+                .collect();
+            if name.ends_with(".data") {
+                names.insert(name);
+            }
+        }
+    }
+    assert!(names.len() >= 8, "found {names:?}");
+    let files = seclang::FsLoader;
+    for name in &names {
+        let o = compile(
+            "pmFromFile",
+            name,
+            &CompileContext {
+                files: &files,
+                base_dir: &rules,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let literals = o.required_literals().expect("phrases");
+        assert!(!literals.is_empty());
+        assert!(
+            literals.iter().all(|l| !l.starts_with(b"#")),
+            "{name}: a comment became a phrase"
+        );
+        // Each phrase of the file matches itself, in upper case too.
+        let data = std::fs::read(rules.join(name)).expect("data file");
+        let first = data
+            .split(|&b| b == b'\n')
+            .find(|l| !l.is_empty() && !l.starts_with(b"#"))
+            .expect("a phrase");
+        assert!(eval(&*o, &first.to_ascii_uppercase()), "{name}");
+    }
+}

@@ -62,9 +62,10 @@ pub const REGEX_DFA_SIZE_LIMIT: usize = 2 << 20;
 /// is bounded much lower than configured patterns.
 pub const MACRO_REGEX_SIZE_LIMIT: usize = 1 << 20;
 
-/// Most literals a required-literal set may hold; bigger sets make the
-/// engine's prefilter slower than running the regex.
-pub const MAX_REQUIRED_LITERALS: usize = 64;
+/// Most literals a required-literal set may hold (the `regex-syntax`
+/// extractor's own default total); bigger sets are given up on, as a
+/// prefilter that large gains little over running the regex.
+pub const MAX_REQUIRED_LITERALS: usize = 250;
 
 /// Captures stored by the `capture` action: `TX:0` .. `TX:9`.
 const MAX_CAPTURES: usize = 10;
