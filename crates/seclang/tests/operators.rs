@@ -1276,3 +1276,135 @@ fn every_crs_pm_from_file_loads() {
         assert!(eval(&*o, &first.to_ascii_uppercase()), "{name}");
     }
 }
+
+/// Appends a random string that `hir` matches, up to look-around
+/// assertions (callers keep only the samples the regex really matches).
+fn sample(hir: &regex_syntax::hir::Hir, rng: &mut Rng, out: &mut Vec<u8>) {
+    use regex_syntax::hir::{Class, HirKind};
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => {}
+        HirKind::Literal(lit) => out.extend_from_slice(&lit.0),
+        HirKind::Class(Class::Bytes(class)) => {
+            let ranges = class.ranges();
+            if !ranges.is_empty() {
+                let r = ranges[(rng.next() % ranges.len() as u64) as usize];
+                let span = u64::from(r.end() - r.start()) + 1;
+                out.push(r.start() + (rng.next() % span) as u8);
+            }
+        }
+        HirKind::Class(Class::Unicode(class)) => {
+            let ranges = class.ranges();
+            if !ranges.is_empty() {
+                let r = ranges[(rng.next() % ranges.len() as u64) as usize];
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(r.start().encode_utf8(&mut buf).as_bytes());
+            }
+        }
+        HirKind::Repetition(rep) => {
+            let max = rep.max.unwrap_or(rep.min + 3).min(rep.min + 3);
+            let count = rep.min + (rng.next() % u64::from(max - rep.min + 1)) as u32;
+            for _ in 0..count {
+                sample(&rep.sub, rng, out);
+            }
+        }
+        HirKind::Capture(cap) => sample(&cap.sub, rng, out),
+        HirKind::Concat(subs) => subs.iter().for_each(|s| sample(s, rng, out)),
+        HirKind::Alternation(subs) => {
+            sample(&subs[(rng.next() % subs.len() as u64) as usize], rng, out)
+        }
+    }
+}
+
+/// Samples 200 strings from `pattern`; for each the regex matches, asserts
+/// one of its required literals occurs. Returns how many matched.
+fn literals_hold_on_samples(place: &str, pattern: &str, rng: &mut Rng) -> usize {
+    let Ok(o) = op_with("rx", pattern, &MemFiles::default(), Path::new("/")) else {
+        return 0;
+    };
+    let Some(literals) = o.required_literals() else {
+        return 0;
+    };
+    let translated = seclang::operators::translate_pcre(pattern.as_bytes()).expect("compiled");
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .dot_matches_new_line(true)
+        .multi_line(true)
+        .build()
+        .parse(&translated)
+        .expect("parses as it compiled");
+    let mut checked = 0;
+    for i in 0..200 {
+        let mut input = Vec::new();
+        if i % 2 == 1 {
+            input.extend_from_slice(b"x= ");
+        }
+        sample(&hir, rng, &mut input);
+        if i % 3 == 1 {
+            input.extend_from_slice(b" ;\n");
+        }
+        if !eval(&*o, &input) {
+            continue;
+        }
+        checked += 1;
+        let lower = input.to_ascii_lowercase();
+        assert!(
+            literals
+                .iter()
+                .any(|l| memchr::memmem::find(&lower, l).is_some()),
+            "{place}: {pattern:?} matches generated {:?} without any of {:?}",
+            String::from_utf8_lossy(&input),
+            literals
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect::<Vec<_>>()
+        );
+    }
+    checked
+}
+
+#[test]
+fn crs_required_literals_hold_on_generated_matches() {
+    // Strings generated from each CRS regex (random branches, repetition
+    // counts and class members, with random surroundings): whenever the
+    // regex matches one, one of its required literals must occur in it.
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut checked = 0usize;
+    for (place, pattern) in crs_rx_patterns() {
+        checked += literals_hold_on_samples(&place, &pattern, &mut rng);
+    }
+    eprintln!("generated matches checked: {checked}");
+    assert!(checked > 20_000, "only {checked} generated inputs matched");
+}
+
+#[test]
+fn tricky_required_literals_hold_on_generated_matches() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let patterns = [
+        r"a(?i)bcD",
+        r"(?i:ab)CD|xY(?-i)Zw",
+        r"(?:abc|)def",
+        r"(?:abc|de)?fgh",
+        r"x{0}abc|y{2}zz",
+        r"^\bfoo\b$",
+        r"(?:ab|cd)(?:ef|gh)(?:ij)?",
+        r"[aA][bB][cC]d?",
+        r"(?i)[a-z]{2}[0-9]union",
+        r"(?:a|b|c)(?:d|e)xyz*",
+        r"ab+c{1,3}(?:de){2}",
+        r"(?s).abc.",
+        r"(?m)^abc$|^def",
+        r"(?x) a b c \# d",
+        r"\Qa.b\E(?:cd|ef)",
+        "caf\u{e9}(?i)X",
+        r"[\x00-\x10]ab\xffcd",
+        r"(a)(b)?(?:cd|ef|gh|ij|kl|mn|op|qr|st|uv|wx|yz)",
+    ];
+    let mut checked = 0;
+    for pattern in patterns {
+        let n = literals_hold_on_samples(pattern, pattern, &mut rng);
+        assert!(n > 0, "{pattern}: no generated sample matched");
+        checked += n;
+    }
+    assert!(checked > 1000);
+}
