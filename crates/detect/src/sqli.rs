@@ -22,7 +22,7 @@ mod fold;
 mod tables;
 mod tokenize;
 
-pub use fold::{analyze, fingerprint, fold, Analysis, Folded};
+pub use fold::{analyze, fingerprint, fingerprint_tokens, fold, Analysis, Folded};
 pub use tokenize::{tokenize, Tokens};
 
 /// Maximum number of bytes of a token's text that is kept (libinjection's
@@ -342,7 +342,9 @@ impl Fingerprint {
 
     pub(crate) fn from_kinds(kinds: impl Iterator<Item = TokenKind>) -> Fingerprint {
         let mut fp = Fingerprint::default();
-        for k in kinds.take(MAX_FINGERPRINT_TOKENS) {
+        // Folding can report one token more than the maximum when it gives
+        // up on unparsable input; that fingerprint is then replaced by `X`.
+        for k in kinds.take(MAX_FINGERPRINT_TOKENS + 2) {
             fp.bytes[fp.len as usize] = k.as_byte();
             fp.len += 1;
         }
