@@ -50,7 +50,7 @@ def main():
     for k, v in data['keywords'].items():
         kws[k.upper()] = v
     out.append('/// SQL words (upper case, sorted by bytes) and their token kind.')
-    out.append('pub(crate) static KEYWORDS: [(&[u8], K); %d] = [' % len(kws))
+    out.append('pub(crate) const KEYWORDS: [(&[u8], K); %d] = [' % len(kws))
     for k in sorted(kws, key=lambda s: s.encode()):
         assert len(k) < 32 and k.isascii()
         out.append('    (b"%s", K::%s),' % (k.replace('\\', '\\\\').replace('"', '\\"'), KIND[kws[k]]))
@@ -58,7 +58,7 @@ def main():
     out.append('')
     fps = sorted({f.upper() for f in data['fingerprints']}, key=lambda s: s.encode())
     out.append('/// SQLi fingerprints (upper-cased, sorted by bytes).')
-    out.append('pub(crate) static FINGERPRINTS: [&[u8]; %d] = [' % len(fps))
+    out.append('pub(crate) const FINGERPRINTS: [&[u8]; %d] = [' % len(fps))
     for f in fps:
         assert len(f) <= 5 and f.isascii()
         out.append('    b"%s",' % f.replace('\\', '\\\\').replace('"', '\\"'))

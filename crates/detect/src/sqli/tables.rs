@@ -265,7 +265,7 @@ pub(crate) static CHAR_CLASS: [C; 256] = [
 ];
 
 /// SQL words (upper case, sorted by bytes) and their token kind.
-pub(crate) static KEYWORDS: [(&[u8], K); 985] = [
+pub(crate) const KEYWORDS: [(&[u8], K); 985] = [
     (b"!!", K::Operator),
     (b"!<", K::Operator),
     (b"!=", K::Operator),
@@ -1254,7 +1254,7 @@ pub(crate) static KEYWORDS: [(&[u8], K); 985] = [
 ];
 
 /// SQLi fingerprints (upper-cased, sorted by bytes).
-pub(crate) static FINGERPRINTS: [&[u8]; 8367] = [
+pub(crate) const FINGERPRINTS: [&[u8]; 8367] = [
     b"&(1)O", b"&(1)U", b"&(1O(", b"&(1OF", b"&(1OS", b"&(1OV", b"&(F()", b"&(F(1", b"&(F(F",
     b"&(F(N", b"&(F(S", b"&(F(V", b"&(N)O", b"&(N)U", b"&(NO(", b"&(NOF", b"&(NOS", b"&(NOV",
     b"&(S)O", b"&(S)U", b"&(SO(", b"&(SO1", b"&(SOF", b"&(SON", b"&(SOS", b"&(SOV", b"&(V)O",

@@ -14,6 +14,13 @@ fn fp(input: &[u8]) -> Option<String> {
 fn tables_are_sorted_for_binary_search() {
     assert!(tables::KEYWORDS.windows(2).all(|w| w[0].0 < w[1].0));
     assert!(tables::FINGERPRINTS.windows(2).all(|w| w[0] < w[1]));
+    // Packing keeps the order (and so the binary search) intact.
+    assert!(KEYWORD_KEYS.windows(2).all(|w| w[0] < w[1]));
+    assert!(FINGERPRINT_KEYS.windows(2).all(|w| w[0] < w[1]));
+    assert!(tables::KEYWORDS
+        .iter()
+        .all(|(k, kind)| keyword_kind(k) == Some(*kind)));
+    assert!(tables::FINGERPRINTS.iter().all(|f| fingerprint_listed(f)));
 }
 
 #[test]
@@ -24,6 +31,8 @@ fn keyword_lookup_ignores_ascii_case_only() {
     assert_eq!(keyword_kind(b"sleep"), Some(TokenKind::Function));
     assert_eq!(keyword_kind(b"not-a-keyword"), None);
     assert_eq!(keyword_kind(b""), None);
+    assert_eq!(keyword_kind(b"OR\0"), None);
+    assert_eq!(keyword_kind(b"O\0R"), None);
     // Latin-1 / UTF-8 bytes are not case-folded.
     assert_eq!(keyword_kind("sélect".as_bytes()), None);
     assert_eq!(keyword_kind(&[b'S'; 40]), None);
@@ -189,17 +198,23 @@ fn time_is_linear_in_input_length() {
         b"\\'", b"/*", b"$a$b", b"1+", b"\\\\\\'", b"q'[", b"''", b"a.`",
     ];
     for unit in units {
-        let small: Vec<u8> = unit.iter().copied().cycle().take(64 * 1024).collect();
+        let small: Vec<u8> = unit.iter().copied().cycle().take(32 * 1024).collect();
         let large: Vec<u8> = unit.iter().copied().cycle().take(512 * 1024).collect();
-        let ts = best_time(&small, detect_sqli).max(Duration::from_micros(50));
-        let tl = best_time(&large, detect_sqli);
-        // 8x the input: linear is ~8x the time, quadratic 64x.
+        // 16x the input: linear is ~16x the time, quadratic ~256x. The
+        // machine is shared, so a noisy measurement gets two retries.
+        let mut last = (Duration::ZERO, Duration::ZERO);
+        let linear = (0..3).any(|_| {
+            let ts = best_time(&small, detect_sqli).max(Duration::from_micros(50));
+            let tl = best_time(&large, detect_sqli);
+            last = (ts, tl);
+            tl < ts * 64
+        });
         assert!(
-            tl < ts * 24,
-            "{:?}: {:?} for 64 KiB vs {:?} for 512 KiB",
+            linear,
+            "{:?}: {:?} for 32 KiB vs {:?} for 512 KiB",
             String::from_utf8_lossy(unit),
-            ts,
-            tl
+            last.0,
+            last.1
         );
     }
 }
