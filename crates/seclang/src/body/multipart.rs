@@ -9,7 +9,7 @@
 //! follows, so the delimiter's line break never ends up in a value.
 //!
 //! Like ModSecurity, most errors are recorded and parsing goes on (so rules
-//! still see the arguments); delimiter errors stop it. The last error wins.
+//! still see the arguments); delimiter errors stop it.
 //!
 //! Deviations from ModSecurity, all towards detection:
 //! - a multi-line form value keeps its inner line breaks (ModSecurity v3
@@ -17,6 +17,8 @@
 //! - an empty boundary (`boundary=""`, `boundary=`) is an error (ModSecurity
 //!   silently skips the body);
 //! - the file limit applies whether or not files are saved to disk;
+//! - the first error is reported, not the last (ModSecurity's last one is
+//!   mostly "Final boundary missing.", hiding the cause);
 //! - [`MultipartInfo::strict_error`] also includes errors ModSecurity only
 //!   reports through REQBODY_ERROR (bad part headers, missing final boundary).
 
@@ -231,8 +233,13 @@ struct Line<'b> {
 }
 
 impl Parser<'_> {
+    /// Records a fatal problem. The first one is kept: ModSecurity keeps
+    /// the last, which usually hides the cause behind "Final boundary
+    /// missing."
     fn set_error(&mut self, msg: impl Into<String>) {
-        self.out.error = Some(msg.into());
+        if self.out.error.is_none() {
+            self.out.error = Some(msg.into());
+        }
     }
 
     fn run(&mut self, body: &[u8]) {
@@ -532,7 +539,7 @@ impl Parser<'_> {
                 if limits.max_files != 0 && self.nfiles >= limits.max_files {
                     if !self.out.info.flags.file_limit_exceeded {
                         self.out.info.flags.file_limit_exceeded = true;
-                        self.out.error = Some(format!(
+                        self.out.error.get_or_insert(format!(
                             "Multipart: Upload file limit exceeded {}. \
                              Use SecUploadFileLimit to change the limit.",
                             limits.max_files
