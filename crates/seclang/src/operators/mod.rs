@@ -69,7 +69,9 @@ pub fn compile(
 ) -> Result<Box<dyn Operator>, String> {
     match name.to_ascii_lowercase().as_str() {
         "unconditionalmatch" => Ok(Box::new(Unconditional)),
-        _ => Err(format!("unsupported operator @{name} (argument {argument:?})")),
+        _ => Err(format!(
+            "unsupported operator @{name} (argument {argument:?})"
+        )),
     }
 }
 
