@@ -29,10 +29,7 @@ impl std::fmt::Debug for Transformation {
 /// the parser (it clears the chain) and is not returned here.
 pub fn lookup(name: &str) -> Option<Transformation> {
     let lower = name.to_ascii_lowercase();
-    REGISTRY
-        .iter()
-        .find(|t| t.name.eq_ignore_ascii_case(&lower))
-        .copied()
+    REGISTRY.iter().find(|t| t.name.eq_ignore_ascii_case(&lower)).copied()
 }
 
 const REGISTRY: &[Transformation] = &[Transformation {
