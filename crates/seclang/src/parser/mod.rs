@@ -107,11 +107,7 @@ impl Parser<'_> {
                     ));
                 }
                 let base = file.parent().unwrap_or(Path::new(""));
-                let pattern: PathBuf = if Path::new(target).is_absolute() {
-                    PathBuf::from(target)
-                } else {
-                    base.join(target)
-                };
+                let pattern = normalize(&base.join(target));
                 let paths = self.loader.glob(&pattern).map_err(|source| Error::Io {
                     path: pattern.clone(),
                     source,
@@ -137,6 +133,29 @@ impl Parser<'_> {
         }
         Ok(())
     }
+}
+
+/// Removes `.` and `..` components lexically, so that included files have
+/// stable names in errors and for loaders that do not resolve them.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                let last_is_normal =
+                    matches!(out.components().next_back(), Some(Component::Normal(_)));
+                if last_is_normal {
+                    out.pop();
+                } else if !out.has_root() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Best-effort `id:N` from a directive's raw arguments, for error messages.
