@@ -49,7 +49,7 @@ pub struct Config {
     pub response_body_mime_types: Vec<String>,
     /// `SecArgumentsLimit` (default 1000).
     pub arguments_limit: u64,
-    /// `SecRequestBodyJsonDepthLimit` (default 512).
+    /// `SecRequestBodyJsonDepthLimit` (default 10 000, as ModSecurity).
     pub json_depth_limit: u64,
     /// `SecComponentSignature` values.
     pub component_signatures: Vec<String>,
@@ -73,7 +73,7 @@ impl Default for Config {
             response_body_limit_action: LimitAction::Reject,
             response_body_mime_types: vec!["text/plain".into(), "text/html".into()],
             arguments_limit: 1000,
-            json_depth_limit: 512,
+            json_depth_limit: crate::body::DEFAULT_JSON_DEPTH as u64,
             component_signatures: Vec::new(),
             collection_timeout: 3600,
             settings: Vec::new(),
@@ -773,15 +773,27 @@ impl Compiler<'_> {
                 targets.push(t.clone());
             }
         }
-        if let Some(bad) = targets
-            .iter()
-            .find(|t| t.var == Var::Xml && !matches!(t.selector, Selector::All | Selector::Key(_)))
-        {
-            return Err(rule_error(
-                pos,
-                id,
-                format!("unsupported XML selector {:?}", bad.selector),
-            ));
+        for t in targets.iter().chain(&exclusions) {
+            if t.var != Var::Xml {
+                continue;
+            }
+            let supported = match &t.selector {
+                Selector::All => true,
+                Selector::Key(x) => {
+                    x == crate::body_glue::XML_TEXT || x == crate::body_glue::XML_ATTRIBUTES
+                }
+                Selector::Regex(_) => false,
+            };
+            if !supported {
+                return Err(rule_error(
+                    pos,
+                    id,
+                    format!(
+                        "unsupported XML selector {:?} (supported: XML:/* and XML://@*)",
+                        t.selector
+                    ),
+                ));
+            }
         }
         let has_none = ast
             .actions

@@ -22,6 +22,8 @@ use std::sync::Arc;
 use crate::actions::ctl::EngineMode;
 use crate::actions::data::stoi;
 use crate::actions::{Action, AllowScope, Ctl, Disruptive, SetVar, SetVarOp};
+use crate::body::{self, BodyLimits, Processor};
+use crate::body_glue;
 use crate::macros::MacroString;
 use crate::operators::OperatorContext;
 use crate::parser::ast::LimitAction;
@@ -258,21 +260,6 @@ fn uri_decode(input: &[u8], plus_as_space: bool) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-/// Splits `a=1&b=2` into decoded pairs (ModSecurity's non-strict decoding:
-/// `+` is a space, invalid `%` escapes are kept).
-pub(crate) fn parse_urlencoded(input: &[u8], mut f: impl FnMut(&[u8], &[u8])) {
-    for part in input.split(|&b| b == b'&') {
-        if part.is_empty() {
-            continue;
-        }
-        let (k, v) = match part.iter().position(|&b| b == b'=') {
-            Some(p) => (&part[..p], &part[p + 1..]),
-            None => (part, &b""[..]),
-        };
-        f(&uri_decode(k, true), &uri_decode(v, true));
-    }
-}
-
 impl Transaction {
     fn new(rs: Arc<Ruleset>, input: TransactionInput) -> Transaction {
         let mut data = Data::new(input.unix_time_micros);
@@ -358,12 +345,11 @@ impl Transaction {
         d.set_scalar(Var::RequestUri, request_uri);
         if let Some(q) = query {
             d.set_scalar(Var::QueryString, q);
-            let args = &mut d.colls[Var::ArgsGet as usize];
-            parse_urlencoded(q.as_bytes(), |k, v| {
-                if args.entries.len() < limit {
-                    args.push(k, v);
-                }
-            });
+            let parsed = body::urlencoded::parse(q.as_bytes(), b'&', limit);
+            d.coll_mut(Var::ArgsGet).entries.extend(parsed.args);
+            if parsed.invalid_encoding {
+                d.set_scalar(Var::UrlencodedError, "1");
+            }
         }
     }
 
@@ -441,58 +427,72 @@ impl Transaction {
             }
         }
         if self.phases_done < 2 && self.intervention.is_none() {
-            self.process_body();
+            if let Some(i) = self.process_body() {
+                self.phases_done = 2;
+                return Some(i);
+            }
         }
         self.run_phase(2)
     }
 
-    fn process_body(&mut self) {
+    /// Runs the body processor; returns the intervention for a body over
+    /// `SecRequestBodyNoFilesLimit` (with `Reject` and the engine On).
+    fn process_body(&mut self) -> Option<Intervention> {
         if !self.request_body_access {
-            return;
+            return None;
         }
         self.data_dirty = true;
+        let content_type = self
+            .data
+            .coll(Var::RequestHeaders)
+            .get(b"content-type")
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
         let processor = match &self.body_processor {
-            Some(p) => Some(p.clone()),
-            None => self
-                .data
-                .coll(Var::RequestHeaders)
-                .get(b"content-type")
-                .and_then(processor_for),
+            Some(p) => Processor::from_name(p),
+            None => body::processor_for_content_type(&content_type),
         };
         let body = std::mem::take(&mut self.request_body);
-        if let Some(p) = &processor {
-            self.data.set_scalar(Var::ReqbodyProcessor, p.as_str());
-        }
         self.data.set_scalar(Var::ReqbodyError, "0");
         self.data.set_scalar(Var::ReqbodyProcessorError, "0");
         if self.request_body_truncated {
             self.data.set_scalar(Var::InboundDataError, "1");
         }
-        match processor.as_deref() {
-            Some("URLENCODED") => {
-                let limit = self.arguments_limit();
-                let args = &mut self.data.colls[Var::ArgsPost as usize];
-                parse_urlencoded(&body, |k, v| {
-                    if args.entries.len() < limit {
-                        args.push(k, v);
-                    }
-                });
+        let mut no_files_length = body.len() as u64;
+        if let Some(p) = processor {
+            let used = self.data.coll(Var::ArgsGet).entries.len();
+            let limits = BodyLimits {
+                max_args: self.arguments_limit().saturating_sub(used),
+                json_depth: usize::try_from(self.rs.config.json_depth_limit).unwrap_or(usize::MAX),
+                ..BodyLimits::default()
+            };
+            let out = body_glue::process(&mut self.data, p, &content_type, &body, &limits);
+            if let Some(m) = &out.multipart {
+                no_files_length = m.no_files_length;
             }
-            Some(other) => crate::body_glue::process(self, other, &body),
-            None => {}
         }
-        if !body.is_empty() || self.force_body_variable || processor.is_some() {
+        // ModSecurity v3 fills REQUEST_BODY whatever the processor.
+        if !body.is_empty() || self.force_body_variable {
             self.data.set_scalar(Var::RequestBody, body.clone());
         }
         self.request_body = body;
-    }
-
-    /// Records a body-processor failure (REQBODY_ERROR and friends).
-    pub(crate) fn set_reqbody_error(&mut self, message: &str) {
-        self.data.set_scalar(Var::ReqbodyError, "1");
-        self.data.set_scalar(Var::ReqbodyErrorMsg, message);
-        self.data.set_scalar(Var::ReqbodyProcessorError, "1");
-        self.data.set_scalar(Var::ReqbodyProcessorErrorMsg, message);
+        if no_files_length > self.rs.config.request_body_no_files_limit
+            && self.rs.config.request_body_limit_action == LimitAction::Reject
+            && self.engine == EngineMode::On
+        {
+            let i = Intervention {
+                status: 413,
+                rule_id: 0,
+                message: "Request body (without files) is larger than SecRequestBodyNoFilesLimit"
+                    .into(),
+                redirect_url: None,
+                action: InterventionAction::Deny,
+                phase: 2,
+            };
+            self.intervention = Some(i.clone());
+            return Some(i);
+        }
+        None
     }
 
     // ----- feeding the response ------------------------------------------------
@@ -523,7 +523,10 @@ impl Transaction {
         for p in 1..=3 {
             if self.phases_done < p {
                 if p == 2 && self.intervention.is_none() {
-                    self.process_body();
+                    if let Some(i) = self.process_body() {
+                        self.phases_done = 2;
+                        return Some(i);
+                    }
                 }
                 if let Some(i) = self.run_phase(p) {
                     return Some(i);
@@ -1082,20 +1085,4 @@ impl Transaction {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The body processor ModSecurity would pick for a Content-Type.
-fn processor_for(content_type: &[u8]) -> Option<String> {
-    let ct = String::from_utf8_lossy(content_type).to_ascii_lowercase();
-    let mime = ct.split(';').next().unwrap_or("").trim().to_string();
-    Some(
-        match mime.as_str() {
-            "application/x-www-form-urlencoded" => "URLENCODED",
-            "multipart/form-data" => "MULTIPART",
-            m if m == "application/json" || m.ends_with("+json") => "JSON",
-            m if m == "application/xml" || m == "text/xml" || m.ends_with("+xml") => "XML",
-            _ => return None,
-        }
-        .to_string(),
-    )
 }

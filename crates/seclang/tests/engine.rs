@@ -552,3 +552,89 @@ fn transactions_share_a_ruleset_across_threads() {
         .collect();
     assert_eq!(handles, vec![true, false, true, false]);
 }
+
+fn post(rs: &Arc<Ruleset>, content_type: &str, body: &[u8]) -> Transaction {
+    let mut tx = get(rs, "/submit?g=1", &[("Content-Type", content_type)]);
+    assert!(tx.process_request_headers().is_none());
+    assert!(tx.append_request_body(body).is_none());
+    tx
+}
+
+#[test]
+fn multipart_body_variables() {
+    let rs = rules(
+        r#"
+SecRule FILES "@streq evil.php" "id:1,phase:2,pass,msg:'%{MATCHED_VAR_NAME}'"
+SecRule FILES_NAMES "@streq upload" "id:2,phase:2,pass"
+SecRule FILES_SIZES:upload "@eq 5" "id:3,phase:2,pass"
+SecRule ARGS_POST:note "@streq hi" "id:4,phase:2,pass"
+SecRule MULTIPART_STRICT_ERROR "@eq 0" "id:5,phase:2,pass"
+SecRule REQBODY_PROCESSOR "@streq MULTIPART" "id:6,phase:2,pass"
+SecRule FILES_COMBINED_SIZE "@eq 5" "id:7,phase:2,pass"
+SecRule MULTIPART_PART_HEADERS:upload "@rx ^content-type: image/png$" "id:8,phase:2,pass,t:lowercase"
+SecRule &ARGS "@eq 2" "id:9,phase:2,pass"
+"#,
+    );
+    let body = b"--B\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--B\r\nContent-Disposition: form-data; name=\"upload\"; filename=\"evil.php\"\r\nContent-Type: image/png\r\n\r\nhello\r\n--B--\r\n";
+    let mut tx = post(&rs, "multipart/form-data; boundary=B", body);
+    assert!(tx.process_request_body().is_none());
+    assert_eq!(ids(&tx), vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(tx.matched_rules()[0].message, "FILES:upload");
+
+    // A broken body is data: REQBODY_ERROR and MULTIPART_STRICT_ERROR are set.
+    let strict = rules(
+        r#"
+SecRule REQBODY_ERROR "!@eq 0" "id:200002,phase:2,deny,status:400,msg:'%{REQBODY_ERROR_MSG}'"
+"#,
+    );
+    let mut tx = post(
+        &strict,
+        "multipart/form-data; boundary=B",
+        b"--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx",
+    );
+    let i = tx.process_request_body().expect("reqbody error");
+    assert_eq!(i.status, 400);
+    assert!(
+        i.message.starts_with("Multipart parsing error"),
+        "{}",
+        i.message
+    );
+}
+
+#[test]
+fn json_and_xml_via_ctl() {
+    let rs = rules(
+        r#"
+SecRule REQUEST_HEADERS:Content-Type "@rx ^application/json" "id:200001,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON"
+SecRule REQUEST_HEADERS:Content-Type "@rx ^(?:application(?:/soap\+|/)|text/)xml" "id:200000,phase:1,pass,nolog,ctl:requestBodyProcessor=XML"
+SecRule ARGS:json.user.name "@streq bob" "id:1,phase:2,pass"
+SecRule ARGS_NAMES "@streq json.list.1" "id:2,phase:2,pass"
+SecRule XML:/* "@contains secret text" "id:3,phase:2,pass"
+SecRule XML://@* "@streq attr-value" "id:4,phase:2,pass"
+SecRule REQBODY_PROCESSOR "@rx ." "id:5,phase:2,pass,msg:'%{REQBODY_PROCESSOR}'"
+"#,
+    );
+    let mut tx = post(
+        &rs,
+        "application/json",
+        br#"{"user":{"name":"bob"},"list":[1,2]}"#,
+    );
+    assert!(tx.process_request_body().is_none());
+    assert_eq!(ids(&tx), vec![200001, 1, 2, 5]);
+    assert_eq!(tx.matched_rules()[3].message, "JSON");
+
+    let mut tx = post(
+        &rs,
+        "text/xml",
+        b"<a k=\"attr-value\"><b>secret</b> <c>text</c></a>",
+    );
+    assert!(tx.process_request_body().is_none());
+    assert_eq!(ids(&tx), vec![200000, 3, 4, 5]);
+}
+
+#[test]
+fn unsupported_xpath_is_refused() {
+    let e =
+        Ruleset::from_str("SecRule XML:/a/b \"@rx x\" \"id:1\"", "x.conf", &FsLoader).unwrap_err();
+    assert!(e.to_string().contains("XML"), "{e}");
+}

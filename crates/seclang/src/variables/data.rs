@@ -245,6 +245,8 @@ pub(crate) const STORED_COLLS: &[Var] = &[
     Var::FilesTmpContent,
     Var::FilesTmpNames,
     Var::MultipartPartHeaders,
+    Var::MultipartName,
+    Var::MultipartFilename,
     Var::Xml,
 ];
 
@@ -443,17 +445,22 @@ impl Scratch {
             Var::ResponseHeadersNames => entries(self, Var::ResponseHeaders, true),
             Var::FilesNames => entries(self, Var::Files, true),
             Var::Xml => {
-                // Only `/*` and `//*`-style selectors are supported: every
-                // text value the XML processor extracted.
-                for idx in 0..data.coll(Var::Xml).entries.len() {
-                    self.items.push(Item {
-                        var,
-                        src: Src::Entry {
-                            coll: Var::Xml,
-                            idx: idx as u32,
-                            name: false,
-                        },
-                    });
+                // Entries are keyed by the XPath they answer ("/*" or "//@*").
+                for (idx, (k, _)) in data.coll(Var::Xml).entries.iter().enumerate() {
+                    let selected = match sel {
+                        Selector::Key(x) => x.as_bytes() == k.as_slice(),
+                        _ => true,
+                    };
+                    if selected {
+                        self.items.push(Item {
+                            var,
+                            src: Src::Entry {
+                                coll: Var::Xml,
+                                idx: idx as u32,
+                                name: false,
+                            },
+                        });
+                    }
                 }
             }
             v if STORED_COLLS.contains(&v) => entries(self, v, false),

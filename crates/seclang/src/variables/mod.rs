@@ -86,8 +86,8 @@ variables! {
     MultipartInvalidPart => "MULTIPART_INVALID_PART", false;
     MultipartInvalidHeaderFolding => "MULTIPART_INVALID_HEADER_FOLDING", false;
     MultipartFileLimitExceeded => "MULTIPART_FILE_LIMIT_EXCEEDED", false;
-    MultipartFilename => "MULTIPART_FILENAME", false;
-    MultipartName => "MULTIPART_NAME", false;
+    MultipartFilename => "MULTIPART_FILENAME", true;
+    MultipartName => "MULTIPART_NAME", true;
     MultipartPartHeaders => "MULTIPART_PART_HEADERS", true;
     ReqbodyError => "REQBODY_ERROR", false;
     ReqbodyErrorMsg => "REQBODY_ERROR_MSG", false;
