@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::actions::ctl::{tag_regex, EngineMode};
+use crate::actions::ctl::EngineMode;
 use crate::actions::{Action, Disruptive, SetVar};
 use crate::error::Error;
 use crate::loader::FileLoader;
@@ -164,11 +164,12 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// Whether any tag (as written, macros unexpanded) matches `re`.
-    pub fn has_tag_matching(&self, re: &regex::Regex) -> bool {
-        self.tags.iter().any(|t| {
-            let raw = macro_text(t);
-            re.is_match(&raw)
+    /// Whether the rule has exactly this tag (as written; CRS tags hold no
+    /// macros). ModSecurity v3 compares tags as plain strings.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| match t.as_constant() {
+            Some(c) => c == tag.as_bytes(),
+            None => macro_text(t) == tag,
         })
     }
 }
@@ -528,20 +529,14 @@ fn apply_updates(items: &mut Vec<Item>, updates: Vec<(Position, Directive)>) -> 
                 }
                 Item::Marker(_) => true,
             }),
-            Directive::RuleRemoveByTag(tag) => {
-                let re = tag_regex(&tag).map_err(|e| parse_err(&pos, e))?;
-                items.retain(|i| match i {
-                    Item::Rule(p) => !p.tags_raw().iter().any(|t| re.is_match(t)),
-                    Item::Marker(_) => true,
-                });
-            }
-            Directive::RuleRemoveByMsg(msg) => {
-                let re = tag_regex(&msg).map_err(|e| parse_err(&pos, e))?;
-                items.retain(|i| match i {
-                    Item::Rule(p) => !p.msg_raw().is_some_and(|m| re.is_match(&m)),
-                    Item::Marker(_) => true,
-                });
-            }
+            Directive::RuleRemoveByTag(tag) => items.retain(|i| match i {
+                Item::Rule(p) => !p.tags_raw().contains(&tag),
+                Item::Marker(_) => true,
+            }),
+            Directive::RuleRemoveByMsg(msg) => items.retain(|i| match i {
+                Item::Rule(p) => p.msg_raw().as_deref() != Some(msg.as_str()),
+                Item::Marker(_) => true,
+            }),
             Directive::RuleUpdateTargetById {
                 ids: (a, b),
                 targets,
@@ -557,10 +552,9 @@ fn apply_updates(items: &mut Vec<Item>, updates: Vec<(Position, Directive)>) -> 
                 }
             }
             Directive::RuleUpdateTargetByTag { tag, targets } => {
-                let re = tag_regex(&tag).map_err(|e| parse_err(&pos, e))?;
                 for item in items.iter_mut() {
                     if let Item::Rule(p) = item {
-                        if p.tags_raw().iter().any(|t| re.is_match(t)) {
+                        if p.tags_raw().contains(&tag) {
                             update_targets(p.starter_mut(), &targets, None);
                         }
                     }

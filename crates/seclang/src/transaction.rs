@@ -205,9 +205,9 @@ pub struct Transaction {
     audit_engine: Option<String>,
     audit_log_parts: Option<String>,
     removed_ids: Vec<(u64, u64)>,
-    removed_tags: Vec<Arc<regex::Regex>>,
+    removed_tags: Vec<String>,
     removed_targets_by_id: Vec<(u64, u64, Vec<Target>)>,
-    removed_targets_by_tag: Vec<(Arc<regex::Regex>, Vec<Target>)>,
+    removed_targets_by_tag: Vec<(String, Vec<Target>)>,
     matched: Vec<MatchedRule>,
     intervention: Option<Intervention>,
     allow: Option<AllowScope>,
@@ -680,7 +680,12 @@ impl Transaction {
     // ----- phases --------------------------------------------------------------
 
     fn run_phase(&mut self, phase: u8) -> Option<Intervention> {
-        self.phases_done = self.phases_done.max(phase);
+        // Each phase runs once, in order (the process_* methods run skipped
+        // earlier phases first).
+        if self.phases_done >= phase {
+            return None;
+        }
+        self.phases_done = phase;
         if self.engine == EngineMode::Off {
             return None;
         }
@@ -747,7 +752,7 @@ impl Transaction {
         self.removed_ids
             .iter()
             .any(|&(a, b)| (a..=b).contains(&rule.id))
-            || self.removed_tags.iter().any(|re| rule.has_tag_matching(re))
+            || self.removed_tags.iter().any(|t| rule.has_tag(t))
     }
 
     /// Evaluates a rule (chain); `Some` when it fully matched.
@@ -891,7 +896,11 @@ impl Transaction {
                 }
                 for candidate in candidates {
                     if self.test(starter, link, &candidate) {
-                        let name = scratch.name(&self.data, &item);
+                        let name = if link.targets.is_empty() {
+                            Vec::new()
+                        } else {
+                            scratch.name(&self.data, &item)
+                        };
                         self.on_value_match(starter, link, name, candidate);
                         any = true;
                         *last = self.last_match();
@@ -916,7 +925,11 @@ impl Transaction {
             };
             if link.operator.evaluate(&tested, &mut ctx) != link.negated {
                 let matched = tested.into_owned();
-                let name = scratch.name(&self.data, &item);
+                let name = if link.targets.is_empty() {
+                    Vec::new()
+                } else {
+                    scratch.name(&self.data, &item)
+                };
                 self.on_value_match(starter, link, name, matched);
                 any = true;
                 *last = self.last_match();
@@ -976,7 +989,7 @@ impl Transaction {
             || self
                 .removed_targets_by_tag
                 .iter()
-                .any(|(re, ts)| starter.has_tag_matching(re) && ts.iter().any(hit))
+                .any(|(tag, ts)| starter.has_tag(tag) && ts.iter().any(hit))
     }
 
     /// A value matched: MATCHED_VAR(S), captures, setvars.

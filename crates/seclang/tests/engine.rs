@@ -304,7 +304,7 @@ fn logging_phase_runs_after_intervention() {
 fn ctl_actions() {
     let rs = rules(
         r#"
-SecRule REQUEST_FILENAME "@streq /login" "id:1,phase:1,pass,nolog,ctl:ruleRemoveById=10,ctl:ruleRemoveTargetById=11;ARGS:password,ctl:ruleRemoveByTag=^noisy$,ctl:ruleRemoveTargetByTag=attack-sqli;ARGS:user"
+SecRule REQUEST_FILENAME "@streq /login" "id:1,phase:1,pass,nolog,ctl:ruleRemoveById=10,ctl:ruleRemoveTargetById=11;ARGS:password,ctl:ruleRemoveByTag=noisy,ctl:ruleRemoveTargetByTag=attack-sqli;ARGS:user"
 SecRule ARGS "@contains x" "id:10,phase:2,deny"
 SecRule ARGS "@contains y" "id:11,phase:2,pass"
 SecRule ARGS "@contains z" "id:12,phase:2,pass,tag:'noisy'"
@@ -346,9 +346,9 @@ SecRule ARGS "@contains x" "id:3,phase:1,deny,msg:'three'"
 SecRule ARGS "@contains x" "id:4,phase:1,deny,tag:'c'"
 SecRule ARGS "@contains x" "id:5,phase:1,pass,msg:'old'"
 SecRuleRemoveById 1
-SecRuleRemoveByMsg "^remove"
+SecRuleRemoveByMsg "remove me"
 SecRuleUpdateTargetById 3 "!ARGS:skip"
-SecRuleRemoveByTag "^c$"
+SecRuleRemoveByTag "c"
 SecRuleUpdateActionById 5 "deny,status:409,msg:'new'"
 "#,
     );

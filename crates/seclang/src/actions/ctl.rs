@@ -3,15 +3,13 @@
 //!
 //! - `ruleEngine=On|Off|DetectionOnly`
 //! - `ruleRemoveById=ID` or `=A-B`: later rules with that id do not run;
-//! - `ruleRemoveByTag=TAG`: later rules with a tag matching (regex, as
-//!   ModSecurity) do not run;
+//! - `ruleRemoveByTag=TAG`: later rules with exactly that tag do not run
+//!   (ModSecurity v3 compares tags as strings, v2 used a regex);
 //! - `ruleRemoveTargetById=ID;VAR:key` / `ruleRemoveTargetByTag=TAG;VAR:key`:
 //!   the rule(s) ignore that target;
 //! - `requestBodyProcessor=URLENCODED|MULTIPART|JSON|XML`,
 //!   `requestBodyAccess=On|Off`, `forceRequestBodyVariable=On|Off`,
 //!   `responseBodyAccess=On|Off`, `auditEngine=…`, `auditLogParts=…`.
-
-use std::sync::Arc;
 
 use crate::variables::{parse_targets, Target};
 
@@ -47,12 +45,12 @@ pub enum Ctl {
     RuleEngine(EngineMode),
     /// `ruleRemoveById` (inclusive range; a single id is `(id, id)`).
     RuleRemoveById(u64, u64),
-    /// `ruleRemoveByTag` (regex over tags).
-    RuleRemoveByTag(Arc<regex::Regex>),
+    /// `ruleRemoveByTag` (exact tag).
+    RuleRemoveByTag(String),
     /// `ruleRemoveTargetById`.
     RuleRemoveTargetById(u64, u64, Vec<Target>),
     /// `ruleRemoveTargetByTag`.
-    RuleRemoveTargetByTag(Arc<regex::Regex>, Vec<Target>),
+    RuleRemoveTargetByTag(String, Vec<Target>),
     /// `requestBodyProcessor` (upper-cased name).
     RequestBodyProcessor(String),
     /// `requestBodyAccess`.
@@ -99,13 +97,6 @@ pub fn id_range(v: &str) -> Result<(u64, u64), String> {
     }
 }
 
-/// Compiles a tag pattern (ModSecurity matches tags with a regex).
-pub fn tag_regex(v: &str) -> Result<Arc<regex::Regex>, String> {
-    regex::Regex::new(v.trim())
-        .map(Arc::new)
-        .map_err(|e| format!("invalid tag pattern {v:?}: {e}"))
-}
-
 impl Ctl {
     /// Parses the value after `ctl:`.
     pub fn parse(v: &str) -> Result<Ctl, String> {
@@ -119,7 +110,7 @@ impl Ctl {
                 let (a, b) = id_range(value).map_err(err)?;
                 Ctl::RuleRemoveById(a, b)
             }
-            "ruleremovebytag" => Ctl::RuleRemoveByTag(tag_regex(value).map_err(err)?),
+            "ruleremovebytag" => Ctl::RuleRemoveByTag(value.trim().to_string()),
             "ruleremovetargetbyid" => {
                 let (id, targets) = value
                     .split_once(';')
@@ -132,7 +123,7 @@ impl Ctl {
                     .split_once(';')
                     .ok_or_else(|| err("expected TAG;TARGET".into()))?;
                 Ctl::RuleRemoveTargetByTag(
-                    tag_regex(tag).map_err(err)?,
+                    tag.trim().to_string(),
                     parse_targets(targets).map_err(err)?,
                 )
             }

@@ -108,9 +108,9 @@ pub enum Directive {
     RequestBodyJsonDepthLimit(u64),
     /// `SecRuleRemoveById` (inclusive ranges).
     RuleRemoveById(Vec<(u64, u64)>),
-    /// `SecRuleRemoveByTag` (regex).
+    /// `SecRuleRemoveByTag` (exact tag, as ModSecurity v3).
     RuleRemoveByTag(String),
-    /// `SecRuleRemoveByMsg` (regex).
+    /// `SecRuleRemoveByMsg` (exact message, as ModSecurity v3).
     RuleRemoveByMsg(String),
     /// `SecRuleUpdateTargetById ID TARGETS [REPLACED]`.
     RuleUpdateTargetById {
@@ -123,7 +123,7 @@ pub enum Directive {
     },
     /// `SecRuleUpdateTargetByTag TAG TARGETS`.
     RuleUpdateTargetByTag {
-        /// Tag regex.
+        /// The tag (exact).
         tag: String,
         /// Targets to add (or exclusions).
         targets: Vec<Target>,
