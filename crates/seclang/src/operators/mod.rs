@@ -46,7 +46,10 @@ mod verify_cpf;
 mod verify_ssn;
 mod within;
 
-pub use rx::translate_pcre;
+pub use rx::{
+    translate_pcre, MACRO_REGEX_SIZE_LIMIT, MAX_REQUIRED_LITERALS, REGEX_DFA_SIZE_LIMIT,
+    REGEX_SIZE_LIMIT,
+};
 
 /// What an operator may ask of the transaction while it evaluates.
 pub trait OperatorContext {

@@ -38,6 +38,12 @@
 //! no `SecPcreMatchLimit`: matching is linear, so it cannot be exceeded.
 //! Capture groups follow leftmost-first semantics, which gives the same
 //! groups as PCRE's backtracking for the supported syntax.
+//!
+//! Known deviation: in PCRE's multi-line mode `^` never matches at the very
+//! end of an input that ends with `\n`; here it does. Only a pattern whose
+//! part after `^` can match the empty string there is affected (`^$` or
+//! `^\s*$` match `"abc\n"` here, not in ModSecurity); the `regex` crate has
+//! no lookahead to express the difference.
 
 use regex::bytes::{Regex, RegexBuilder};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
