@@ -1408,3 +1408,21 @@ fn tricky_required_literals_hold_on_generated_matches() {
     }
     assert!(checked > 1000);
 }
+
+#[test]
+fn verify_cc_work_is_bounded_on_long_digit_runs() {
+    // `\d+` over 200,000 digits: every offset yields a candidate nearly as
+    // long as the input (quadratic in ModSecurity). The work budget ends
+    // the loop; a valid number early in the input is still found.
+    let o = op("verifyCC", r"\d+");
+    let mut input = vec![b'1'; 200_000];
+    input[199_999] = b'2';
+    let started = std::time::Instant::now();
+    let _ = eval(&*o, &input);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(eval(&*o, b"4111111111111111 and then more text"));
+}

@@ -50,6 +50,7 @@ pub use rx::{
     translate_pcre, MACRO_REGEX_SIZE_LIMIT, MAX_REQUIRED_LITERALS, REGEX_DFA_SIZE_LIMIT,
     REGEX_SIZE_LIMIT,
 };
+pub use verify_cc::MAX_CANDIDATE_BYTES;
 
 /// What an operator may ask of the transaction while it evaluates.
 pub trait OperatorContext {
