@@ -38,8 +38,16 @@
 //! no `SecPcreMatchLimit`: matching is linear, so it cannot be exceeded.
 //! Capture groups follow leftmost-first semantics, which gives the same
 //! groups as PCRE's backtracking for the supported syntax.
+//!
+//! PCRE's multi-line `^` never matches at the very end of an input that
+//! ends with `\n` (the `regex` crate's does): `^$` does not match `"abc\n"`.
+//! When every `^` of a pattern can only hold at the start of a match (`^$`,
+//! `^(?:a|b)*$`, `x|^$`, `(?:^|[^\\])\\` — all CRS patterns), an empty
+//! match at that end is re-checked with a `^`-free copy of the pattern, which
+//! gives PCRE's result. Known deviation: for a `^` elsewhere (`a\n^$`,
+//! `(?:a)?^b`, a repeated `^`) the `regex` crate's `^` is kept.
 
-use regex::bytes::{Regex, RegexBuilder};
+use regex::bytes::{CaptureLocations, Regex, RegexBuilder};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{self, Class, ClassBytes, ClassBytesRange, Hir, HirKind};
 
@@ -83,6 +91,10 @@ enum Kind {
     /// A constant pattern, compiled once.
     Compiled {
         regex: Regex,
+        /// For [`Caret::Leading`] patterns: the pattern with `^` never
+        /// matching, to re-check an empty match at the end of an input
+        /// ending with `\n` (where PCRE's `^` is false).
+        without_caret: Option<Regex>,
         literals: Option<Vec<Vec<u8>>>,
     },
     /// A pattern with macros, expanded and compiled per evaluation.
@@ -111,14 +123,41 @@ impl Rx {
         if argument.is_empty() {
             return Ok(Rx { kind: Kind::Always });
         }
-        let translated =
-            translate_pcre(argument.as_bytes()).map_err(|e| format!("@rx {argument:?}: {e}"))?;
-        let regex = build(&translated, REGEX_SIZE_LIMIT)
-            .map_err(|e| format!("@rx {argument:?}: cannot compile: {e}"))?;
-        let literals = required_literals_of(&translated);
+        let translation =
+            translate(argument.as_bytes(), "^").map_err(|e| format!("@rx {argument:?}: {e}"))?;
+        let compile = |pattern: &str| {
+            build(pattern, REGEX_SIZE_LIMIT)
+                .map_err(|e| format!("@rx {argument:?}: cannot compile: {e}"))
+        };
+        let regex = compile(&translation.pattern)?;
+        let without_caret = match translation.caret {
+            Caret::Leading => {
+                let never = translate(argument.as_bytes(), NEVER)
+                    .map_err(|e| format!("@rx {argument:?}: {e}"))?;
+                Some(compile(&never.pattern)?)
+            }
+            Caret::None | Caret::Other => None,
+        };
+        let literals = required_literals_of(&translation.pattern);
         Ok(Rx {
-            kind: Kind::Compiled { regex, literals },
+            kind: Kind::Compiled {
+                regex,
+                without_caret,
+                literals,
+            },
         })
+    }
+}
+
+/// An assertion that never holds, written for `^` in the re-check regex.
+const NEVER: &str = r"[^\x00-\xFF]";
+
+/// Stores the groups of a match as `TX:0`..`TX:9`.
+fn store(locations: &CaptureLocations, input: &[u8], ctx: &mut dyn OperatorContext) {
+    for index in 0..locations.len().min(MAX_CAPTURES) {
+        if let Some((start, end)) = locations.get(index) {
+            ctx.set_capture(index, &input[start..end]);
+        }
     }
 }
 
@@ -131,18 +170,60 @@ fn run(regex: &Regex, input: &[u8], ctx: &mut dyn OperatorContext) -> bool {
     if regex.captures_read(&mut locations, input).is_none() {
         return false;
     }
-    for index in 0..locations.len().min(MAX_CAPTURES) {
-        if let Some((start, end)) = locations.get(index) {
-            ctx.set_capture(index, &input[start..end]);
+    store(&locations, input, ctx);
+    true
+}
+
+/// Runs a [`Caret::Leading`] pattern with PCRE's `^`: on an input ending
+/// with `\n`, `^` is false at the end. Every `^` sits at the start of the
+/// match, so only a match starting at the end can have used it there; the
+/// leftmost match is kept when it starts earlier, else the `^`-free
+/// pattern decides whether an empty match at the end exists.
+fn run_pcre_caret(
+    regex: &Regex,
+    without_caret: &Regex,
+    input: &[u8],
+    ctx: &mut dyn OperatorContext,
+) -> bool {
+    let end = input.len();
+    if !ctx.capturing() {
+        return match regex.find(input) {
+            None => false,
+            Some(m) if m.start() < end => true,
+            Some(_) => without_caret.find_at(input, end).is_some(),
+        };
+    }
+    let mut locations = regex.capture_locations();
+    match regex.captures_read(&mut locations, input) {
+        None => false,
+        Some(m) if m.start() < end => {
+            store(&locations, input, ctx);
+            true
+        }
+        Some(_) => {
+            let mut locations = without_caret.capture_locations();
+            if without_caret
+                .captures_read_at(&mut locations, input, end)
+                .is_some()
+            {
+                store(&locations, input, ctx);
+                true
+            } else {
+                false
+            }
         }
     }
-    true
 }
 
 impl Operator for Rx {
     fn evaluate(&self, input: &[u8], ctx: &mut dyn OperatorContext) -> bool {
         match &self.kind {
             Kind::Always => true,
+            Kind::Compiled {
+                regex,
+                without_caret: Some(without_caret),
+                ..
+            } if input.last() == Some(&b'\n') => run_pcre_caret(regex, without_caret, input, ctx),
             Kind::Compiled { regex, .. } => run(regex, input, ctx),
             Kind::Macro(pattern) => {
                 let expanded = ctx.expand(pattern);
@@ -178,12 +259,43 @@ impl Operator for Rx {
 /// `dot_matches_new_line` and `multi_line`. Constructs `regex` cannot run in
 /// linear time are refused with a message naming them.
 pub fn translate_pcre(pattern: &[u8]) -> Result<String, String> {
+    translate(pattern, "^").map(|t| t.pattern)
+}
+
+/// How a pattern uses PCRE's multi-line `^`, which (unlike the `regex`
+/// crate's) never matches at the end of an input ending with `\n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caret {
+    /// No `^` outside a class.
+    None,
+    /// Every `^` can only hold where the match starts (it opens the pattern
+    /// or an alternative of a leading group, and is not repeated): a match
+    /// needing `^` at the end is the empty match there, which is re-checked.
+    Leading,
+    /// Some `^` may hold elsewhere in a match: the documented deviation.
+    Other,
+}
+
+/// A translated pattern and how it uses `^`.
+struct Translation {
+    pattern: String,
+    caret: Caret,
+}
+
+/// Translates `pattern`, writing `caret` for each `^` outside a class.
+fn translate(pattern: &[u8], caret: &'static str) -> Result<Translation, String> {
     Translator {
         p: pattern,
         i: 0,
         out: String::with_capacity(pattern.len() + 16),
         after_quantifier: false,
         groups: 0,
+        caret,
+        leading: true,
+        open: Vec::new(),
+        prev_has_caret: false,
+        caret_seen: false,
+        caret_elsewhere: false,
     }
     .run()
 }
@@ -197,6 +309,17 @@ struct Translator<'a> {
     /// Capturing groups opened so far: decides whether `\12` is a
     /// backreference or octal, as in PCRE.
     groups: usize,
+    /// What to write for `^`.
+    caret: &'static str,
+    /// Nothing that consumes input can precede the cursor in a match.
+    leading: bool,
+    /// Open groups: (leading at their start, holds a `^`).
+    open: Vec<(bool, bool)>,
+    /// The previous token is `^` or a group holding one (a quantifier on
+    /// it repeats the `^`).
+    prev_has_caret: bool,
+    caret_seen: bool,
+    caret_elsewhere: bool,
 }
 
 /// Appends byte `b` as a literal that means the same inside and outside a
@@ -230,13 +353,48 @@ impl Translator<'_> {
         self.p[self.i..].starts_with(s)
     }
 
-    fn run(mut self) -> Result<String, String> {
+    fn run(mut self) -> Result<Translation, String> {
         while let Some(c) = self.peek(0) {
             let was_quantifier = std::mem::replace(&mut self.after_quantifier, false);
+            let prev_has_caret = std::mem::replace(&mut self.prev_has_caret, false);
+            // Tokens that may consume input end the leading position;
+            // the arms for `(`, `)`, `|` and `^` set it themselves.
+            let was_leading = std::mem::replace(&mut self.leading, false);
+            if matches!(c, b'*' | b'+' | b'?' | b'{') && prev_has_caret {
+                // `^` under a quantifier can hold at any iteration.
+                self.caret_elsewhere = true;
+            }
             match c {
                 b'\\' => self.escape()?,
                 b'[' => self.class()?,
-                b'(' => self.group()?,
+                b'(' => {
+                    self.leading = was_leading;
+                    self.group()?;
+                }
+                b')' => {
+                    let (_, has_caret) = self.open.pop().unwrap_or((false, false));
+                    self.prev_has_caret = has_caret;
+                    self.out.push(')');
+                    self.i += 1;
+                }
+                b'|' => {
+                    self.leading = self.open.last().is_none_or(|&(leading, _)| leading);
+                    self.out.push('|');
+                    self.i += 1;
+                }
+                b'^' => {
+                    self.caret_seen = true;
+                    if !was_leading {
+                        self.caret_elsewhere = true;
+                    }
+                    for group in &mut self.open {
+                        group.1 = true;
+                    }
+                    self.leading = was_leading;
+                    self.prev_has_caret = true;
+                    self.out.push_str(self.caret);
+                    self.i += 1;
+                }
                 b'*' | b'+' | b'?' => {
                     if was_quantifier {
                         if c == b'+' {
@@ -278,7 +436,15 @@ impl Translator<'_> {
                 }
             }
         }
-        Ok(self.out)
+        let caret = match (self.caret_seen, self.caret_elsewhere) {
+            (false, _) => Caret::None,
+            (true, false) => Caret::Leading,
+            (true, true) => Caret::Other,
+        };
+        Ok(Translation {
+            pattern: self.out,
+            caret,
+        })
     }
 
     /// Length of `{n}`, `{n,}` or `{n,m}` at the cursor, if that is what is there.
@@ -310,6 +476,7 @@ impl Translator<'_> {
         }
         if !self.starts_with(b"(?") {
             self.groups += 1;
+            self.open.push((self.leading, false));
             self.out.push('(');
             self.i += 1;
             return Ok(());
@@ -347,6 +514,7 @@ impl Translator<'_> {
                     Some(end) => {
                         let name = String::from_utf8_lossy(&rest[1..1 + end]).into_owned();
                         self.groups += 1;
+                        self.open.push((self.leading, false));
                         self.out.push_str("(?P<");
                         self.out.push_str(&name);
                         self.out.push('>');
@@ -356,12 +524,22 @@ impl Translator<'_> {
                     None => Err("unterminated group name".into()),
                 }
             }
-            Some(b'<') | Some(b'P') | Some(b':') => {
-                if rest.first() != Some(&b':') {
-                    self.groups += 1;
-                }
+            Some(b':') => {
+                self.open.push((self.leading, false));
+                self.out.push_str("(?:");
+                self.i += 3;
+                Ok(())
+            }
+            Some(b'<') | Some(b'P') => {
+                // Named group: copy `(?<name>` / `(?P<name>` as written.
+                let Some(end) = rest.iter().position(|&b| b == b'>') else {
+                    return Err("unterminated group name".into());
+                };
+                self.groups += 1;
+                self.open.push((self.leading, false));
                 self.out.push_str("(?");
-                self.i += 2;
+                self.out.push_str(&String::from_utf8_lossy(&rest[..=end]));
+                self.i += 2 + end + 1;
                 Ok(())
             }
             _ => {
@@ -378,7 +556,21 @@ impl Translator<'_> {
                     ));
                 }
                 self.out.push_str("(?");
-                self.i += 2;
+                self.out.push_str(&String::from_utf8_lossy(flags));
+                self.i += 2 + flags_len;
+                match self.peek(0) {
+                    Some(b')') => {
+                        // `(?i)`: flags for the rest of the group, no group.
+                        self.out.push(')');
+                        self.i += 1;
+                    }
+                    Some(b':') => {
+                        self.open.push((self.leading, false));
+                        self.out.push(':');
+                        self.i += 1;
+                    }
+                    _ => return Err("unterminated inline flag group".into()),
+                }
                 Ok(())
             }
         }
