@@ -53,6 +53,10 @@
 //! | MULTIPART_STRICT_ERROR           | [`MultipartInfo::strict_error`]                          |
 //! | XML:/\*, XML://@\*               | [`BodyOutcome::xml`] ([`XmlDoc`])                        |
 //!
+//! JSON arguments: Coraza puts them in ARGS_POST (and so ARGS); ModSecurity
+//! v3 adds them to ARGS only. Putting them in both is what CRS expects from
+//! either engine (its rules read ARGS).
+//!
 //! The arguments limit (`SecArgumentsLimit`) counts ARGS_GET and ARGS_POST
 //! together in ModSecurity: pass the capacity still free (limit minus the
 //! arguments already collected) as [`BodyLimits::max_args`].
