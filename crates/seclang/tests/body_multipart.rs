@@ -834,3 +834,41 @@ fn arbitrary_bytes_never_panic() {
         assert_eq!(a, b);
     }
 }
+
+#[test]
+fn flag_variables_name_every_multipart_variable() {
+    let body = "preamble\n--b0und\nContent-Disposition: form-data; name='a'\n\nv\n--b0und--\nafter";
+    let m = parse("multipart/form-data boundary=\"b0und\"", body);
+    let vars = m.info.flag_variables(m.error.is_some());
+    let get = |name: &str| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    assert_eq!(get("MULTIPART_BOUNDARY_QUOTED"), 1);
+    assert_eq!(get("MULTIPART_MISSING_SEMICOLON"), 1);
+    assert_eq!(get("MULTIPART_DATA_BEFORE"), 1);
+    assert_eq!(get("MULTIPART_DATA_AFTER"), 1);
+    assert_eq!(get("MULTIPART_LF_LINE"), 1);
+    assert_eq!(get("MULTIPART_INVALID_QUOTING"), 1);
+    assert_eq!(get("MULTIPART_CRLF_LF_LINES"), 0);
+    assert_eq!(get("MULTIPART_HEADER_FOLDING"), 0);
+    // A delimiter matched after the first one: ModSecurity's 2.
+    assert_eq!(get("MULTIPART_UNMATCHED_BOUNDARY"), 2);
+    assert_eq!(get("MULTIPART_STRICT_ERROR"), 1);
+    let mut names: Vec<&str> = vars.iter().map(|(n, _)| *n).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), 14);
+    let clean = parse(CT, &fields(&[("a", "1")]));
+    let clean_vars = clean.info.flag_variables(false);
+    for (name, value) in clean_vars {
+        let want = if name == "MULTIPART_UNMATCHED_BOUNDARY" {
+            2
+        } else {
+            0
+        };
+        assert_eq!(value, want, "{name}");
+    }
+}

@@ -47,7 +47,7 @@
 //! | FILES_COMBINED_SIZE              | [`MultipartInfo::files_combined_size`]                   |
 //! | MULTIPART_PART_HEADERS           | [`MultipartInfo::part_headers`] (key = part name)        |
 //! | MULTIPART_NAME, MULTIPART_FILENAME | [`MultipartInfo::names`], [`MultipartInfo::filenames`] |
-//! | MULTIPART_BOUNDARY_QUOTED, … flags | [`MultipartInfo::flags`] (`bool` → `1`/`0`)            |
+//! | MULTIPART_BOUNDARY_QUOTED, … flags | [`MultipartInfo::flag_variables`] (all 14, by name)   |
 //! | MULTIPART_UNMATCHED_BOUNDARY     | [`MultipartInfo::unmatched_boundary_value`] (0, 1 or 2)  |
 //! | MULTIPART_CRLF_LF_LINES          | [`MultipartFlags::crlf_lf_lines`]                        |
 //! | MULTIPART_STRICT_ERROR           | [`MultipartInfo::strict_error`]                          |

@@ -123,6 +123,45 @@ pub struct MultipartInfo {
 }
 
 impl MultipartInfo {
+    /// Every single-valued MULTIPART_* variable with its value as
+    /// ModSecurity sets it, by variable name (upper case), e.g.
+    /// `("MULTIPART_LF_LINE", 1)`. `reqbody_error` is whether the processor
+    /// reported an error (for MULTIPART_STRICT_ERROR).
+    pub fn flag_variables(&self, reqbody_error: bool) -> [(&'static str, u8); 14] {
+        let f = &self.flags;
+        [
+            ("MULTIPART_BOUNDARY_QUOTED", f.boundary_quoted.into()),
+            (
+                "MULTIPART_BOUNDARY_WHITESPACE",
+                f.boundary_whitespace.into(),
+            ),
+            ("MULTIPART_DATA_BEFORE", f.data_before.into()),
+            ("MULTIPART_DATA_AFTER", f.data_after.into()),
+            ("MULTIPART_HEADER_FOLDING", f.header_folding.into()),
+            ("MULTIPART_LF_LINE", f.lf_line.into()),
+            ("MULTIPART_MISSING_SEMICOLON", f.missing_semicolon.into()),
+            ("MULTIPART_INVALID_QUOTING", f.invalid_quoting.into()),
+            ("MULTIPART_INVALID_PART", f.invalid_part.into()),
+            (
+                "MULTIPART_INVALID_HEADER_FOLDING",
+                f.invalid_header_folding.into(),
+            ),
+            (
+                "MULTIPART_FILE_LIMIT_EXCEEDED",
+                f.file_limit_exceeded.into(),
+            ),
+            (
+                "MULTIPART_UNMATCHED_BOUNDARY",
+                self.unmatched_boundary_value,
+            ),
+            ("MULTIPART_CRLF_LF_LINES", f.crlf_lf_lines().into()),
+            (
+                "MULTIPART_STRICT_ERROR",
+                self.strict_error(reqbody_error).into(),
+            ),
+        ]
+    }
+
     /// MULTIPART_STRICT_ERROR: any strictness flag (except the unmatched
     /// boundary and CRLF/LF mix, which ModSecurity leaves out) or a body
     /// error. Pass `reqbody_error` = whether the processor reported an error.
