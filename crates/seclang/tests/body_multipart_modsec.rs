@@ -182,17 +182,18 @@ fn part_headers_are_keyed_by_part_name() {
     );
     let m = parse(&ct(b), &body);
     assert_eq!(m.error, None);
+    let lines: Vec<(&[u8], &[u8])> = m.info.part_header_lines().collect();
     assert_eq!(
-        m.info.part_headers,
+        lines,
         vec![
             (
-                b"parm1".to_vec(),
-                b"Content-Disposition: form-data; name=parm1".to_vec()
+                &b"parm1"[..],
+                &b"Content-Disposition: form-data; name=parm1"[..]
             ),
-            (b"parm1".to_vec(), b"Content-Type: image/jpeg".to_vec()),
+            (&b"parm1"[..], &b"Content-Type: image/jpeg"[..]),
             (
-                b"parm2".to_vec(),
-                b"Content-Disposition: form-data; name=parm2".to_vec()
+                &b"parm2"[..],
+                &b"Content-Disposition: form-data; name=parm2"[..]
             ),
         ]
     );

@@ -45,7 +45,7 @@
 //! | URLENCODED_ERROR                 | [`BodyOutcome::urlencoded_error`]                        |
 //! | FILES, FILES_NAMES, FILES_SIZES, FILES_TMP_CONTENT | [`MultipartInfo::files`]               |
 //! | FILES_COMBINED_SIZE              | [`MultipartInfo::files_combined_size`]                   |
-//! | MULTIPART_PART_HEADERS           | [`MultipartInfo::part_headers`] (key = part name)        |
+//! | MULTIPART_PART_HEADERS           | [`MultipartInfo::part_header_lines`] (key = part name)   |
 //! | MULTIPART_NAME, MULTIPART_FILENAME | [`MultipartInfo::names`], [`MultipartInfo::filenames`] |
 //! | MULTIPART_BOUNDARY_QUOTED, … flags | [`MultipartInfo::flag_variables`] (all 14, by name)   |
 //! | MULTIPART_UNMATCHED_BOUNDARY     | [`MultipartInfo::unmatched_boundary_value`] (0, 1 or 2)  |
@@ -66,7 +66,7 @@ pub mod multipart;
 pub mod urlencoded;
 pub mod xml;
 
-pub use multipart::{FilePart, MultipartFlags, MultipartInfo};
+pub use multipart::{FilePart, MultipartFlags, MultipartInfo, PartHeaders};
 pub use xml::XmlDoc;
 
 /// Default for [`BodyLimits::max_args`]: 1000 arguments, the value

@@ -22,6 +22,8 @@
 //! - [`MultipartInfo::strict_error`] also includes errors ModSecurity only
 //!   reports through REQBODY_ERROR (bad part headers, missing final boundary).
 
+use std::collections::HashMap;
+
 use memchr::memmem;
 
 use super::BodyLimits;
@@ -95,6 +97,16 @@ pub struct FilePart {
     pub content_truncated: bool,
 }
 
+/// The header lines of one part (MULTIPART_PART_HEADERS:<name>).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartHeaders {
+    /// The part's `name` (empty for a part without one).
+    pub name: Vec<u8>,
+    /// Raw header lines without line ending; a folded header is one line,
+    /// joined with a space.
+    pub lines: Vec<Vec<u8>>,
+}
+
 /// Multipart-specific results.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MultipartInfo {
@@ -104,9 +116,10 @@ pub struct MultipartInfo {
     pub files: Vec<FilePart>,
     /// FILES_COMBINED_SIZE: sum of all file sizes.
     pub files_combined_size: u64,
-    /// MULTIPART_PART_HEADERS: (part name, raw header line without line
-    /// ending; a folded header is joined with a space).
-    pub part_headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// MULTIPART_PART_HEADERS, grouped by part (the name is stored once
+    /// per part, not once per line, so many header lines under a long name
+    /// cannot multiply memory). See [`MultipartInfo::part_header_lines`].
+    pub part_headers: Vec<PartHeaders>,
     /// MULTIPART_NAME: every `name=` value seen in Content-Disposition.
     pub names: Vec<Vec<u8>>,
     /// MULTIPART_FILENAME: every `filename=` value seen.
@@ -123,6 +136,14 @@ pub struct MultipartInfo {
 }
 
 impl MultipartInfo {
+    /// MULTIPART_PART_HEADERS as (part name, header line) pairs, in body
+    /// order.
+    pub fn part_header_lines(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.part_headers
+            .iter()
+            .flat_map(|p| p.lines.iter().map(move |l| (&p.name[..], &l[..])))
+    }
+
     /// Every single-valued MULTIPART_* variable with its value as
     /// ModSecurity sets it, by variable name (upper case), e.g.
     /// `("MULTIPART_LF_LINE", 1)`. `reqbody_error` is whether the processor
@@ -230,8 +251,11 @@ struct Part {
     name: Vec<u8>,
     filename: Vec<u8>,
     is_file: bool,
-    /// (name, value) of the part headers, names compared case-insensitively.
+    /// (name, value) of the part headers.
     headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Lower-cased header name → index in `headers`: duplicate checks stay
+    /// O(1) however many headers a part has.
+    header_index: HashMap<Vec<u8>, usize>,
     last_header: Option<usize>,
     last_header_line: Vec<u8>,
     header_lines: Vec<Vec<u8>>,
@@ -509,14 +533,12 @@ impl Parser<'_> {
             .take_while(|&&c| c == b' ' || c == b'\t')
             .count();
         let value = chomp(&value[ws..]);
-        if part
-            .headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
+        let key = name.to_ascii_lowercase();
+        if part.header_index.contains_key(&key) {
             // ModSecurity ignores a duplicate header without an error.
             return;
         }
+        part.header_index.insert(key, part.headers.len());
         part.headers.push((name.to_vec(), value.to_vec()));
         part.last_header = Some(part.headers.len() - 1);
         part.last_header_line = content.to_vec();
@@ -528,9 +550,9 @@ impl Parser<'_> {
             return Ok(());
         };
         let Some(cd) = part
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(b"Content-Disposition"))
+            .header_index
+            .get(&b"content-disposition"[..])
+            .and_then(|&i| part.headers.get(i))
             .map(|(_, v)| v.clone())
         else {
             return Err("Multipart: Part missing Content-Disposition header.".into());
@@ -615,8 +637,11 @@ impl Parser<'_> {
     /// A delimiter: finish the current part, start the next one.
     fn process_boundary(&mut self, last: bool) {
         if let Some(part) = self.part.take() {
-            for line in part.header_lines {
-                self.out.info.part_headers.push((part.name.clone(), line));
+            if !part.header_lines.is_empty() {
+                self.out.info.part_headers.push(PartHeaders {
+                    name: part.name.clone(),
+                    lines: part.header_lines,
+                });
             }
             if part.name.is_empty() {
                 self.out.info.flags.invalid_part = true;
