@@ -902,3 +902,25 @@ fn long_name_with_many_header_lines_is_stored_once() {
     assert_eq!(m.info.part_headers[0].name.len(), 4000);
     assert_eq!(m.info.part_headers[0].lines.len(), 100_001);
 }
+
+#[test]
+fn endless_folding_after_the_limit_stays_linear_and_bounded() {
+    // ModSecurity keeps appending (and copying) after "Part header too
+    // long."; here the value stops growing at the limit.
+    let mut body =
+        String::from("--b0und\r\nContent-Disposition: form-data; name=a\r\nX-Long: a\r\n");
+    body += &" yyyyyyyy\r\n".repeat(200_000);
+    body += "\r\nv\r\n--b0und--\r\n";
+    let start = std::time::Instant::now();
+    let m = parse(CT, &body);
+    assert_eq!(m.error.as_deref(), Some("Multipart: Part header too long."));
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+    let longest = m
+        .info
+        .part_header_lines()
+        .map(|(_, l)| l.len())
+        .max()
+        .unwrap_or(0);
+    assert!(longest <= multipart::LINE_BUF + "X-Long: ".len());
+    assert!(longest > multipart::LINE_BUF - 20);
+}

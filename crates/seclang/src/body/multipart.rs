@@ -258,12 +258,37 @@ struct Part {
     header_index: HashMap<Vec<u8>, usize>,
     last_header: Option<usize>,
     last_header_line: Vec<u8>,
+    /// The last header was folded: its MULTIPART_PART_HEADERS line is
+    /// rebuilt from name and value once, when the header ends (rebuilding
+    /// it at every continuation line would be quadratic).
+    last_folded: bool,
     header_lines: Vec<Vec<u8>>,
     value: Vec<u8>,
     size: u64,
     content_truncated: bool,
     keep_content: bool,
     counted: bool,
+}
+
+impl Part {
+    /// Records the last complete header line in `header_lines`.
+    fn flush_last_line(&mut self) {
+        if std::mem::take(&mut self.last_folded) {
+            if let Some((name, value)) = self.last_header.and_then(|i| self.headers.get(i)) {
+                let mut line = Vec::with_capacity(name.len() + 2 + value.len());
+                line.extend_from_slice(name);
+                line.extend_from_slice(b": ");
+                line.extend_from_slice(value);
+                self.header_lines.push(line);
+                self.last_header_line.clear();
+                return;
+            }
+        }
+        if !self.last_header_line.is_empty() {
+            self.header_lines
+                .push(std::mem::take(&mut self.last_header_line));
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -469,10 +494,7 @@ impl Parser<'_> {
         };
         if content.is_empty() {
             // End of the part headers.
-            if !part.last_header_line.is_empty() {
-                part.header_lines
-                    .push(std::mem::take(&mut part.last_header_line));
-            }
+            part.flush_last_line();
             let msg = self.end_of_headers();
             if let Err(msg) = msg {
                 self.set_error(msg);
@@ -493,23 +515,19 @@ impl Parser<'_> {
                 return;
             };
             let more = chomp(&content[ws..]);
-            let (name, value) = &mut part.headers[idx];
-            value.push(b' ');
-            value.extend_from_slice(more);
-            if value.len() > LINE_BUF {
+            let value = &mut part.headers[idx].1;
+            // Refused before growing, so the value stays bounded however
+            // many continuation lines follow.
+            if value.len() + 1 + more.len() > LINE_BUF {
                 self.set_error("Multipart: Part header too long.");
                 return;
             }
-            let mut line = name.clone();
-            line.extend_from_slice(b": ");
-            line.extend_from_slice(value);
-            part.last_header_line = line;
+            value.push(b' ');
+            value.extend_from_slice(more);
+            part.last_folded = true;
             return;
         }
-        if !part.last_header_line.is_empty() {
-            part.header_lines
-                .push(std::mem::take(&mut part.last_header_line));
-        }
+        part.flush_last_line();
         let Some(colon) = memchr::memchr(b':', content) else {
             let msg = format!(
                 "Multipart: Invalid part header (colon missing): {}",
