@@ -97,7 +97,7 @@ pub struct FilePart {
     pub content_truncated: bool,
 }
 
-/// The header lines of one part (MULTIPART_PART_HEADERS:<name>).
+/// The header lines of one part (`MULTIPART_PART_HEADERS:<name>`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PartHeaders {
     /// The part's `name` (empty for a part without one).
