@@ -77,7 +77,10 @@ mod tests {
 
     #[test]
     fn wildcards() {
-        assert!(wildcard_match(b"*.conf", b"REQUEST-901-INITIALIZATION.conf"));
+        assert!(wildcard_match(
+            b"*.conf",
+            b"REQUEST-901-INITIALIZATION.conf"
+        ));
         assert!(!wildcard_match(b"*.conf", b"crs.conf.example"));
         assert!(wildcard_match(b"REQUEST-9??-*.conf", b"REQUEST-901-X.conf"));
         assert!(wildcard_match(b"*", b""));

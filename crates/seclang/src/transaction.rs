@@ -1,0 +1,1101 @@
+//! One HTTP exchange evaluated against a [`Ruleset`].
+//!
+//! The caller feeds the request line, headers and body, then the response,
+//! calling `process_*` at each phase boundary:
+//!
+//! | call | phase |
+//! |---|---|
+//! | [`Transaction::process_request_headers`] | 1 |
+//! | [`Transaction::process_request_body`] | 2 (runs the body processor first) |
+//! | [`Transaction::process_response_headers`] | 3 |
+//! | [`Transaction::process_response_body`] | 4 |
+//! | [`Transaction::process_logging`] | 5 |
+//!
+//! Each returns the [`Intervention`] the rules decided, if any; once there
+//! is one, later phases except logging do not run. A phase runs at most
+//! once; calling a later phase first runs the skipped earlier ones.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::actions::ctl::EngineMode;
+use crate::actions::data::stoi;
+use crate::actions::{Action, AllowScope, Ctl, Disruptive, SetVar, SetVarOp};
+use crate::body::{self, BodyLimits, Processor};
+use crate::body_glue;
+use crate::macros::MacroString;
+use crate::operators::OperatorContext;
+use crate::parser::ast::LimitAction;
+use crate::ruleset::{Entry, Rule, Ruleset};
+use crate::tcache::{apply_uncached, TCache};
+use crate::variables::data::{map_index, Data, Item, Resolver, Scratch};
+use crate::variables::{Target, Var};
+
+/// Most `MATCHED_VARS` entries kept per transaction (bounds memory when a
+/// rule matches every one of thousands of arguments). Default 1024.
+pub const MAX_MATCHED_VARS: usize = 1024;
+
+/// Most matched-rule records kept per transaction. Default 1024.
+pub const MAX_MATCHED_RULES: usize = 1024;
+
+/// Longest value copied into a matched-rule record (`matched_value`); the
+/// variable itself is not truncated. Default 4096 bytes.
+pub const MAX_RECORDED_VALUE: usize = 4096;
+
+/// Most query-string/urlencoded arguments parsed before `SecArgumentsLimit`
+/// applies, as a hard ceiling. Default 65 536.
+pub const MAX_ARGUMENTS: usize = 65_536;
+
+/// Most `TX`/`IP`/… entries a transaction may hold (bounds memory when
+/// rules build names from request data). Default 8192.
+pub const MAX_COLLECTION_ENTRIES: usize = 8192;
+
+/// Who is talking to whom, and when: everything a transaction needs that
+/// is not in the HTTP messages.
+#[derive(Debug, Clone, Default)]
+pub struct TransactionInput {
+    /// Client address (REMOTE_ADDR).
+    pub client_ip: String,
+    /// Client port (REMOTE_PORT).
+    pub client_port: u16,
+    /// Local address (SERVER_ADDR).
+    pub server_ip: String,
+    /// Local port (SERVER_PORT).
+    pub server_port: u16,
+    /// Virtual host name (SERVER_NAME).
+    pub server_name: String,
+    /// Request id (UNIQUE_ID).
+    pub unique_id: String,
+    /// Start of the transaction, microseconds since the Unix epoch (TIME*).
+    pub unix_time_micros: i64,
+    /// Environment variables visible as ENV.
+    pub env: Vec<(String, String)>,
+}
+
+/// What the gateway must do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InterventionAction {
+    /// Answer with `status` instead of forwarding.
+    Deny,
+    /// Close the connection without answering.
+    Drop,
+    /// Answer `status` with `Location: redirect_url`.
+    Redirect,
+}
+
+/// A decision to interrupt the transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Intervention {
+    /// HTTP status to answer with.
+    pub status: u16,
+    /// The rule that decided (0 for engine limits such as the body limit).
+    pub rule_id: u64,
+    /// The rule's expanded `msg` (or a description of the limit).
+    pub message: String,
+    /// For redirects: the expanded URL.
+    pub redirect_url: Option<String>,
+    /// What to do.
+    pub action: InterventionAction,
+    /// The phase that decided.
+    pub phase: u8,
+}
+
+/// One rule (chain) that matched, with the data an audit log needs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct MatchedRule {
+    /// Rule id.
+    pub id: u64,
+    /// Phase.
+    pub phase: u8,
+    /// `msg`, expanded when the rule matched.
+    pub message: String,
+    /// `logdata`, expanded when the rule matched.
+    pub logdata: String,
+    /// Severity 0..=7.
+    pub severity: Option<u8>,
+    /// Tags (expanded).
+    pub tags: Vec<String>,
+    /// `ver`.
+    pub ver: Option<String>,
+    /// `rev`.
+    pub rev: Option<String>,
+    /// `maturity`.
+    pub maturity: Option<u8>,
+    /// `accuracy`.
+    pub accuracy: Option<u8>,
+    /// Rules file.
+    pub file: Arc<PathBuf>,
+    /// Line in the rules file.
+    pub line: usize,
+    /// Name of the last variable that matched (`ARGS:id`).
+    pub matched_var_name: String,
+    /// Its value after transformations (at most [`MAX_RECORDED_VALUE`] bytes).
+    pub matched_value: Vec<u8>,
+    /// Whether the rule's disruptive action interrupted the transaction.
+    pub disruptive: bool,
+    /// Whether the rule's effective disruptive action is deny/drop/redirect
+    /// (true even in DetectionOnly, where nothing is interrupted).
+    pub would_disrupt: bool,
+    /// `log` (false with `nolog`).
+    pub log: bool,
+    /// `auditlog` (false with `noauditlog`).
+    pub auditlog: bool,
+}
+
+/// Captures of the operator being evaluated.
+#[derive(Debug, Default)]
+struct Captures {
+    values: [Vec<u8>; 10],
+    set: u16,
+}
+
+struct OpCtx<'a> {
+    data: &'a Data,
+    rule: &'a Rule,
+    caps: &'a mut Captures,
+    capturing: bool,
+}
+
+impl OperatorContext for OpCtx<'_> {
+    fn expand<'a>(&self, arg: &'a MacroString) -> Cow<'a, [u8]> {
+        arg.expand(&Resolver {
+            data: self.data,
+            rule: Some(self.rule),
+        })
+    }
+
+    fn capturing(&self) -> bool {
+        self.capturing
+    }
+
+    fn set_capture(&mut self, index: usize, value: &[u8]) {
+        if index < 10 {
+            let slot = &mut self.caps.values[index];
+            slot.clear();
+            slot.extend_from_slice(value);
+            self.caps.set |= 1 << index;
+        }
+    }
+}
+
+/// What a matched rule asks of the phase loop.
+struct Flow {
+    skip: u32,
+    skip_after: Option<String>,
+    stop_phase: bool,
+}
+
+/// Per-request state and evaluation. Create with [`Ruleset::transaction`].
+#[derive(Debug)]
+pub struct Transaction {
+    rs: Arc<Ruleset>,
+    data: Data,
+    tcache: TCache,
+    caps: Captures,
+    scratch: Scratch,
+    engine: EngineMode,
+    request_body_access: bool,
+    response_body_access: bool,
+    body_processor: Option<String>,
+    force_body_variable: bool,
+    audit_engine: Option<String>,
+    audit_log_parts: Option<String>,
+    removed_ids: Vec<(u64, u64)>,
+    removed_tags: Vec<String>,
+    removed_targets_by_id: Vec<(u64, u64, Vec<Target>)>,
+    removed_targets_by_tag: Vec<(String, Vec<Target>)>,
+    matched: Vec<MatchedRule>,
+    intervention: Option<Intervention>,
+    allow: Option<AllowScope>,
+    phases_done: u8,
+    request_body: Vec<u8>,
+    request_body_truncated: bool,
+    response_body: Vec<u8>,
+    response_body_truncated: bool,
+    data_dirty: bool,
+}
+
+impl Ruleset {
+    /// Starts a transaction against this rule set.
+    pub fn transaction(self: &Arc<Self>, input: TransactionInput) -> Transaction {
+        Transaction::new(self.clone(), input)
+    }
+}
+
+fn uri_decode(input: &[u8], plus_as_space: bool) -> Cow<'_, [u8]> {
+    if !input
+        .iter()
+        .any(|&b| b == b'%' || (plus_as_space && b == b'+'))
+    {
+        return Cow::Borrowed(input);
+    }
+    let hex = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        if b == b'%' && i + 2 < input.len() {
+            if let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        if plus_as_space && b == b'+' {
+            out.push(b' ');
+        } else {
+            out.push(b);
+        }
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
+impl Transaction {
+    fn new(rs: Arc<Ruleset>, input: TransactionInput) -> Transaction {
+        let mut data = Data::new(input.unix_time_micros);
+        data.set_scalar(Var::RemoteAddr, input.client_ip.clone());
+        data.set_scalar(Var::RemoteHost, input.client_ip);
+        data.set_scalar(Var::RemotePort, input.client_port.to_string());
+        data.set_scalar(Var::ServerAddr, input.server_ip);
+        data.set_scalar(Var::ServerPort, input.server_port.to_string());
+        data.set_scalar(Var::ServerName, input.server_name);
+        data.set_scalar(Var::UniqueId, input.unique_id);
+        for (k, v) in input.env {
+            data.env.insert(k.into_bytes(), v.into_bytes());
+        }
+        let config = &rs.config;
+        Transaction {
+            engine: config.engine,
+            request_body_access: config.request_body_access,
+            response_body_access: config.response_body_access,
+            rs,
+            data,
+            tcache: TCache::default(),
+            caps: Captures::default(),
+            scratch: Scratch::default(),
+            body_processor: None,
+            force_body_variable: false,
+            audit_engine: None,
+            audit_log_parts: None,
+            removed_ids: Vec::new(),
+            removed_tags: Vec::new(),
+            removed_targets_by_id: Vec::new(),
+            removed_targets_by_tag: Vec::new(),
+            matched: Vec::new(),
+            intervention: None,
+            allow: None,
+            phases_done: 0,
+            request_body: Vec::new(),
+            request_body_truncated: false,
+            response_body: Vec::new(),
+            response_body_truncated: false,
+            data_dirty: true,
+        }
+    }
+
+    // ----- feeding the request -------------------------------------------------
+
+    /// The request line: method, URI as sent (origin or absolute form), and
+    /// protocol (`HTTP/1.1`).
+    pub fn request_line(&mut self, method: &str, uri: &str, protocol: &str) {
+        self.data_dirty = true;
+        let limit = self.arguments_limit();
+        let d = &mut self.data;
+        d.set_scalar(Var::RequestMethod, method);
+        d.set_scalar(Var::RequestProtocol, protocol);
+        d.set_scalar(Var::RequestLine, format!("{method} {uri} {protocol}"));
+        d.set_scalar(Var::RequestUriRaw, uri);
+        let no_fragment = uri.split('#').next().unwrap_or("");
+        let (path_raw, query) = match no_fragment.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (no_fragment, None),
+        };
+        let path = uri_decode(path_raw.as_bytes(), false).into_owned();
+        if let Some(pos) = path.iter().rposition(|&b| b == b'/' || b == b'\\') {
+            if pos + 1 < path.len() {
+                d.set_scalar(Var::RequestBasename, &path[pos + 1..]);
+            }
+        } else if !path.is_empty() {
+            d.set_scalar(Var::RequestBasename, path.clone());
+        }
+        d.set_scalar(Var::RequestFilename, path.clone());
+        d.set_scalar(Var::PathInfo, path);
+        let decoded = uri_decode(no_fragment.as_bytes(), false).into_owned();
+        // REQUEST_URI never holds scheme and host, even for absolute-form requests.
+        let request_uri = match decoded.first() {
+            Some(b'/') | None => decoded,
+            Some(_) => match find(&decoded, b"://") {
+                Some(p) => match decoded[p + 3..].iter().position(|&b| b == b'/') {
+                    Some(s) => decoded[p + 3 + s..].to_vec(),
+                    None => decoded,
+                },
+                None => decoded,
+            },
+        };
+        d.set_scalar(Var::RequestUri, request_uri);
+        if let Some(q) = query {
+            d.set_scalar(Var::QueryString, q);
+            let parsed = body::urlencoded::parse(q.as_bytes(), b'&', limit);
+            d.coll_mut(Var::ArgsGet).entries.extend(parsed.args);
+            if parsed.invalid_encoding {
+                d.set_scalar(Var::UrlencodedError, "1");
+            }
+        }
+    }
+
+    fn arguments_limit(&self) -> usize {
+        usize::try_from(self.rs.config.arguments_limit)
+            .unwrap_or(MAX_ARGUMENTS)
+            .min(MAX_ARGUMENTS)
+    }
+
+    /// One request header (call once per header line, in order).
+    pub fn request_header(&mut self, name: &str, value: &str) {
+        self.data_dirty = true;
+        self.data
+            .coll_mut(Var::RequestHeaders)
+            .push(name.as_bytes(), value.as_bytes());
+        if name.eq_ignore_ascii_case("cookie") {
+            let cookies = self.data.coll_mut(Var::RequestCookies);
+            for part in value.split(';') {
+                let part = part.trim_start();
+                if part.is_empty() {
+                    continue;
+                }
+                let (k, v) = part.split_once('=').unwrap_or((part, ""));
+                cookies.push(k.as_bytes(), v.as_bytes());
+            }
+        }
+    }
+
+    /// Runs phase 1.
+    pub fn process_request_headers(&mut self) -> Option<Intervention> {
+        self.run_phase(1)
+    }
+
+    /// Appends a chunk of the request body. Beyond `SecRequestBodyLimit`,
+    /// with `SecRequestBodyLimitAction Reject` (and the engine On) this
+    /// returns a 413 intervention; with `ProcessPartial` the rest is not
+    /// inspected.
+    pub fn append_request_body(&mut self, chunk: &[u8]) -> Option<Intervention> {
+        if self.intervention.is_some() {
+            return None;
+        }
+        if !self.request_body_access {
+            return None;
+        }
+        let limit = usize::try_from(self.rs.config.request_body_limit).unwrap_or(usize::MAX);
+        let room = limit.saturating_sub(self.request_body.len());
+        if chunk.len() > room {
+            self.request_body.extend_from_slice(&chunk[..room]);
+            self.request_body_truncated = true;
+            if self.rs.config.request_body_limit_action == LimitAction::Reject
+                && self.engine == EngineMode::On
+            {
+                let i = Intervention {
+                    status: 413,
+                    rule_id: 0,
+                    message: "Request body is larger than SecRequestBodyLimit".into(),
+                    redirect_url: None,
+                    action: InterventionAction::Deny,
+                    phase: 2,
+                };
+                self.intervention = Some(i.clone());
+                return Some(i);
+            }
+            return None;
+        }
+        self.request_body.extend_from_slice(chunk);
+        None
+    }
+
+    /// Runs the body processor, then phase 2.
+    pub fn process_request_body(&mut self) -> Option<Intervention> {
+        if self.phases_done < 1 {
+            if let Some(i) = self.run_phase(1) {
+                return Some(i);
+            }
+        }
+        if self.phases_done < 2 && self.intervention.is_none() {
+            if let Some(i) = self.process_body() {
+                self.phases_done = 2;
+                return Some(i);
+            }
+        }
+        self.run_phase(2)
+    }
+
+    /// Runs the body processor; returns the intervention for a body over
+    /// `SecRequestBodyNoFilesLimit` (with `Reject` and the engine On).
+    fn process_body(&mut self) -> Option<Intervention> {
+        if !self.request_body_access {
+            return None;
+        }
+        self.data_dirty = true;
+        let content_type = self
+            .data
+            .coll(Var::RequestHeaders)
+            .get(b"content-type")
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
+        let processor = match &self.body_processor {
+            Some(p) => Processor::from_name(p),
+            None => body::processor_for_content_type(&content_type),
+        };
+        let body = std::mem::take(&mut self.request_body);
+        self.data.set_scalar(Var::ReqbodyError, "0");
+        self.data.set_scalar(Var::ReqbodyProcessorError, "0");
+        if self.request_body_truncated {
+            self.data.set_scalar(Var::InboundDataError, "1");
+        }
+        let mut no_files_length = body.len() as u64;
+        if let Some(p) = processor {
+            let used = self.data.coll(Var::ArgsGet).entries.len();
+            let limits = BodyLimits {
+                max_args: self.arguments_limit().saturating_sub(used),
+                json_depth: usize::try_from(self.rs.config.json_depth_limit).unwrap_or(usize::MAX),
+                ..BodyLimits::default()
+            };
+            let out = body_glue::process(&mut self.data, p, &content_type, &body, &limits);
+            if let Some(m) = &out.multipart {
+                no_files_length = m.no_files_length;
+            }
+        }
+        // ModSecurity v3 fills REQUEST_BODY whatever the processor.
+        if !body.is_empty() || self.force_body_variable {
+            self.data.set_scalar(Var::RequestBody, body.clone());
+        }
+        self.request_body = body;
+        if no_files_length > self.rs.config.request_body_no_files_limit
+            && self.rs.config.request_body_limit_action == LimitAction::Reject
+            && self.engine == EngineMode::On
+        {
+            let i = Intervention {
+                status: 413,
+                rule_id: 0,
+                message: "Request body (without files) is larger than SecRequestBodyNoFilesLimit"
+                    .into(),
+                redirect_url: None,
+                action: InterventionAction::Deny,
+                phase: 2,
+            };
+            self.intervention = Some(i.clone());
+            return Some(i);
+        }
+        None
+    }
+
+    // ----- feeding the response ------------------------------------------------
+
+    /// The response status line.
+    pub fn response_status(&mut self, status: u16, protocol: &str) {
+        self.data_dirty = true;
+        self.data
+            .set_scalar(Var::ResponseStatus, status.to_string());
+        self.data.set_scalar(Var::ResponseProtocol, protocol);
+    }
+
+    /// One response header.
+    pub fn response_header(&mut self, name: &str, value: &str) {
+        self.data_dirty = true;
+        self.data
+            .coll_mut(Var::ResponseHeaders)
+            .push(name.as_bytes(), value.as_bytes());
+        if name.eq_ignore_ascii_case("content-type") {
+            self.data.set_scalar(Var::ResponseContentType, value);
+        } else if name.eq_ignore_ascii_case("content-length") {
+            self.data.set_scalar(Var::ResponseContentLength, value);
+        }
+    }
+
+    /// Runs phase 3 (and earlier phases not yet run).
+    pub fn process_response_headers(&mut self) -> Option<Intervention> {
+        for p in 1..=3 {
+            if self.phases_done < p {
+                if p == 2 && self.intervention.is_none() {
+                    if let Some(i) = self.process_body() {
+                        self.phases_done = 2;
+                        return Some(i);
+                    }
+                }
+                if let Some(i) = self.run_phase(p) {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether the response body should be given to
+    /// [`Transaction::append_response_body`] (`SecResponseBodyAccess` and
+    /// `SecResponseBodyMimeType`).
+    pub fn wants_response_body(&self) -> bool {
+        if !self.response_body_access {
+            return false;
+        }
+        let ct = self.data.scalar(Var::ResponseContentType).unwrap_or(b"");
+        let ct = String::from_utf8_lossy(ct);
+        let mime = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        self.rs.config.response_body_mime_types.contains(&mime)
+    }
+
+    /// Appends a chunk of the response body (ignored unless
+    /// [`Transaction::wants_response_body`]). Beyond `SecResponseBodyLimit`
+    /// with `Reject` this returns a 500 intervention.
+    pub fn append_response_body(&mut self, chunk: &[u8]) -> Option<Intervention> {
+        if self.intervention.is_some() || !self.wants_response_body() {
+            return None;
+        }
+        let limit = usize::try_from(self.rs.config.response_body_limit).unwrap_or(usize::MAX);
+        let room = limit.saturating_sub(self.response_body.len());
+        if chunk.len() > room {
+            self.response_body.extend_from_slice(&chunk[..room]);
+            self.response_body_truncated = true;
+            if self.rs.config.response_body_limit_action == LimitAction::Reject
+                && self.engine == EngineMode::On
+            {
+                let i = Intervention {
+                    status: 500,
+                    rule_id: 0,
+                    message: "Response body is larger than SecResponseBodyLimit".into(),
+                    redirect_url: None,
+                    action: InterventionAction::Deny,
+                    phase: 4,
+                };
+                self.intervention = Some(i.clone());
+                return Some(i);
+            }
+            return None;
+        }
+        self.response_body.extend_from_slice(chunk);
+        None
+    }
+
+    /// Runs phase 4 (and earlier phases not yet run).
+    pub fn process_response_body(&mut self) -> Option<Intervention> {
+        if let Some(i) = self.process_response_headers() {
+            return Some(i);
+        }
+        if self.phases_done < 4 && self.wants_response_body() {
+            self.data_dirty = true;
+            let body = std::mem::take(&mut self.response_body);
+            if self.response_body_truncated {
+                self.data.set_scalar(Var::OutboundDataError, "1");
+            }
+            self.data.set_scalar(Var::ResponseBody, body);
+        }
+        self.run_phase(4)
+    }
+
+    /// Runs phase 5 (always, even after an intervention).
+    pub fn process_logging(&mut self) -> Option<Intervention> {
+        self.run_phase(5);
+        None
+    }
+
+    /// Tells the transaction the current time (for DURATION).
+    pub fn set_now_micros(&mut self, unix_time_micros: i64) {
+        self.data.now_micros = unix_time_micros;
+    }
+
+    // ----- results -------------------------------------------------------------
+
+    /// The intervention decided so far.
+    pub fn intervention(&self) -> Option<&Intervention> {
+        self.intervention.as_ref()
+    }
+
+    /// Every rule that matched, in evaluation order.
+    pub fn matched_rules(&self) -> &[MatchedRule] {
+        &self.matched
+    }
+
+    /// `TX:name` (any case).
+    pub fn tx(&self, name: &str) -> Option<&[u8]> {
+        self.data.maps[0]
+            .get(name.to_ascii_lowercase().as_bytes())
+            .map(Vec::as_slice)
+    }
+
+    /// Every TX variable (lower-cased names).
+    pub fn tx_vars(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.data.maps[0]
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+
+    /// The first value of any variable, as a macro would expand it
+    /// (`("REQUEST_HEADERS", Some("host"))`, `("ARGS_COMBINED_SIZE", None)`).
+    pub fn variable(&self, name: &str, key: Option<&str>) -> Option<Vec<u8>> {
+        let var = Var::from_name(name)?;
+        let mut out = Vec::new();
+        self.data
+            .first_value(var, key, None, &mut out)
+            .then_some(out)
+    }
+
+    /// The rule engine mode in effect (after `ctl:ruleEngine`).
+    pub fn engine_mode(&self) -> EngineMode {
+        self.engine
+    }
+
+    /// `ctl:auditEngine` value set by a rule, if any.
+    pub fn audit_engine_override(&self) -> Option<&str> {
+        self.audit_engine.as_deref()
+    }
+
+    /// `ctl:auditLogParts` value set by a rule, if any.
+    pub fn audit_log_parts_override(&self) -> Option<&str> {
+        self.audit_log_parts.as_deref()
+    }
+
+    /// The highest severity among matched rules (0 = EMERGENCY).
+    pub fn highest_severity(&self) -> Option<u8> {
+        self.data.highest_severity
+    }
+
+    /// The request body as buffered (up to the limit).
+    pub fn request_body(&self) -> &[u8] {
+        match self.data.scalar(Var::RequestBody) {
+            Some(b) => b,
+            None => &self.request_body,
+        }
+    }
+
+    // ----- phases --------------------------------------------------------------
+
+    fn run_phase(&mut self, phase: u8) -> Option<Intervention> {
+        // Each phase runs once, in order (the process_* methods run skipped
+        // earlier phases first).
+        if self.phases_done >= phase {
+            return None;
+        }
+        self.phases_done = phase;
+        if self.engine == EngineMode::Off {
+            return None;
+        }
+        if phase != 5 {
+            if self.intervention.is_some() {
+                return None;
+            }
+            match self.allow {
+                Some(AllowScope::All) => return None,
+                Some(AllowScope::Request) if phase <= 2 => return None,
+                _ => {}
+            }
+        }
+        if self.data_dirty {
+            self.tcache.clear();
+            self.data_dirty = false;
+        }
+        let rs = self.rs.clone();
+        let list = &rs.phases[usize::from(phase - 1)];
+        let mut skip = 0u32;
+        let mut skip_after: Option<String> = None;
+        for entry in list {
+            let rule = match entry {
+                Entry::Marker(name) => {
+                    if skip_after.as_deref() == Some(name.as_str()) {
+                        skip_after = None;
+                    }
+                    continue;
+                }
+                Entry::Rule(r) => r,
+            };
+            if let Some(target) = &skip_after {
+                if rule.id.to_string() == *target {
+                    skip_after = None;
+                }
+                continue;
+            }
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            if self.is_removed(rule) {
+                continue;
+            }
+            let Some(flow) = self.eval_rule(rule) else {
+                continue;
+            };
+            if self.intervention.is_some() && phase != 5 {
+                return self.intervention.clone();
+            }
+            if flow.stop_phase {
+                break;
+            }
+            skip = flow.skip;
+            skip_after = flow.skip_after;
+            if self.engine == EngineMode::Off {
+                break;
+            }
+        }
+        None
+    }
+
+    fn is_removed(&self, rule: &Rule) -> bool {
+        self.removed_ids
+            .iter()
+            .any(|&(a, b)| (a..=b).contains(&rule.id))
+            || self.removed_tags.iter().any(|t| rule.has_tag(t))
+    }
+
+    /// Evaluates a rule (chain); `Some` when it fully matched.
+    fn eval_rule(&mut self, rule: &Rule) -> Option<Flow> {
+        self.data.matched_vars.clear();
+        let mut last: Option<(Vec<u8>, Vec<u8>)> = None;
+        if !self.eval_link(rule, rule, &mut last) {
+            return None;
+        }
+        let resolver = Resolver {
+            data: &self.data,
+            rule: Some(rule),
+        };
+        let expand = |m: &Option<MacroString>| {
+            m.as_ref()
+                .map(|m| String::from_utf8_lossy(&m.expand(&resolver)).into_owned())
+                .unwrap_or_default()
+        };
+        let message = expand(&rule.msg);
+        let logdata = expand(&rule.logdata);
+        let tags = rule
+            .tags
+            .iter()
+            .map(|t| String::from_utf8_lossy(&t.expand(&resolver)).into_owned())
+            .collect();
+        let disruptive_action = rule.disruptive.clone().unwrap_or(Disruptive::Pass);
+        let would_disrupt = matches!(
+            disruptive_action,
+            Disruptive::Deny | Disruptive::Drop | Disruptive::Redirect(_)
+        );
+        let enforcing = self.engine == EngineMode::On;
+        let mut flow = Flow {
+            skip: rule.skip,
+            skip_after: rule.skip_after.clone(),
+            stop_phase: false,
+        };
+        let mut disrupted = false;
+        if enforcing {
+            let status = rule.status;
+            let base = |action, status| Intervention {
+                status,
+                rule_id: rule.id,
+                message: message.clone(),
+                redirect_url: None,
+                action,
+                phase: rule.phase,
+            };
+            match &disruptive_action {
+                Disruptive::Deny => {
+                    self.intervention = Some(base(InterventionAction::Deny, status.unwrap_or(403)));
+                    disrupted = true;
+                }
+                Disruptive::Drop => {
+                    self.intervention = Some(base(InterventionAction::Drop, status.unwrap_or(403)));
+                    disrupted = true;
+                }
+                Disruptive::Redirect(url) => {
+                    let mut i = base(
+                        InterventionAction::Redirect,
+                        status
+                            .filter(|s| matches!(s, 301 | 302 | 303 | 307 | 308))
+                            .unwrap_or(302),
+                    );
+                    i.redirect_url =
+                        Some(String::from_utf8_lossy(&url.expand(&resolver)).into_owned());
+                    self.intervention = Some(i);
+                    disrupted = true;
+                }
+                Disruptive::Allow(scope) => {
+                    self.allow = Some(*scope);
+                    flow.stop_phase = true;
+                }
+                Disruptive::Pass | Disruptive::Block => {}
+            }
+        }
+        if let Some(s) = rule.severity {
+            self.data.highest_severity = Some(self.data.highest_severity.map_or(s, |h| h.min(s)));
+        }
+        if self.matched.len() < MAX_MATCHED_RULES {
+            let (name, value) = last.unwrap_or_default();
+            self.matched.push(MatchedRule {
+                id: rule.id,
+                phase: rule.phase,
+                message,
+                logdata,
+                severity: rule.severity,
+                tags,
+                ver: rule.ver.clone(),
+                rev: rule.rev.clone(),
+                maturity: rule.maturity,
+                accuracy: rule.accuracy,
+                file: rule.file.clone(),
+                line: rule.line,
+                matched_var_name: String::from_utf8_lossy(&name).into_owned(),
+                matched_value: value,
+                disruptive: disrupted,
+                would_disrupt,
+                log: rule.log,
+                auditlog: rule.auditlog,
+            });
+        }
+        Some(flow)
+    }
+
+    /// Evaluates one link and, when it matches, the rest of the chain.
+    fn eval_link(
+        &mut self,
+        starter: &Rule,
+        link: &Rule,
+        last: &mut Option<(Vec<u8>, Vec<u8>)>,
+    ) -> bool {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.reset();
+        if link.targets.is_empty() {
+            // SecAction: one empty value.
+            let value = scratch.temp(b"");
+            scratch.items.push(Item {
+                var: Var::RequestLine,
+                src: crate::variables::data::Src::Temp { value, key: None },
+            });
+        }
+        for t in &link.targets {
+            scratch.gather(&self.data, t, starter);
+        }
+        let mut any = false;
+        for n in 0..scratch.items.len() {
+            let item = scratch.items[n];
+            if !link.targets.is_empty() && self.excluded(starter, link, &scratch, &item) {
+                continue;
+            }
+            let value = scratch.value(&self.data, &item);
+            if link.multi_match {
+                // The original value and every value a transformation
+                // changed are each tested (ModSecurity multiMatch).
+                let mut candidates: Vec<Vec<u8>> = vec![value.to_vec()];
+                for k in 1..=link.transformations.len() {
+                    let v = apply_uncached(&link.transformations[..k], value);
+                    if candidates.last().is_none_or(|l| l.as_slice() != &*v) {
+                        candidates.push(v.into_owned());
+                    }
+                }
+                for candidate in candidates {
+                    if self.test(starter, link, &candidate) {
+                        let name = if link.targets.is_empty() {
+                            Vec::new()
+                        } else {
+                            scratch.name(&self.data, &item)
+                        };
+                        self.on_value_match(starter, link, name, candidate);
+                        any = true;
+                        *last = self.last_match();
+                    }
+                }
+                continue;
+            }
+            let cached = match item.src.cache_id() {
+                Some(id) => self.tcache.apply(&self.rs.tnodes, id, value, &link.tchain),
+                None => None,
+            };
+            let tested: Cow<'_, [u8]> = match cached {
+                Some(c) => Cow::Borrowed(c),
+                None => apply_uncached(&link.transformations, value),
+            };
+            self.caps.set = 0;
+            let mut ctx = OpCtx {
+                data: &self.data,
+                rule: starter,
+                caps: &mut self.caps,
+                capturing: link.capture,
+            };
+            if link.operator.evaluate(&tested, &mut ctx) != link.negated {
+                let matched = tested.into_owned();
+                let name = if link.targets.is_empty() {
+                    Vec::new()
+                } else {
+                    scratch.name(&self.data, &item)
+                };
+                self.on_value_match(starter, link, name, matched);
+                any = true;
+                *last = self.last_match();
+            }
+        }
+        self.scratch = scratch;
+        if !any {
+            return false;
+        }
+        if let Some(next) = &link.chain {
+            if !self.eval_link(starter, next, last) {
+                return false;
+            }
+        }
+        for action in &link.after_match {
+            self.run_action(starter, action);
+        }
+        true
+    }
+
+    fn test(&mut self, starter: &Rule, link: &Rule, value: &[u8]) -> bool {
+        self.caps.set = 0;
+        let mut ctx = OpCtx {
+            data: &self.data,
+            rule: starter,
+            caps: &mut self.caps,
+            capturing: link.capture,
+        };
+        link.operator.evaluate(value, &mut ctx) != link.negated
+    }
+
+    fn last_match(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+        let name = self.data.matched_var_name.as_ref()?;
+        let value = self.data.matched_var.as_ref()?;
+        Some((
+            name.clone(),
+            value[..value.len().min(MAX_RECORDED_VALUE)].to_vec(),
+        ))
+    }
+
+    fn excluded(&self, starter: &Rule, link: &Rule, scratch: &Scratch, item: &Item) -> bool {
+        let key = scratch.key(&self.data, item);
+        let hit = |t: &Target| {
+            t.var == item.var
+                && match key {
+                    Some(k) => t.selector.matches_key(k),
+                    None => matches!(t.selector, crate::variables::Selector::All),
+                }
+        };
+        if link.exclusions.iter().any(hit) {
+            return true;
+        }
+        let id = starter.id;
+        self.removed_targets_by_id
+            .iter()
+            .any(|(a, b, ts)| (*a..=*b).contains(&id) && ts.iter().any(hit))
+            || self
+                .removed_targets_by_tag
+                .iter()
+                .any(|(tag, ts)| starter.has_tag(tag) && ts.iter().any(hit))
+    }
+
+    /// A value matched: MATCHED_VAR(S), captures, setvars.
+    fn on_value_match(&mut self, starter: &Rule, link: &Rule, name: Vec<u8>, value: Vec<u8>) {
+        if link.capture && self.caps.set != 0 {
+            for i in 0..10 {
+                if self.caps.set & (1 << i) != 0 {
+                    let v = self.caps.values[i].clone();
+                    self.data.maps[0].insert(i.to_string().into_bytes(), v);
+                }
+            }
+        }
+        if self.data.matched_vars.len() < MAX_MATCHED_VARS {
+            self.data.matched_vars.push((name.clone(), value.clone()));
+        }
+        self.data.matched_var_name = Some(name);
+        self.data.matched_var = Some(value);
+        for sv in &link.setvars {
+            self.setvar(starter, sv);
+        }
+    }
+
+    fn setvar(&mut self, rule: &Rule, sv: &SetVar) {
+        let Some(mi) = map_index(sv.collection) else {
+            return;
+        };
+        let resolver = Resolver {
+            data: &self.data,
+            rule: Some(rule),
+        };
+        let key = sv.key.expand(&resolver).to_ascii_lowercase();
+        let value: Option<Vec<u8>> = match &sv.op {
+            SetVarOp::Unset => None,
+            SetVarOp::SetOne => Some(b"1".to_vec()),
+            SetVarOp::Set(v) => Some(v.expand(&resolver).into_owned()),
+            SetVarOp::Add(v) | SetVarOp::Sub(v) => {
+                let operand = stoi(&v.expand(&resolver));
+                let current = self.data.maps[mi].get(&key).map_or(0, |c| stoi(c));
+                let result = if matches!(sv.op, SetVarOp::Add(_)) {
+                    current + operand
+                } else {
+                    current - operand
+                };
+                // std::to_string of an int: wraps like the C++ int sum would.
+                Some((result as i32).to_string().into_bytes())
+            }
+        };
+        let map = &mut self.data.maps[mi];
+        match value {
+            None => {
+                map.remove(&key);
+            }
+            Some(v) => {
+                if map.len() < MAX_COLLECTION_ENTRIES || map.contains_key(&key) {
+                    map.insert(key, v);
+                }
+            }
+        }
+    }
+
+    fn run_action(&mut self, rule: &Rule, action: &Action) {
+        match action {
+            Action::SetVar(sv) => self.setvar(rule, sv),
+            Action::SetEnv(e) => {
+                let resolver = Resolver {
+                    data: &self.data,
+                    rule: Some(rule),
+                };
+                let name = e.name.expand(&resolver).into_owned();
+                let value = e.value.expand(&resolver).into_owned();
+                if e.unset {
+                    self.data.env.remove(&name);
+                } else if self.data.env.len() < MAX_COLLECTION_ENTRIES {
+                    self.data.env.insert(name, value);
+                }
+            }
+            // Collections live only as long as the transaction: initcol
+            // makes them usable (they always are) and expirevar has nothing
+            // to expire before the transaction ends.
+            Action::InitCol(_) | Action::ExpireVar(_) => {}
+            Action::Ctl(ctl) => self.ctl(ctl),
+            _ => {}
+        }
+    }
+
+    fn ctl(&mut self, ctl: &Ctl) {
+        match ctl {
+            Ctl::RuleEngine(m) => self.engine = *m,
+            Ctl::RuleRemoveById(a, b) => self.removed_ids.push((*a, *b)),
+            Ctl::RuleRemoveByTag(re) => self.removed_tags.push(re.clone()),
+            Ctl::RuleRemoveTargetById(a, b, t) => {
+                self.removed_targets_by_id.push((*a, *b, t.clone()))
+            }
+            Ctl::RuleRemoveTargetByTag(re, t) => {
+                self.removed_targets_by_tag.push((re.clone(), t.clone()))
+            }
+            Ctl::RequestBodyProcessor(p) => self.body_processor = Some(p.clone()),
+            Ctl::RequestBodyAccess(b) => self.request_body_access = *b,
+            Ctl::ForceRequestBodyVariable(b) => self.force_body_variable = *b,
+            Ctl::ResponseBodyAccess(b) => self.response_body_access = *b,
+            Ctl::AuditEngine(v) => self.audit_engine = Some(v.clone()),
+            Ctl::AuditLogParts(v) => self.audit_log_parts = Some(v.clone()),
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
