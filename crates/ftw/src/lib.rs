@@ -31,7 +31,11 @@
 
 use std::path::PathBuf;
 
+pub use inprocess::{run_in_process, InProcess};
+pub use runner::{Filter, StageRequest, StageResponse, Summary, Target};
+
 pub mod http1;
+pub mod inprocess;
 pub mod load;
 pub mod model;
 pub mod request;
