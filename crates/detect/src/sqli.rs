@@ -22,7 +22,7 @@ mod fold;
 mod tables;
 mod tokenize;
 
-pub use fold::{analyze, fingerprint, fold, Analysis, Folded};
+pub use fold::{analyze, fingerprint, fingerprint_tokens, fold, Analysis, Folded};
 pub use tokenize::{tokenize, Tokens};
 
 /// Maximum number of bytes of a token's text that is kept (libinjection's
@@ -282,22 +282,76 @@ impl Token {
     }
 }
 
+/// Words are compared as four big-endian `u64`s of their zero-padded,
+/// upper-cased bytes: lexicographic order is kept (no keyword holds a NUL)
+/// and a binary-search step costs integer compares, not a `memcmp` call.
+type WordKey = [u64; 4];
+
+const fn pack_word(word: &[u8]) -> WordKey {
+    let mut key = [0u64; 4];
+    let mut i = 0;
+    while i < word.len() && i < 32 {
+        key[i / 8] |= (word[i].to_ascii_uppercase() as u64) << (56 - 8 * (i % 8));
+        i += 1;
+    }
+    key
+}
+
+/// Fingerprints (at most five codes) pack into one big-endian `u64`.
+const fn pack_fingerprint(fp: &[u8]) -> u64 {
+    let mut key = 0u64;
+    let mut i = 0;
+    while i < fp.len() && i < 8 {
+        key |= (fp[i].to_ascii_uppercase() as u64) << (56 - 8 * i);
+        i += 1;
+    }
+    key
+}
+
+static KEYWORD_KEYS: [WordKey; tables::KEYWORDS.len()] = {
+    let mut out = [[0u64; 4]; tables::KEYWORDS.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = pack_word(tables::KEYWORDS[i].0);
+        i += 1;
+    }
+    out
+};
+
+static KEYWORD_KINDS: [TokenKind; tables::KEYWORDS.len()] = {
+    let mut out = [TokenKind::None; tables::KEYWORDS.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = tables::KEYWORDS[i].1;
+        i += 1;
+    }
+    out
+};
+
+static FINGERPRINT_KEYS: [u64; tables::FINGERPRINTS.len()] = {
+    let mut out = [0u64; tables::FINGERPRINTS.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = pack_fingerprint(tables::FINGERPRINTS[i]);
+        i += 1;
+    }
+    out
+};
+
 /// Looks up a SQL word case-insensitively (ASCII) in libinjection's keyword
 /// table; `None` when it is not a keyword. Words longer than
 /// [`TOKEN_VALUE_MAX`] are never keywords.
 pub fn keyword_kind(word: &[u8]) -> Option<TokenKind> {
-    if word.is_empty() || word.len() > TOKEN_VALUE_MAX {
+    // No keyword is empty, longer than a token value, or holds a NUL (which
+    // the zero padding could not tell from the end of the word).
+    if word.is_empty() || word.len() > TOKEN_VALUE_MAX || word.contains(&0) {
         return None;
     }
-    let mut buf = [0u8; TOKEN_VALUE_MAX];
-    let key = &mut buf[..word.len()];
-    key.copy_from_slice(word);
-    key.make_ascii_uppercase();
-    let key = &*key;
-    tables::KEYWORDS
-        .binary_search_by(|(k, _)| (*k).cmp(key))
+    let key = pack_word(word);
+    KEYWORD_KEYS
+        .binary_search(&key)
         .ok()
-        .map(|i| tables::KEYWORDS[i].1)
+        .map(|i| KEYWORD_KINDS[i])
 }
 
 /// Internal form of [`keyword_kind`] with libinjection's "no match" value.
@@ -308,16 +362,11 @@ pub(crate) fn lookup_word(word: &[u8]) -> TokenKind {
 /// True when `fp` (token codes such as `s&1c`) is in libinjection's
 /// fingerprint list. Matching ignores ASCII case, as libinjection's does.
 pub fn fingerprint_listed(fp: &[u8]) -> bool {
-    if fp.is_empty() || fp.len() > MAX_FINGERPRINT_TOKENS {
+    if fp.is_empty() || fp.len() > MAX_FINGERPRINT_TOKENS || fp.contains(&0) {
         return false;
     }
-    let mut buf = [0u8; MAX_FINGERPRINT_TOKENS];
-    let key = &mut buf[..fp.len()];
-    key.copy_from_slice(fp);
-    key.make_ascii_uppercase();
-    let key = &*key;
-    tables::FINGERPRINTS
-        .binary_search_by(|k| (*k).cmp(key))
+    FINGERPRINT_KEYS
+        .binary_search(&pack_fingerprint(fp))
         .is_ok()
 }
 
@@ -342,7 +391,9 @@ impl Fingerprint {
 
     pub(crate) fn from_kinds(kinds: impl Iterator<Item = TokenKind>) -> Fingerprint {
         let mut fp = Fingerprint::default();
-        for k in kinds.take(MAX_FINGERPRINT_TOKENS) {
+        // Folding can report one token more than the maximum when it gives
+        // up on unparsable input; that fingerprint is then replaced by `X`.
+        for k in kinds.take(MAX_FINGERPRINT_TOKENS + 2) {
             fp.bytes[fp.len as usize] = k.as_byte();
             fp.len += 1;
         }

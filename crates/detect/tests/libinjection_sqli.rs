@@ -171,3 +171,37 @@ fn libinjection_sqli_test_suite() {
         failures.join("\n")
     );
 }
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Inputs generated for differential testing, with the result libinjection's
+/// C implementation gave for each: one input per distinct fingerprint seen
+/// over ~1M generated inputs, plus benign samples.
+#[test]
+fn differential_golden_cases() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/sqli/testdata/libinjection_golden.tsv"
+    );
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut total = 0;
+    let mut failures = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((hex, expected)) = line.split_once('\t') else {
+            panic!("malformed line {line:?}");
+        };
+        let input = unhex(hex).unwrap_or_else(|| panic!("bad hex {hex:?}"));
+        total += 1;
+        let got = detect::detect_sqli(&input).map_or("-".to_owned(), |f| f.as_str().to_owned());
+        if got != expected {
+            failures.push(format!("{hex}: expected {expected}, got {got}"));
+        }
+    }
+    eprintln!("golden: {}/{total} passed", total - failures.len());
+    assert!(total > 1000, "golden file too small: {total}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

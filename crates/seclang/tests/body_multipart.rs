@@ -650,6 +650,19 @@ fn overlong_header_line_stops_parsing() {
     let m = parse(CT, &body);
     assert!(m.error.is_some());
     assert!(m.args.is_empty());
+    // The limit is on the line including its line ending (LINE_BUF bytes).
+    let prefix = "X-Pad: ";
+    for (pad, refused) in [
+        (multipart::LINE_BUF - prefix.len() - 3, false),
+        (multipart::LINE_BUF - prefix.len() - 2, true),
+    ] {
+        let body = format!(
+            "--b0und\r\nContent-Disposition: form-data; name=a\r\n{prefix}{}\r\n\r\nv\r\n--b0und--\r\n",
+            "y".repeat(pad)
+        );
+        let m = parse(CT, &body);
+        assert_eq!(m.error.is_some(), refused, "pad {pad}");
+    }
     // A folded header growing past the line buffer is refused too.
     let mut body =
         String::from("--b0und\r\nContent-Disposition: form-data; name=a\r\nX-Long: a\r\n");

@@ -518,9 +518,9 @@ fn finish(folded: &mut Folded) -> Fingerprint {
         .take_while(|k| *k != K::None);
     let fp = Fingerprint::from_kinds(kinds);
     if fp.as_bytes().contains(&b'X') {
-        let mut evil = Token::EMPTY;
-        evil.assign_byte(K::Evil, 0, b'X');
-        folded.tokens[0] = evil;
+        let first = &mut folded.tokens[0];
+        let pos = first.pos;
+        first.assign_byte(K::Evil, pos, b'X');
         folded.tokens[1].kind = K::None;
         folded.len = 1;
         return Fingerprint::from_kinds(std::iter::once(K::Evil));
@@ -533,6 +533,16 @@ fn finish(folded: &mut Folded) -> Fingerprint {
 pub fn fingerprint(input: &[u8], flags: Flags) -> Fingerprint {
     let mut folded = fold_with(input, flags);
     finish(&mut folded)
+}
+
+/// The folded tokens of `input` after libinjection's fingerprint
+/// post-processing (a trailing empty unclosed backtick becomes a comment;
+/// any unparsable token collapses everything to one `X` token): their
+/// kinds spell [`fingerprint`].
+pub fn fingerprint_tokens(input: &[u8], flags: Flags) -> Folded {
+    let mut folded = fold_with(input, flags);
+    finish(&mut folded);
+    folded
 }
 
 /// Fingerprints `input` under `flags` and decides whether it is SQLi: the

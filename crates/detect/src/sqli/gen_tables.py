@@ -2,6 +2,7 @@
 """Regenerates tables.rs from libinjection's sqlparse_data.json.
 
 Usage: python3 gen_tables.py ../../../../../shared/libinjection/src/sqlparse_data.json > tables.rs
+       cargo fmt -p detect
 
 The data (character classes, keyword types, fingerprints) is libinjection's
 (BSD-3-Clause, see crates/detect/NOTICE); this script only re-encodes it as
@@ -49,16 +50,19 @@ def main():
     kws = {}
     for k, v in data['keywords'].items():
         kws[k.upper()] = v
-    out.append('/// SQL words (upper case, sorted by bytes) and their token kind.')
-    out.append('pub(crate) static KEYWORDS: [(&[u8], K); %d] = [' % len(kws))
+    out.append('/// SQL words (upper case, sorted by bytes) and their token kind. A `const`')
+    out.append('/// because it is only read at compile time, to build the packed lookup tables.')
+    out.append('#[allow(clippy::large_const_arrays)]')
+    out.append('pub(crate) const KEYWORDS: [(&[u8], K); %d] = [' % len(kws))
     for k in sorted(kws, key=lambda s: s.encode()):
         assert len(k) < 32 and k.isascii()
         out.append('    (b"%s", K::%s),' % (k.replace('\\', '\\\\').replace('"', '\\"'), KIND[kws[k]]))
     out.append('];')
     out.append('')
     fps = sorted({f.upper() for f in data['fingerprints']}, key=lambda s: s.encode())
-    out.append('/// SQLi fingerprints (upper-cased, sorted by bytes).')
-    out.append('pub(crate) static FINGERPRINTS: [&[u8]; %d] = [' % len(fps))
+    out.append('/// SQLi fingerprints (upper-cased, sorted by bytes); read at compile time.')
+    out.append('#[allow(clippy::large_const_arrays)]')
+    out.append('pub(crate) const FINGERPRINTS: [&[u8]; %d] = [' % len(fps))
     for f in fps:
         assert len(f) <= 5 and f.isascii()
         out.append('    b"%s",' % f.replace('\\', '\\\\').replace('"', '\\"'))

@@ -264,8 +264,10 @@ pub(crate) static CHAR_CLASS: [C; 256] = [
     C::Word,        // 255
 ];
 
-/// SQL words (upper case, sorted by bytes) and their token kind.
-pub(crate) static KEYWORDS: [(&[u8], K); 985] = [
+/// SQL words (upper case, sorted by bytes) and their token kind. A `const`
+/// because it is only read at compile time, to build the packed lookup tables.
+#[allow(clippy::large_const_arrays)]
+pub(crate) const KEYWORDS: [(&[u8], K); 985] = [
     (b"!!", K::Operator),
     (b"!<", K::Operator),
     (b"!=", K::Operator),
@@ -1253,8 +1255,9 @@ pub(crate) static KEYWORDS: [(&[u8], K); 985] = [
     (b"~*", K::Operator),
 ];
 
-/// SQLi fingerprints (upper-cased, sorted by bytes).
-pub(crate) static FINGERPRINTS: [&[u8]; 8367] = [
+/// SQLi fingerprints (upper-cased, sorted by bytes); read at compile time.
+#[allow(clippy::large_const_arrays)]
+pub(crate) const FINGERPRINTS: [&[u8]; 8367] = [
     b"&(1)O", b"&(1)U", b"&(1O(", b"&(1OF", b"&(1OS", b"&(1OV", b"&(F()", b"&(F(1", b"&(F(F",
     b"&(F(N", b"&(F(S", b"&(F(V", b"&(N)O", b"&(N)U", b"&(NO(", b"&(NOF", b"&(NOS", b"&(NOV",
     b"&(S)O", b"&(S)U", b"&(SO(", b"&(SO1", b"&(SOF", b"&(SON", b"&(SOS", b"&(SOV", b"&(V)O",

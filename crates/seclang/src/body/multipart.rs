@@ -366,7 +366,9 @@ impl Parser<'_> {
             if self.part.is_none() {
                 self.out.info.flags.data_before = true;
             } else if !self.in_data {
-                if !line.ends_with_lf {
+                // ModSecurity refuses a header line that fills the whole
+                // buffer, even when its last byte is the LF.
+                if !line.ends_with_lf || buf.len() >= LINE_BUF {
                     self.set_error(format!(
                         "Multipart: Part header line over {LINE_BUF} bytes long"
                     ));

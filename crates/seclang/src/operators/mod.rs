@@ -41,6 +41,9 @@ mod unconditional_match;
 mod validate_byte_range;
 mod validate_url_encoding;
 mod validate_utf8_encoding;
+mod verify_cc;
+mod verify_cpf;
+mod verify_ssn;
 mod within;
 
 pub use rx::translate_pcre;
@@ -110,9 +113,6 @@ const UNSUPPORTED: &[&str] = &[
     "verifysvnr",
     "rsub",
     "rxglobal",
-    "verifycc",
-    "verifycpf",
-    "verifyssn",
 ];
 
 /// Compiles operator `name` (without `@`, any case) with its raw `argument`.
@@ -148,6 +148,9 @@ pub fn compile(
         "validateutf8encoding" => Box::new(validate_utf8_encoding::ValidateUtf8Encoding),
         "unconditionalmatch" => Box::new(unconditional_match::UnconditionalMatch),
         "nomatch" => Box::new(no_match::NoMatch),
+        "verifycc" => Box::new(verify_cc::VerifyCc::new(argument)?),
+        "verifycpf" => Box::new(verify_cpf::VerifyCpf::new(argument)?),
+        "verifyssn" => Box::new(verify_ssn::VerifySsn::new(argument)?),
         other if UNSUPPORTED.contains(&other) => {
             return Err(format!(
                 "unsupported operator @{name}: ModSecurity has it but this engine does not implement it"
