@@ -1075,6 +1075,28 @@ upstream = "app"
     }
 
     #[test]
+    fn example_file_documents_the_real_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../palisade.example.toml");
+        let c = load_file(Path::new(path)).unwrap();
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.server.shutdown_grace, limits::SHUTDOWN_GRACE);
+        assert_eq!(c.server.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.server.access_log, AccessLog::Stdout);
+        assert_eq!(c.admin.listen, Some("127.0.0.1:9901".parse().unwrap()));
+        let u = &c.upstreams[0];
+        assert_eq!(u.eject_cooldown, limits::EJECT_COOLDOWN);
+        assert_eq!(u.balance, Balance::default());
+        let hc = u.health_check.as_ref().unwrap();
+        assert_eq!(
+            (hc.interval, hc.timeout),
+            (Duration::from_secs(5), Duration::from_secs(2))
+        );
+        assert_eq!((hc.healthy_threshold, hc.unhealthy_threshold), (2, 3));
+        assert_eq!(hc.path, "/");
+        assert!(!c.listeners[0].redirect_to_https);
+    }
+
+    #[test]
     fn full_config_parses() {
         let text = r#"
 [server]

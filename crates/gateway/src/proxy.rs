@@ -235,11 +235,17 @@ fn error_response(e: Error, mut done: Box<Done>, h1: bool, close: bool) -> Respo
     } else {
         tracing::debug!(request_id = ?done.request_id, error = %e, "request rejected");
     }
+    // Client errors say what was wrong; server errors do not reveal upstream
+    // addresses or failures (they are in the log under the same request id).
+    let detail = if status.is_client_error() {
+        format!("{e}\n")
+    } else {
+        String::new()
+    };
     let body = format!(
-        "{} {}\n{}\nrequest id: {}\n",
+        "{} {}\n{detail}request id: {}\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
-        e,
         done.request_id.to_str().unwrap_or("-")
     );
     done.status = status.as_u16();
@@ -470,6 +476,7 @@ async fn forward(
         {
             Ok(c) => c,
             Err(e) => {
+                done.upstream = Some(server.label.clone());
                 pool.eject(i);
                 tried |= 1 << i;
                 last_err = Some(e);
