@@ -355,6 +355,11 @@ impl Palisade {
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
+    /// True while the process has not exited.
+    pub fn alive(&mut self) -> bool {
+        self.try_wait().is_none()
+    }
+
     /// Everything palisade wrote to stdout so far (access log, JSON lines).
     pub fn stdout(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
@@ -879,6 +884,17 @@ pub struct UpstreamOpts {
     pub echo_body: bool,
     /// Handle `Upgrade: websocket` as an echo WebSocket server.
     pub websocket_echo: bool,
+    /// Extra response headers.
+    pub extra_headers: Vec<(String, String)>,
+    /// Read the request, then close without answering (a server that fails
+    /// after the connection was made: a proxy must not retry elsewhere).
+    pub drop_without_response: bool,
+    /// Requests whose target starts with this prefix wait this long before
+    /// the answer (in addition to `delay`).
+    pub slow_prefix: Option<(String, Duration)>,
+    /// Send the first half of the body, flush, wait this long, then send the
+    /// rest (proves a proxy streams instead of buffering).
+    pub stream_pause: Option<Duration>,
 }
 
 impl UpstreamOpts {
@@ -892,6 +908,10 @@ impl UpstreamOpts {
             chunked_response: false,
             echo_body: false,
             websocket_echo: false,
+            extra_headers: Vec::new(),
+            drop_without_response: false,
+            slow_prefix: None,
+            stream_pause: None,
         }
     }
 }
@@ -906,6 +926,8 @@ struct UpstreamState {
     accepted: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Set once a paused (`stream_pause`) response has been sent completely.
+    stream_finished: AtomicBool,
 }
 
 /// A loopback HTTP/1.1 server that records the exact bytes of every request
@@ -975,6 +997,11 @@ impl Upstream {
     /// Number of TCP connections accepted (health checks included).
     pub fn accepted(&self) -> usize {
         self.state.accepted.load(Ordering::SeqCst)
+    }
+
+    /// True once a `stream_pause` response body was sent completely.
+    pub fn stream_finished(&self) -> bool {
+        self.state.stream_finished.load(Ordering::SeqCst)
     }
 
     /// Highest number of requests handled at the same time.
@@ -1095,10 +1122,20 @@ fn serve_conn(
             if !opts.delay.is_zero() {
                 thread::sleep(opts.delay);
             }
+            if let Some((prefix, d)) = &opts.slow_prefix {
+                if rec.target.starts_with(prefix.as_str()) {
+                    thread::sleep(*d);
+                }
+            }
+            if opts.drop_without_response {
+                st.in_flight.fetch_sub(1, Ordering::SeqCst);
+                let _ = s.shutdown(Shutdown::Both);
+                return Ok(());
+            }
             let res = if is_ws {
                 websocket_echo(&mut s, &rec, std::mem::take(&mut buf), stop)
             } else {
-                write_response(&mut s, &rec, opts)
+                write_response(&mut s, &rec, opts, st)
             };
             st.in_flight.fetch_sub(1, Ordering::SeqCst);
             res?;
@@ -1129,7 +1166,12 @@ fn serve_conn(
     }
 }
 
-fn write_response(s: &mut TcpStream, rec: &Recorded, opts: &UpstreamOpts) -> io::Result<()> {
+fn write_response(
+    s: &mut TcpStream,
+    rec: &Recorded,
+    opts: &UpstreamOpts,
+    st: &UpstreamState,
+) -> io::Result<()> {
     let body: Vec<u8> = if opts.echo_body {
         rec.body.clone()
     } else {
@@ -1146,10 +1188,31 @@ fn write_response(s: &mut TcpStream, rec: &Recorded, opts: &UpstreamOpts) -> io:
     if !opts.keep_alive {
         head.push_str("Connection: close\r\n");
     }
+    for (k, v) in &opts.extra_headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
     if rec.method == "HEAD" {
         head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
         s.write_all(head.as_bytes())?;
         return s.flush();
+    }
+    if let Some(pause) = opts.stream_pause {
+        head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+        s.write_all(head.as_bytes())?;
+        let (first, second) = body.split_at(body.len() / 2);
+        for (i, part) in [first, second].into_iter().enumerate() {
+            s.write_all(format!("{:x}\r\n", part.len()).as_bytes())?;
+            s.write_all(part)?;
+            s.write_all(b"\r\n")?;
+            s.flush()?;
+            if i == 0 {
+                thread::sleep(pause);
+            }
+        }
+        s.write_all(b"0\r\n\r\n")?;
+        s.flush()?;
+        st.stream_finished.store(true, Ordering::SeqCst);
+        return Ok(());
     }
     if opts.chunked_response {
         head.push_str("Transfer-Encoding: chunked\r\n\r\n");
@@ -1455,4 +1518,72 @@ pub fn distribution(addr: SocketAddr, path: &str, n: usize) -> HashMap<String, u
         *m.entry(format!("{}:{}", r.status, who)).or_insert(0) += 1;
     }
     m
+}
+
+/// Parses a complete response already read to the end of the connection
+/// (Connection: close), e.g. from a TLS stream.
+pub fn parse_response_bytes(buf: &[u8]) -> Option<Response> {
+    let head_end = find(buf, b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..head_end - 4]).into_owned();
+    let mut lines = head.split("\r\n");
+    let (status, reason) = parse_status_line(lines.next()?)?;
+    let mut headers = Vec::new();
+    for l in lines {
+        let (k, v) = l.split_once(':')?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let mut resp = Response {
+        status,
+        reason,
+        headers,
+        body: Vec::new(),
+    };
+    let rest = &buf[head_end..];
+    let chunked = resp
+        .header("transfer-encoding")
+        .map(|v| v.to_ascii_lowercase().contains("chunked"))
+        .unwrap_or(false);
+    if chunked {
+        let mut pos = 0;
+        loop {
+            let le = pos + find(&rest[pos..], b"\r\n")?;
+            let line = String::from_utf8_lossy(&rest[pos..le]).into_owned();
+            let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
+            pos = le + 2;
+            if size == 0 {
+                break;
+            }
+            resp.body.extend_from_slice(rest.get(pos..pos + size)?);
+            pos += size + 2;
+        }
+    } else if let Some(cl) = resp.header("content-length") {
+        let n: usize = cl.parse().ok()?;
+        resp.body = rest.get(..n)?.to_vec();
+    } else {
+        resp.body = rest.to_vec();
+    }
+    Some(resp)
+}
+
+/// Sends `req` on any stream (TLS included) and reads until the peer
+/// closes; a missing TLS close_notify counts as the end.
+pub fn exchange<S: Read + Write>(s: &mut S, req: &[u8]) -> Response {
+    s.write_all(req).expect("send request");
+    s.flush().expect("flush request");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset && !buf.is_empty() => break,
+            Err(e) => panic!("reading response: {e} (after {} bytes)", buf.len()),
+        }
+        if buf.len() > 64 << 20 {
+            panic!("response over 64 MiB");
+        }
+    }
+    parse_response_bytes(&buf)
+        .unwrap_or_else(|| panic!("unparseable response: {:?}", String::from_utf8_lossy(&buf)))
 }
