@@ -1,0 +1,986 @@
+//! HTTP/1 request-smuggling guard: an I/O wrapper between the socket and
+//! hyper that checks the framing of every request before hyper sees it.
+//!
+//! httparse is lenient where a proxy must not be (it accepts bare LF line
+//! ends, for example), and a lenient proxy in front of a differently lenient
+//! upstream is how requests are smuggled. So each request head is held back
+//! until it is complete and has been checked:
+//!
+//! - lines end in CRLF (no bare LF, no bare CR, no NUL);
+//! - no obs-fold (header line starting with SP/HT), no whitespace in or
+//!   before the colon of a field name, no line without a colon;
+//! - Content-Length is digits only, and repeated values agree; at most one
+//!   Transfer-Encoding, and it is exactly `chunked`; never both CL and TE;
+//!   no TE on HTTP/1.0;
+//! - request target within `max_uri_bytes` (414), header block within
+//!   `max_header_bytes` and `max_headers` (431).
+//!
+//! Bodies are followed (Content-Length bytes, or chunk by chunk with strict
+//! chunk-size lines and trailers) so that the next request on a keep-alive
+//! connection is found and checked too. A rejected request never reaches
+//! hyper: in its place the guard hands hyper a synthetic request carrying a
+//! per-process secret and the status to answer, so pipelined requests before
+//! it are answered in order, then the connection closes. Invalid chunk data
+//! that arrives together with its head rejects the request before anything
+//! is forwarded; chunk errors arriving later fail the body stream, which
+//! aborts the upstream request.
+//!
+//! The guard also owns two connection timers: the header-read timeout (from
+//! the first byte of a head, and from accept) and the keep-alive idle timeout
+//! (between requests, only while no request is in flight).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use crate::limits::{MAX_CHUNK_LINE_BYTES, REQUEST_LINE_SLACK};
+
+/// Size of the guard's read buffer. One per connection, allocated at first read.
+const READ_BUF: usize = 8 * 1024;
+
+/// Header carrying the rejection marker on the synthetic request.
+pub const REJECT_HEADER: &str = "x-palisade-reject";
+
+/// Why a request was rejected; the index travels in the marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reject {
+    /// LF not preceded by CR.
+    BareLf,
+    /// CR not followed by LF, or a NUL byte.
+    BadByte,
+    /// Header line starting with whitespace.
+    ObsFold,
+    /// Whitespace in or before the colon of a field name.
+    SpaceBeforeColon,
+    /// Header line without a colon or empty name.
+    NoColon,
+    /// Malformed request line.
+    RequestLine,
+    /// Content-Length not digits.
+    BadContentLength,
+    /// Several Content-Length values that differ.
+    ConflictingContentLength,
+    /// Both Content-Length and Transfer-Encoding.
+    ClAndTe,
+    /// Transfer-Encoding other than one `chunked`, or on HTTP/1.0.
+    BadTransferEncoding,
+    /// Malformed chunk-size line, chunk terminator or trailer.
+    BadChunk,
+    /// Request target too long (414).
+    UriTooLong,
+    /// Header block too large or too many headers (431).
+    HeadersTooLarge,
+}
+
+impl Reject {
+    const ALL: [Reject; 13] = [
+        Reject::BareLf,
+        Reject::BadByte,
+        Reject::ObsFold,
+        Reject::SpaceBeforeColon,
+        Reject::NoColon,
+        Reject::RequestLine,
+        Reject::BadContentLength,
+        Reject::ConflictingContentLength,
+        Reject::ClAndTe,
+        Reject::BadTransferEncoding,
+        Reject::BadChunk,
+        Reject::UriTooLong,
+        Reject::HeadersTooLarge,
+    ];
+
+    /// Short reason for logs and the 4xx body.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Reject::BareLf => "bare LF line ending",
+            Reject::BadByte => "bare CR or NUL byte",
+            Reject::ObsFold => "obsolete line folding",
+            Reject::SpaceBeforeColon => "whitespace in header name",
+            Reject::NoColon => "malformed header line",
+            Reject::RequestLine => "malformed request line",
+            Reject::BadContentLength => "invalid Content-Length",
+            Reject::ConflictingContentLength => "conflicting Content-Length",
+            Reject::ClAndTe => "both Content-Length and Transfer-Encoding",
+            Reject::BadTransferEncoding => "unsupported Transfer-Encoding",
+            Reject::BadChunk => "invalid chunked encoding",
+            Reject::UriTooLong => "request URI too long",
+            Reject::HeadersTooLarge => "request header fields too large",
+        }
+    }
+
+    /// The gateway error answered for it.
+    pub fn to_error(self) -> crate::Error {
+        match self {
+            Reject::UriTooLong => crate::Error::UriTooLong,
+            Reject::HeadersTooLarge => crate::Error::HeadersTooLarge,
+            other => crate::Error::BadRequest(other.reason()),
+        }
+    }
+
+    fn index(self) -> usize {
+        Reject::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+
+    /// Decodes the marker header value `"{secret} {index}"`.
+    pub fn from_marker(value: &[u8], secret: &str) -> Option<Reject> {
+        let rest = value.strip_prefix(secret.as_bytes())?.strip_prefix(b" ")?;
+        let idx: usize = std::str::from_utf8(rest).ok()?.parse().ok()?;
+        Reject::ALL.get(idx).copied()
+    }
+}
+
+/// State shared between a connection's guard and its request handlers.
+#[derive(Debug, Default)]
+pub struct ConnShared {
+    /// Requests whose response has not finished; the idle timer never closes
+    /// a connection with requests in flight.
+    pub inflight: AtomicUsize,
+}
+
+/// Limits the guard enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardLimits {
+    /// Max request target bytes.
+    pub max_uri_bytes: u64,
+    /// Max header block bytes.
+    pub max_header_bytes: u64,
+    /// Max header fields.
+    pub max_headers: usize,
+    /// Header-read timeout.
+    pub header_timeout: Duration,
+    /// Keep-alive idle timeout.
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Size {
+        digits: u8,
+        ext: bool,
+        line: usize,
+        size: u64,
+    },
+    SizeLf {
+        size: u64,
+    },
+    Data(u64),
+    DataCr,
+    DataLf,
+    TrailerStart,
+    TrailerName,
+    TrailerValue,
+    TrailerLf,
+    FinalLf,
+}
+
+const CHUNK_START: Chunk = Chunk::Size {
+    digits: 0,
+    ext: false,
+    line: 0,
+    size: 0,
+};
+
+/// Runs the chunked-body state machine over `data`. Returns bytes consumed and
+/// whether the body ended; trailer bytes are counted in `trailer`.
+fn step_chunk(
+    st: &mut Chunk,
+    trailer: &mut u64,
+    max_trailer: u64,
+    data: &[u8],
+) -> Result<(usize, bool), Reject> {
+    let mut i = 0;
+    while i < data.len() {
+        if let Chunk::Data(n) = *st {
+            let take = (data.len() - i).min(usize::try_from(n).unwrap_or(usize::MAX));
+            i += take;
+            let left = n - take as u64;
+            *st = if left == 0 {
+                Chunk::DataCr
+            } else {
+                Chunk::Data(left)
+            };
+            continue;
+        }
+        let b = data[i];
+        i += 1;
+        if matches!(
+            st,
+            Chunk::TrailerStart | Chunk::TrailerName | Chunk::TrailerValue | Chunk::TrailerLf
+        ) {
+            *trailer += 1;
+            if *trailer > max_trailer {
+                return Err(Reject::HeadersTooLarge);
+            }
+        }
+        *st = match (*st, b) {
+            (Chunk::Size { line, .. }, _) if line >= MAX_CHUNK_LINE_BYTES => {
+                return Err(Reject::BadChunk)
+            }
+            (
+                Chunk::Size {
+                    digits,
+                    ext: false,
+                    line,
+                    size,
+                },
+                _,
+            ) if b.is_ascii_hexdigit() => {
+                if digits >= 16 {
+                    return Err(Reject::BadChunk);
+                }
+                let v = (b as char).to_digit(16).unwrap_or(0) as u64;
+                Chunk::Size {
+                    digits: digits + 1,
+                    ext: false,
+                    line: line + 1,
+                    size: size * 16 + v,
+                }
+            }
+            (Chunk::Size { digits: 0, .. }, _) => return Err(Reject::BadChunk),
+            (Chunk::Size { size, .. }, b'\r') => Chunk::SizeLf { size },
+            (
+                Chunk::Size {
+                    digits, line, size, ..
+                },
+                b';',
+            ) => Chunk::Size {
+                digits,
+                ext: true,
+                line: line + 1,
+                size,
+            },
+            (
+                Chunk::Size {
+                    digits,
+                    ext: true,
+                    line,
+                    size,
+                },
+                _,
+            ) if b == b'\t' || (b' '..0x7f).contains(&b) || b >= 0x80 => Chunk::Size {
+                digits,
+                ext: true,
+                line: line + 1,
+                size,
+            },
+            (Chunk::Size { .. }, _) => return Err(Reject::BadChunk),
+            (Chunk::SizeLf { size: 0 }, b'\n') => Chunk::TrailerStart,
+            (Chunk::SizeLf { size }, b'\n') => Chunk::Data(size),
+            (Chunk::DataCr, b'\r') => Chunk::DataLf,
+            (Chunk::DataLf, b'\n') => CHUNK_START,
+            (Chunk::TrailerStart, b'\r') => Chunk::FinalLf,
+            (Chunk::TrailerStart, b' ' | b'\t') => return Err(Reject::ObsFold),
+            (Chunk::TrailerName, b':') => Chunk::TrailerValue,
+            (Chunk::TrailerStart | Chunk::TrailerName, b':' | b'\r' | b'\n' | 0) => {
+                return Err(Reject::BadChunk)
+            }
+            (Chunk::TrailerName, b' ' | b'\t') => return Err(Reject::SpaceBeforeColon),
+            (Chunk::TrailerStart | Chunk::TrailerName, _) => Chunk::TrailerName,
+            (Chunk::TrailerValue, b'\r') => Chunk::TrailerLf,
+            (Chunk::TrailerValue, b'\n' | 0) => return Err(Reject::BareLf),
+            (Chunk::TrailerValue, _) => Chunk::TrailerValue,
+            (Chunk::TrailerLf, b'\n') => Chunk::TrailerStart,
+            (Chunk::FinalLf, b'\n') => return Ok((i, true)),
+            _ => return Err(Reject::BadChunk),
+        };
+    }
+    Ok((i, false))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Head,
+    Body(u64),
+    Chunked(Chunk),
+    Passthrough,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    Off,
+    Header,
+    Idle,
+}
+
+/// Per-request facts collected while checking a head.
+#[derive(Debug, Default, Clone, Copy)]
+struct HeadInfo {
+    request_line_end: usize,
+    headers: usize,
+    content_length: Option<u64>,
+    chunked: bool,
+    upgrade: bool,
+    passthrough: bool,
+    http10: bool,
+}
+
+/// The guard I/O wrapper. See the module docs.
+#[derive(Debug)]
+pub struct Guarded<T> {
+    inner: T,
+    limits: GuardLimits,
+    shared: Arc<ConnShared>,
+    secret: Arc<str>,
+    phase: Phase,
+    /// Passthrough once the current body ends (upgrade requests).
+    upgrade_after_body: bool,
+    trailer_bytes: u64,
+    rbuf: Vec<u8>,
+    rpos: usize,
+    head: Vec<u8>,
+    info: HeadInfo,
+    /// Bytes ready for hyper (a checked head, or the rejection marker).
+    hold: Vec<u8>,
+    hold_pos: usize,
+    /// After the marker: hyper gets no more bytes.
+    halted: bool,
+    timer: Pin<Box<Sleep>>,
+    timer_kind: Timer,
+    /// Whether the first request line has been seen (h2 preface detection).
+    first: bool,
+}
+
+impl<T> Guarded<T> {
+    /// Wraps a fresh connection. `h2` = the connection speaks HTTP/2 (ALPN):
+    /// frames are checked by h2, the guard stays out of the way.
+    pub fn new(
+        inner: T,
+        limits: GuardLimits,
+        shared: Arc<ConnShared>,
+        secret: Arc<str>,
+        h2: bool,
+    ) -> Self {
+        let (phase, timer_kind) = if h2 {
+            (Phase::Passthrough, Timer::Off)
+        } else {
+            (Phase::Head, Timer::Header)
+        };
+        Guarded {
+            inner,
+            limits,
+            shared,
+            secret,
+            phase,
+            upgrade_after_body: false,
+            trailer_bytes: 0,
+            rbuf: Vec::new(),
+            rpos: 0,
+            head: Vec::new(),
+            info: HeadInfo::default(),
+            hold: Vec::new(),
+            hold_pos: 0,
+            halted: false,
+            timer: Box::pin(tokio::time::sleep(limits.header_timeout)),
+            timer_kind,
+            first: true,
+        }
+    }
+
+    /// The wrapped I/O.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    fn arm(&mut self, kind: Timer) {
+        self.timer_kind = kind;
+        let d = match kind {
+            Timer::Off => return,
+            Timer::Header => self.limits.header_timeout,
+            Timer::Idle => self.limits.idle_timeout,
+        };
+        self.timer.as_mut().reset(Instant::now() + d);
+    }
+
+    fn reject(&mut self, why: Reject) {
+        tracing::debug!(reason = why.reason(), "request rejected by framing guard");
+        self.head.clear();
+        self.hold.clear();
+        self.hold_pos = 0;
+        self.hold.extend_from_slice(
+            format!(
+                "GET / HTTP/1.1\r\nhost: palisade.invalid\r\n{REJECT_HEADER}: {} {}\r\n\r\n",
+                self.secret,
+                why.index()
+            )
+            .as_bytes(),
+        );
+        self.halted = true;
+        self.timer_kind = Timer::Off;
+    }
+
+    fn request_done(&mut self) {
+        if self.upgrade_after_body {
+            self.phase = Phase::Passthrough;
+            self.timer_kind = Timer::Off;
+        } else {
+            self.phase = Phase::Head;
+            self.arm(Timer::Idle);
+        }
+    }
+
+    /// Checks one complete line of the head (ending at `self.head.len()`).
+    fn head_line(&mut self, start: usize) -> Result<bool, Reject> {
+        let line = &self.head[start..];
+        let n = line.len();
+        if n < 2 || line[n - 2] != b'\r' {
+            return Err(Reject::BareLf);
+        }
+        let content = &line[..n - 2];
+        if content.iter().any(|&b| b == b'\r' || b == 0) {
+            return Err(Reject::BadByte);
+        }
+        if self.info.request_line_end == 0 {
+            if content.is_empty() {
+                // Leading empty lines before a request line are tolerated
+                // (RFC 9112 2.2); they count towards the request-line bound.
+                return Ok(false);
+            }
+            let mut parts = content.split(|&b| b == b' ');
+            let (Some(method), Some(target), Some(version), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(Reject::RequestLine);
+            };
+            if method.is_empty() || target.is_empty() {
+                return Err(Reject::RequestLine);
+            }
+            if target.len() as u64 > self.limits.max_uri_bytes {
+                return Err(Reject::UriTooLong);
+            }
+            if self.first && method == b"PRI" && version == b"HTTP/2.0" {
+                self.info.passthrough = true;
+                self.info.request_line_end = self.head.len();
+                return Ok(true);
+            }
+            match version {
+                b"HTTP/1.1" => {}
+                b"HTTP/1.0" => self.info.http10 = true,
+                _ => return Err(Reject::RequestLine),
+            }
+            if method == b"CONNECT" {
+                self.info.passthrough = true;
+            }
+            self.info.request_line_end = self.head.len();
+            return Ok(false);
+        }
+        if content.is_empty() {
+            return Ok(true);
+        }
+        if content[0] == b' ' || content[0] == b'\t' {
+            return Err(Reject::ObsFold);
+        }
+        let Some(colon) = memchr::memchr(b':', content) else {
+            return Err(Reject::NoColon);
+        };
+        let name = &content[..colon];
+        if name.is_empty() {
+            return Err(Reject::NoColon);
+        }
+        if name.iter().any(|&b| b == b' ' || b == b'\t') {
+            return Err(Reject::SpaceBeforeColon);
+        }
+        self.info.headers += 1;
+        if self.info.headers > self.limits.max_headers {
+            return Err(Reject::HeadersTooLarge);
+        }
+        let value = trim_ows(&content[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+                return Err(Reject::BadContentLength);
+            }
+            let v: u64 = std::str::from_utf8(value)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or(Reject::BadContentLength)?;
+            match self.info.content_length {
+                Some(prev) if prev != v => return Err(Reject::ConflictingContentLength),
+                _ => self.info.content_length = Some(v),
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if self.info.chunked || !value.eq_ignore_ascii_case(b"chunked") {
+                return Err(Reject::BadTransferEncoding);
+            }
+            self.info.chunked = true;
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            self.info.upgrade = true;
+        }
+        Ok(false)
+    }
+
+    /// Consumes input from `rbuf[rpos..]` while in the head phase. Returns
+    /// when the head is complete (delivered to `hold`), rejected, or input
+    /// runs out.
+    fn scan_head(&mut self) {
+        while self.rpos < self.rbuf.len() {
+            if self.head.is_empty() {
+                self.info = HeadInfo::default();
+                self.arm(Timer::Header);
+            }
+            let avail = &self.rbuf[self.rpos..];
+            let (take, line_end) = match memchr::memchr(b'\n', avail) {
+                Some(i) => (i + 1, true),
+                None => (avail.len(), false),
+            };
+            let line_start = self.head.len();
+            self.head.extend_from_slice(&avail[..take]);
+            self.rpos += take;
+            // Size bounds, checked before the line is complete so a client
+            // cannot grow the buffer by never sending LF.
+            if self.info.request_line_end == 0 {
+                if self.head.len() as u64 > self.limits.max_uri_bytes + REQUEST_LINE_SLACK {
+                    return self.reject(Reject::UriTooLong);
+                }
+            } else if (self.head.len() - self.info.request_line_end) as u64
+                > self.limits.max_header_bytes
+            {
+                return self.reject(Reject::HeadersTooLarge);
+            }
+            if !line_end {
+                return;
+            }
+            // A line may have started in an earlier read: find its start.
+            let start = self.head[..line_start]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map(|i| i + 1)
+                .unwrap_or(0);
+            match self.head_line(start) {
+                Err(r) => return self.reject(r),
+                Ok(false) => continue,
+                Ok(true) => return self.finish_head(),
+            }
+        }
+    }
+
+    fn finish_head(&mut self) {
+        let info = self.info;
+        self.first = false;
+        if info.passthrough {
+            self.phase = Phase::Passthrough;
+            self.timer_kind = Timer::Off;
+        } else if info.chunked && info.content_length.is_some() {
+            return self.reject(Reject::ClAndTe);
+        } else if info.chunked && info.http10 {
+            return self.reject(Reject::BadTransferEncoding);
+        } else if info.chunked {
+            // Look ahead at the body bytes already received: a bad chunk
+            // that came with its head rejects the request before any of it
+            // is forwarded.
+            let mut st = CHUNK_START;
+            let mut tb = 0;
+            if let Err(r) = step_chunk(
+                &mut st,
+                &mut tb,
+                self.limits.max_header_bytes,
+                &self.rbuf[self.rpos..],
+            ) {
+                return self.reject(r);
+            }
+            self.phase = Phase::Chunked(CHUNK_START);
+            self.trailer_bytes = 0;
+            self.timer_kind = Timer::Off;
+        } else {
+            match info.content_length {
+                Some(n) if n > 0 => {
+                    self.phase = Phase::Body(n);
+                    self.timer_kind = Timer::Off;
+                }
+                _ => self.phase = Phase::Head,
+            }
+        }
+        self.upgrade_after_body = info.upgrade;
+        std::mem::swap(&mut self.hold, &mut self.head);
+        self.head.clear();
+        self.hold_pos = 0;
+        if self.phase == Phase::Head {
+            self.request_done();
+        }
+    }
+}
+
+fn trim_ows(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map(|i| i + 1)
+        .unwrap_or(start);
+    &v[start..end.max(start)]
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            // 1. Deliver a checked head or the marker.
+            if this.hold_pos < this.hold.len() {
+                let n = (this.hold.len() - this.hold_pos).min(buf.remaining());
+                buf.put_slice(&this.hold[this.hold_pos..this.hold_pos + n]);
+                this.hold_pos += n;
+                if this.hold_pos == this.hold.len() {
+                    this.hold.clear();
+                    this.hold_pos = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if this.halted {
+                // The marker request is answered with `Connection: close`;
+                // hyper closes after writing it and never needs more input.
+                return Poll::Pending;
+            }
+            // 2. Process buffered input.
+            if this.rpos < this.rbuf.len() {
+                match this.phase {
+                    Phase::Head => {
+                        this.scan_head();
+                        continue;
+                    }
+                    Phase::Passthrough => {
+                        let n = (this.rbuf.len() - this.rpos).min(buf.remaining());
+                        buf.put_slice(&this.rbuf[this.rpos..this.rpos + n]);
+                        this.rpos += n;
+                        return Poll::Ready(Ok(()));
+                    }
+                    Phase::Body(left) => {
+                        let avail = this.rbuf.len() - this.rpos;
+                        let n = avail
+                            .min(buf.remaining())
+                            .min(usize::try_from(left).unwrap_or(usize::MAX));
+                        buf.put_slice(&this.rbuf[this.rpos..this.rpos + n]);
+                        this.rpos += n;
+                        let left = left - n as u64;
+                        if left == 0 {
+                            this.request_done();
+                        } else {
+                            this.phase = Phase::Body(left);
+                        }
+                        return Poll::Ready(Ok(()));
+                    }
+                    Phase::Chunked(mut st) => {
+                        let end = this.rbuf.len().min(this.rpos + buf.remaining());
+                        let mut tb = this.trailer_bytes;
+                        let res = step_chunk(
+                            &mut st,
+                            &mut tb,
+                            this.limits.max_header_bytes,
+                            &this.rbuf[this.rpos..end],
+                        );
+                        this.trailer_bytes = tb;
+                        match res {
+                            Ok((n, done)) => {
+                                buf.put_slice(&this.rbuf[this.rpos..this.rpos + n]);
+                                this.rpos += n;
+                                if done {
+                                    this.request_done();
+                                } else {
+                                    this.phase = Phase::Chunked(st);
+                                }
+                            }
+                            Err(r) => {
+                                // Hyper gets nothing past the bad chunk: the
+                                // body stream fails, the upstream request is
+                                // aborted, and the connection ends.
+                                this.halted = true;
+                                this.rbuf.clear();
+                                this.rpos = 0;
+                                return Poll::Ready(Err(io::Error::new(
+                                    io::ErrorKind::InvalidData,
+                                    r.to_error(),
+                                )));
+                            }
+                        }
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+            }
+            // 3. Read more.
+            if this.phase == Phase::Passthrough {
+                // Fast path: no checking needed, read straight into hyper's buffer.
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            if this.rbuf.capacity() == 0 {
+                this.rbuf.reserve_exact(READ_BUF);
+            }
+            this.rbuf.clear();
+            this.rbuf.resize(READ_BUF, 0);
+            this.rpos = 0;
+            let mut rb = ReadBuf::new(&mut this.rbuf);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    this.rbuf.truncate(n);
+                    if n == 0 {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Poll::Ready(Err(e)) => {
+                    this.rbuf.clear();
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Pending => {
+                    this.rbuf.clear();
+                    if this.timer_kind == Timer::Off {
+                        return Poll::Pending;
+                    }
+                    ready!(this.timer.as_mut().poll(cx));
+                    match this.timer_kind {
+                        Timer::Header => {
+                            this.timer_kind = Timer::Off;
+                            return Poll::Ready(Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "request header read timeout",
+                            )));
+                        }
+                        Timer::Idle
+                            if this.shared.inflight.load(Ordering::Acquire) == 0
+                                && this.head.is_empty() =>
+                        {
+                            this.timer_kind = Timer::Off;
+                            // EOF: hyper closes an idle connection cleanly.
+                            return Poll::Ready(Ok(()));
+                        }
+                        _ => {
+                            // A response is still in flight: look again later.
+                            this.arm(Timer::Idle);
+                            let _ = this.timer.as_mut().poll(cx);
+                            return Poll::Pending;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn limits() -> GuardLimits {
+        GuardLimits {
+            max_uri_bytes: 64,
+            max_header_bytes: 256,
+            max_headers: 5,
+            header_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Feeds `input` (in pieces of `step` bytes) and returns what hyper would see.
+    async fn run(input: &[u8], step: usize) -> (Vec<u8>, Option<io::ErrorKind>) {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let data = input.to_vec();
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for piece in data.chunks(step.max(1)) {
+                if client.write_all(piece).await.is_err() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            // Keep the pipe open briefly so a halted guard shows as "no more bytes".
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(client);
+        });
+        let mut g = Guarded::new(server, limits(), Arc::default(), Arc::from("s3cr3t"), false);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 7];
+        let mut err = None;
+        loop {
+            match tokio::time::timeout(Duration::from_millis(200), g.read(&mut buf)).await {
+                Ok(Ok(0)) | Err(_) => break,
+                Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+                Ok(Err(e)) => {
+                    err = Some(e.kind());
+                    break;
+                }
+            }
+        }
+        let _ = writer.await;
+        (out, err)
+    }
+
+    fn marker(r: Reject) -> Vec<u8> {
+        format!(
+            "GET / HTTP/1.1\r\nhost: palisade.invalid\r\n{REJECT_HEADER}: s3cr3t {}\r\n\r\n",
+            r.index()
+        )
+        .into_bytes()
+    }
+
+    async fn check_all_steps(input: &[u8], expect: &[u8]) {
+        for step in [1, 3, input.len()] {
+            let (out, _) = run(input, step).await;
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(expect),
+                "step {step}"
+            );
+        }
+    }
+
+    const OK1: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+    const OK2: &[u8] = b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+    const OK3: &[u8] = b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nT: v\r\n\r\n";
+
+    #[tokio::test]
+    async fn valid_pipelined_requests_pass_unchanged() {
+        let input = [OK1, OK2, OK3, OK1].concat();
+        check_all_steps(&input, &input).await;
+    }
+
+    #[tokio::test]
+    async fn smuggling_attempts_are_replaced_by_the_marker() {
+        let cases: &[(&[u8], Reject)] = &[
+            (b"GET / HTTP/1.1\nHost: x\r\n\r\n", Reject::BareLf),
+            (b"GET / HTTP/1.1\r\nHost: x\n\r\n", Reject::BareLf),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", Reject::ObsFold),
+            (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", Reject::SpaceBeforeColon),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", Reject::ClAndTe),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", Reject::ConflictingContentLength),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\nabc", Reject::BadContentLength),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", Reject::BadTransferEncoding),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", Reject::BadChunk),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n", Reject::BadChunk),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", Reject::BadChunk),
+            (b"POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", Reject::BadTransferEncoding),
+            (b"GET / HTTP/1.1\r\nHost: x\rY: z\r\n\r\n", Reject::BadByte),
+            (b"GET /x HTTP/1.1 extra\r\n\r\n", Reject::RequestLine),
+        ];
+        for (input, why) in cases {
+            if *why == Reject::BadChunk {
+                // Arriving with its head: rejected before anything is delivered.
+                let (out, _) = run(input, input.len()).await;
+                assert_eq!(out, marker(*why));
+                // Arriving later: the head went through, the stream fails.
+                let (out, err) = run(input, 1).await;
+                let head_end = input.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                assert!(out.len() < input.len() && out.starts_with(&input[..head_end]));
+                assert_eq!(err, Some(io::ErrorKind::InvalidData));
+            } else {
+                check_all_steps(input, &marker(*why)).await;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn valid_requests_before_a_bad_one_are_delivered() {
+        let bad = b"GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n";
+        let input = [OK1, OK2, bad.as_slice()].concat();
+        let expect = [OK1, OK2, &marker(Reject::BareLf)].concat();
+        check_all_steps(&input, &expect).await;
+    }
+
+    #[tokio::test]
+    async fn limits_give_414_and_431() {
+        let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100));
+        check_all_steps(long_uri.as_bytes(), &marker(Reject::UriTooLong)).await;
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+            "b".repeat(300)
+        );
+        check_all_steps(big.as_bytes(), &marker(Reject::HeadersTooLarge)).await;
+        let many = "GET / HTTP/1.1\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\nF: 1\r\n\r\n";
+        check_all_steps(many.as_bytes(), &marker(Reject::HeadersTooLarge)).await;
+        // A head that never ends is cut at the bound, not buffered forever.
+        let endless = vec![b'a'; 10_000];
+        let (out, _) = run(&endless, 4096).await;
+        assert_eq!(out, marker(Reject::UriTooLong));
+    }
+
+    #[tokio::test]
+    async fn late_chunk_error_fails_the_stream() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut g = Guarded::new(server, limits(), Arc::default(), Arc::from("s"), false);
+        use tokio::io::AsyncWriteExt;
+        let head = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+        client.write_all(head).await.unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = g.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], head);
+        client.write_all(b"3\r\nabc\r\n").await.unwrap();
+        let n = g.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"3\r\nabc\r\n");
+        client.write_all(b"xyz\r\n").await.unwrap();
+        let e = g.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn header_timeout_cuts_slow_heads() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut g = Guarded::new(server, limits(), Arc::default(), Arc::from("s"), false);
+        use tokio::io::AsyncWriteExt;
+        client.write_all(b"GET / HT").await.unwrap();
+        let mut buf = vec![0u8; 64];
+        let e = g.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_timeout_closes_only_without_requests_in_flight() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let shared = Arc::new(ConnShared::default());
+        let mut g = Guarded::new(server, limits(), shared.clone(), Arc::from("s"), false);
+        use tokio::io::AsyncWriteExt;
+        client.write_all(OK1).await.unwrap();
+        let mut buf = vec![0u8; 64];
+        assert_eq!(g.read(&mut buf).await.unwrap(), OK1.len());
+        shared.inflight.store(1, Ordering::Release);
+        let start = Instant::now();
+        let r = tokio::time::timeout(Duration::from_secs(12), g.read(&mut buf)).await;
+        assert!(r.is_err(), "must not close while a request is in flight");
+        shared.inflight.store(0, Ordering::Release);
+        assert_eq!(g.read(&mut buf).await.unwrap(), 0);
+        assert!(start.elapsed() >= Duration::from_secs(12));
+    }
+
+    #[test]
+    fn marker_decoding_requires_the_secret() {
+        assert_eq!(Reject::from_marker(b"abc 2", "abc"), Some(Reject::ObsFold));
+        assert_eq!(Reject::from_marker(b"abd 2", "abc"), None);
+        assert_eq!(Reject::from_marker(b"abc 99", "abc"), None);
+    }
+}

@@ -1,0 +1,30 @@
+//! palisade's gateway: a production TLS reverse proxy.
+//!
+//! - [`config`]: TOML config parsed into validated types (errors with file,
+//!   line, column and key); [`limits`]: every resource limit with its default.
+//! - [`server::Gateway`]: listeners (http/https), connection caps, graceful
+//!   shutdown, atomic config reload.
+//! - [`guard`]: HTTP/1 framing checks against request smuggling.
+//! - [`proxy`]: routing ([`route`]), upstream pools ([`upstream`]), header
+//!   handling, WebSocket pass-through, error answers.
+//! - [`admin`], [`metrics`], [`accesslog`]: observability.
+//! - [`demo`]: the built-in demo/echo upstream.
+
+pub mod accesslog;
+pub mod admin;
+pub mod body;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod guard;
+pub mod limits;
+pub mod metrics;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod tls;
+pub mod upstream;
+
+pub use config::Config;
+pub use error::{ConfigError, Error, Result};
+pub use server::Gateway;

@@ -1,0 +1,664 @@
+//! The per-request pipeline: request validation, routing, upstream selection
+//! with retry on connect failure, header rewriting, WebSocket pass-through,
+//! and the gateway's own answers (errors, redirects).
+
+use std::convert::Infallible;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+
+use crate::accesslog::Record;
+use crate::body::{Finish, RespBody, UpBody};
+use crate::error::Error;
+use crate::guard::{ConnShared, Reject, REJECT_HEADER};
+use crate::limits::MAX_REQUEST_ID_BYTES;
+use crate::metrics::RouteMetrics;
+use crate::route::normalize_host;
+use crate::server::{ListenerRt, RouteRt, Runtime, Shared};
+use crate::upstream::Pool;
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Per-process request-id generator: a random prefix and a counter.
+#[derive(Debug)]
+pub struct RequestIds {
+    prefix: u32,
+    counter: AtomicU64,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds {
+            prefix: random_u64() as u32,
+            counter: AtomicU64::new(random_u64() >> 40),
+        }
+    }
+}
+
+impl RequestIds {
+    /// A new unique id.
+    pub fn next(&self) -> HeaderValue {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let s = format!("{:08x}{:012x}", self.prefix, n & 0xffff_ffff_ffff);
+        // Hex digits are always a valid header value.
+        HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    }
+}
+
+/// 64 random bits from the standard library's per-process hash keys.
+pub fn random_u64() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(d.as_nanos());
+    }
+    h.finish()
+}
+
+/// A per-process secret (marks the guard's synthetic rejection requests).
+pub fn random_secret() -> String {
+    format!("{:016x}{:016x}", random_u64(), random_u64())
+}
+
+/// Per-connection context given to every request on it.
+#[derive(Debug)]
+pub struct ConnCtx {
+    /// Process state.
+    pub shared: Arc<Shared>,
+    /// The listener's runtime settings at accept time.
+    pub listener: Arc<ListenerRt>,
+    /// Client address.
+    pub peer: SocketAddr,
+    /// Client IP, preformatted for X-Forwarded-For.
+    pub peer_hv: HeaderValue,
+    /// State shared with the connection's guard.
+    pub conn: Arc<ConnShared>,
+}
+
+/// Bookkeeping of one request, completed when its response ends or is dropped.
+struct Done {
+    shared: Arc<Shared>,
+    conn: Arc<ConnShared>,
+    metrics: Arc<RouteMetrics>,
+    route: Option<Arc<str>>,
+    start: Instant,
+    method: Method,
+    uri: Uri,
+    host: Option<HeaderValue>,
+    client: IpAddr,
+    request_id: HeaderValue,
+    status: u16,
+    bytes_in: Option<Arc<AtomicU64>>,
+    upstream: Option<Arc<str>>,
+    upstream_duration: Option<Duration>,
+    error: Option<String>,
+    lease: Option<(Arc<Pool>, usize)>,
+    reuse: Option<SendRequest<UpBody>>,
+    finished: bool,
+}
+
+impl Finish for Done {
+    fn finish(&mut self, bytes_out: u64, complete: bool) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        if let Some((pool, i)) = self.lease.take() {
+            if let Some(s) = pool.servers.get(i) {
+                s.active.fetch_sub(1, Ordering::Relaxed);
+            }
+            if let (true, Some(tx)) = (complete, self.reuse.take()) {
+                pool.checkin(i, tx);
+            }
+        }
+        let duration = self.start.elapsed();
+        self.metrics.observe(self.status, duration);
+        if self.shared.access_log.enabled() {
+            let host = self
+                .host
+                .as_ref()
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            let path = self.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            self.shared.access_log.log(&Record {
+                request_id: self.request_id.to_str().unwrap_or("-"),
+                client_ip: self.client,
+                method: self.method.as_str(),
+                host,
+                path,
+                status: self.status,
+                bytes_in: self
+                    .bytes_in
+                    .as_ref()
+                    .map(|c| c.load(Ordering::Relaxed))
+                    .unwrap_or(0),
+                bytes_out,
+                duration,
+                route: self.route.as_deref().unwrap_or("-"),
+                upstream: self.upstream.as_deref().unwrap_or("-"),
+                upstream_duration: self.upstream_duration,
+                error: self.error.as_deref(),
+                complete,
+            });
+        }
+        self.conn.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        // The handler was cancelled (client gone) before a body took over.
+        self.finish(0, false);
+    }
+}
+
+/// Handles one request; never fails (errors become responses).
+pub async fn handle(
+    mut req: Request<Incoming>,
+    ctx: Arc<ConnCtx>,
+) -> Result<Response<RespBody>, Infallible> {
+    let start = Instant::now();
+    ctx.conn.inflight.fetch_add(1, Ordering::AcqRel);
+    let rt = ctx.shared.runtime.load_full();
+    let h1 = req.version() != Version::HTTP_2;
+
+    let request_id = match req.headers().get(&X_REQUEST_ID) {
+        Some(v) if valid_request_id(v) => v.clone(),
+        _ => ctx.shared.request_ids.next(),
+    };
+    let mut done = Box::new(Done {
+        shared: ctx.shared.clone(),
+        conn: ctx.conn.clone(),
+        metrics: ctx.shared.unrouted.clone(),
+        route: None,
+        start,
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        host: req.headers().get(header::HOST).cloned(),
+        client: ctx.peer.ip(),
+        request_id: request_id.clone(),
+        status: 0,
+        bytes_in: None,
+        upstream: None,
+        upstream_duration: None,
+        error: None,
+        lease: None,
+        reuse: None,
+        finished: false,
+    });
+
+    if let Some(v) = req.headers().get(REJECT_HEADER) {
+        if let Some(r) = Reject::from_marker(v.as_bytes(), &ctx.shared.secret) {
+            done.uri = Uri::from_static("/");
+            done.host = None;
+            done.method = Method::GET;
+            return Ok(error_response(r.to_error(), done, h1, true));
+        }
+        req.headers_mut().remove(REJECT_HEADER);
+    }
+
+    match forward(req, &ctx, &rt, &mut done).await {
+        Ok(resp) => Ok(resp.map(|b| b.with_finish(done))),
+        Err(e) => {
+            let close = matches!(e.status().as_u16(), 400 | 408 | 413 | 414 | 431);
+            Ok(error_response(e, done, h1, close))
+        }
+    }
+}
+
+fn valid_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty() && b.len() <= MAX_REQUEST_ID_BYTES && b.iter().all(|&c| (0x21..0x7f).contains(&c))
+}
+
+/// Builds the gateway's own error answer: status, short text body with the
+/// request id. The status comes from [`Error::status`] only.
+fn error_response(e: Error, mut done: Box<Done>, h1: bool, close: bool) -> Response<RespBody> {
+    let status = e.status();
+    if status.is_server_error() {
+        tracing::warn!(request_id = ?done.request_id, error = %e, "request failed");
+    } else {
+        tracing::debug!(request_id = ?done.request_id, error = %e, "request rejected");
+    }
+    // Client errors say what was wrong; server errors do not reveal upstream
+    // addresses or failures (they are in the log under the same request id).
+    let detail = if status.is_client_error() {
+        format!("{e}\n")
+    } else {
+        String::new()
+    };
+    let body = format!(
+        "{} {}\n{detail}request id: {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        done.request_id.to_str().unwrap_or("-")
+    );
+    done.status = status.as_u16();
+    done.error = Some(e.to_string());
+    let rid = done.request_id.clone();
+    let mut resp = Response::new(RespBody::full(body).with_finish(done));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(X_REQUEST_ID.clone(), rid);
+    if close && h1 {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if h.contains_key(header::CONNECTION) {
+        let mut named: Vec<HeaderName> = Vec::new();
+        for v in h.get_all(header::CONNECTION) {
+            for tok in v.as_bytes().split(|&b| b == b',') {
+                let t = tok.trim_ascii();
+                if t.is_empty()
+                    || t.eq_ignore_ascii_case(b"close")
+                    || t.eq_ignore_ascii_case(b"keep-alive")
+                    || t.eq_ignore_ascii_case(b"upgrade")
+                {
+                    continue;
+                }
+                if let Ok(n) = HeaderName::from_bytes(t) {
+                    // End-to-end headers the proxy itself relies on are never
+                    // removable by a client's Connection header.
+                    if n != header::HOST && n != X_REQUEST_ID {
+                        named.push(n);
+                    }
+                }
+            }
+        }
+        for n in named {
+            h.remove(n);
+        }
+        h.remove(header::CONNECTION);
+    }
+    for n in [
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+    ] {
+        if h.contains_key(n) {
+            h.remove(n);
+        }
+    }
+}
+
+fn wants_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+        })
+}
+
+async fn forward(
+    mut req: Request<Incoming>,
+    ctx: &ConnCtx,
+    rt: &Runtime,
+    done: &mut Done,
+) -> Result<Response<RespBody>, Error> {
+    let limits = &rt.config.limits;
+    let listener = &ctx.listener;
+    if req.method() == Method::CONNECT {
+        return Err(Error::MethodNotAllowed);
+    }
+    if let Some(pq) = req.uri().path_and_query() {
+        if pq.as_str().len() as u64 > limits.max_uri_bytes {
+            return Err(Error::UriTooLong);
+        }
+    }
+    let h1 = req.version() != Version::HTTP_2;
+
+    // Host: the URI authority (h2, absolute-form) wins over the header.
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host_header = hosts.next().cloned();
+    if hosts.next().is_some() {
+        return Err(Error::BadRequest("several Host headers"));
+    }
+    let host_value: Option<HeaderValue> = match req.uri().authority() {
+        Some(a) => Some(
+            HeaderValue::from_str(a.as_str())
+                .map_err(|_| Error::BadRequest("invalid authority"))?,
+        ),
+        None => host_header,
+    };
+    if host_value.is_none() && req.version() == Version::HTTP_11 {
+        return Err(Error::BadRequest("missing Host header"));
+    }
+    done.host = host_value.clone();
+    let host_str = match &host_value {
+        Some(h) => h
+            .to_str()
+            .map_err(|_| Error::BadRequest("invalid Host header"))?,
+        None => "",
+    };
+    let host = normalize_host(host_str);
+
+    if listener.cfg.redirect_to_https {
+        done.status = StatusCode::PERMANENT_REDIRECT.as_u16();
+        return Ok(redirect(
+            &host,
+            listener.redirect_port,
+            req.uri(),
+            &done.request_id,
+        ));
+    }
+
+    let path = req.uri().path();
+    let route: Arc<RouteRt> = rt.routes.lookup(&host, path).ok_or(Error::NoRoute)?;
+    done.metrics = route.metrics.clone();
+    done.route = Some(route.name.clone());
+
+    // Bodies declared too large are refused before anything is forwarded.
+    if let Some(cl) = req.headers().get(header::CONTENT_LENGTH) {
+        let n: u64 = cl
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(Error::BadRequest("invalid Content-Length"))?;
+        if n > limits.max_body_bytes {
+            return Err(Error::BodyTooLarge);
+        }
+    }
+
+    let upgrade = h1 && wants_upgrade(req.headers());
+    let client_upgrade = if upgrade {
+        Some(hyper::upgrade::on(&mut req))
+    } else {
+        None
+    };
+    let (mut parts, incoming) = req.into_parts();
+    let upgrade_value = if upgrade {
+        parts.headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+
+    // Request headers for the upstream.
+    let h = &mut parts.headers;
+    strip_hop_by_hop(h);
+    if let Some(u) = upgrade_value {
+        h.insert(header::UPGRADE, u);
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if !h.contains_key(header::HOST) {
+        if let Some(hv) = &host_value {
+            h.insert(header::HOST, hv.clone());
+        }
+    }
+    let xff = match h.get(&X_FORWARDED_FOR) {
+        Some(prev) => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + ctx.peer_hv.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(ctx.peer_hv.as_bytes());
+            HeaderValue::from_bytes(&v).unwrap_or_else(|_| ctx.peer_hv.clone())
+        }
+        None => ctx.peer_hv.clone(),
+    };
+    h.insert(X_FORWARDED_FOR.clone(), xff);
+    h.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(if listener.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }),
+    );
+    if let Some(hv) = &host_value {
+        h.insert(X_FORWARDED_HOST.clone(), hv.clone());
+    }
+    h.insert(X_REQUEST_ID.clone(), done.request_id.clone());
+    parts.version = Version::HTTP_11;
+    parts.uri = match parts.uri.path_and_query() {
+        Some(pq) => Uri::from(pq.clone()),
+        None => Uri::from_static("/"),
+    };
+
+    let body = if incoming.is_end_stream() {
+        UpBody::empty()
+    } else {
+        let counter = Arc::new(AtomicU64::new(0));
+        done.bytes_in = Some(counter.clone());
+        UpBody::new(
+            incoming,
+            limits.max_body_bytes,
+            limits.body_idle_timeout,
+            limits.body_min_rate,
+            Some(counter),
+        )
+    };
+    let mut pending = Some(Request::from_parts(parts, body));
+
+    // Pick a server; retry on another only when the connection could not be made.
+    let pool = &route.pool;
+    let mut tried: u64 = 0;
+    let mut last_err: Option<Error> = None;
+    let max_attempts = pool.servers.len() * 2 + 1;
+    for _ in 0..max_attempts {
+        let Some(i) = pool.pick(tried) else { break };
+        let server = &pool.servers[i];
+        let mut co = match pool
+            .checkout(
+                i,
+                limits.upstream_connect_timeout,
+                limits.keepalive_idle_timeout,
+                upgrade,
+            )
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                done.upstream = Some(server.label.clone());
+                pool.eject(i);
+                tried |= 1 << i;
+                last_err = Some(e);
+                continue;
+            }
+        };
+        let Some(req) = pending.take() else { break };
+        server.active.fetch_add(1, Ordering::Relaxed);
+        done.lease = Some((pool.clone(), i));
+        done.upstream = Some(server.label.clone());
+        let sent = Instant::now();
+        let res = tokio::time::timeout(
+            limits.upstream_response_timeout,
+            co.tx.try_send_request(req),
+        )
+        .await;
+        done.upstream_duration = Some(sent.elapsed());
+        match res {
+            Err(_) => return Err(Error::UpstreamTimeout(server.label.to_string())),
+            Ok(Ok(mut resp)) => {
+                if !upgrade {
+                    done.reuse = Some(co.tx);
+                }
+                return Ok(respond(&mut resp, done, listener, client_upgrade)
+                    .map(|_| RespBody::upstream(resp.into_body())));
+            }
+            Ok(Err(mut e)) => {
+                // Not sent (a pooled connection closed meanwhile): try again
+                // with the request we got back.
+                if let Some(r) = e.take_message() {
+                    server.active.fetch_sub(1, Ordering::Relaxed);
+                    done.lease = None;
+                    pending = Some(r);
+                    if !co.reused {
+                        tried |= 1 << i;
+                    }
+                    continue;
+                }
+                let err = e.into_error();
+                if let Some(g) = Error::find_in(&err) {
+                    return Err(match g {
+                        Error::BodyTooLarge => Error::BodyTooLarge,
+                        Error::BodyTimeout(r) => Error::BodyTimeout(r),
+                        Error::BadRequest(r) => Error::BadRequest(r),
+                        other => Error::Upstream {
+                            server: server.label.to_string(),
+                            message: other.to_string(),
+                        },
+                    });
+                }
+                return Err(Error::Upstream {
+                    server: server.label.to_string(),
+                    message: err.to_string(),
+                });
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| Error::NoHealthyUpstream(pool.name().to_string())))
+}
+
+/// Turns the upstream response head into the client's: hop-by-hop headers
+/// out, request id and HSTS in, upgrade tunnel set up for 101.
+fn respond(
+    resp: &mut Response<Incoming>,
+    done: &mut Done,
+    listener: &ListenerRt,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<()> {
+    let status = resp.status();
+    done.status = status.as_u16();
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_some();
+    let upgrade_value = if switching {
+        resp.headers().get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    let mut out = Response::new(());
+    *out.status_mut() = status;
+    *out.headers_mut() = std::mem::take(resp.headers_mut());
+    let h = out.headers_mut();
+    strip_hop_by_hop(h);
+    h.insert(X_REQUEST_ID.clone(), done.request_id.clone());
+    if let Some(hsts) = &listener.hsts {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    if switching {
+        if let Some(u) = upgrade_value {
+            h.insert(header::UPGRADE, u);
+        }
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        let upstream_upgrade = hyper::upgrade::on(&mut *resp);
+        if let Some(client) = client_upgrade {
+            tokio::spawn(async move {
+                let (Ok(c), Ok(u)) = (client.await, upstream_upgrade.await) else {
+                    return;
+                };
+                let mut c = TokioIo::new(c);
+                let mut u = TokioIo::new(u);
+                let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+            });
+        }
+    }
+    out
+}
+
+fn redirect(host: &str, port: Option<u16>, uri: &Uri, rid: &HeaderValue) -> Response<RespBody> {
+    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let loc = match port {
+        Some(p) if p != 443 => format!("https://{host}:{p}{pq}"),
+        _ => format!("https://{host}{pq}"),
+    };
+    let mut resp = Response::new(RespBody::full(format!("redirecting to {loc}\n")));
+    *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if let Ok(v) = HeaderValue::from_str(&loc) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), rid.clone());
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret, close"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::PROXY_AUTHORIZATION, HeaderValue::from_static("x"));
+        h.insert("x-keep", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["x-keep"], "yes");
+    }
+
+    #[test]
+    fn connection_cannot_remove_host_or_request_id() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("host, x-request-id"),
+        );
+        h.insert(header::HOST, HeaderValue::from_static("a"));
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("b"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
+    }
+
+    #[test]
+    fn upgrade_detection() {
+        let mut h = HeaderMap::new();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(!wants_upgrade(&h));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        assert!(wants_upgrade(&h));
+    }
+
+    #[test]
+    fn request_ids_are_unique_and_validated() {
+        let ids = RequestIds::default();
+        let a = ids.next();
+        let b = ids.next();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 20);
+        assert!(valid_request_id(&a));
+        assert!(!valid_request_id(&HeaderValue::from_static("has space")));
+        assert!(!valid_request_id(
+            &HeaderValue::from_str(&"x".repeat(200)).unwrap()
+        ));
+    }
+}
