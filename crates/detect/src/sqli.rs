@@ -15,8 +15,10 @@
 //! and runs in time linear in the input.
 //!
 //! The character classes, the keyword table and the fingerprint list are
-//! libinjection data (BSD-3-Clause, see `NOTICE`) in [`tables`](self) form;
-//! the code is an independent implementation of the documented behaviour.
+//! libinjection data (BSD-3-Clause, see `NOTICE`), generated into
+//! `sqli/tables.rs` by `sqli/gen_tables.py`; the code is an independent
+//! implementation of libinjection's behaviour, checked against its test
+//! suite and differentially against its C implementation.
 
 mod fold;
 mod tables;
@@ -416,6 +418,12 @@ impl std::fmt::Display for Fingerprint {
 /// Returns the fingerprint when `input` looks like SQL injection, as
 /// libinjection's `libinjection_sqli` does (the same contexts, in the same
 /// order, so the same fingerprint is reported).
+///
+/// ```
+/// let fp = detect::detect_sqli(b"1' OR '1'='1").map(|f| f.as_str().to_owned());
+/// assert_eq!(fp.as_deref(), Some("s&sos"));
+/// assert_eq!(detect::detect_sqli(b"O'Reilly"), None);
+/// ```
 pub fn detect_sqli(input: &[u8]) -> Option<Fingerprint> {
     if input.is_empty() {
         return None;

@@ -12,7 +12,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(!fp.as_str().is_empty() && fp.as_str().len() <= MAX_FINGERPRINT_TOKENS);
         assert!(sqli::fingerprint_listed(fp.as_bytes()));
     }
-    for quote in [QuoteContext::None, QuoteContext::Single, QuoteContext::Double] {
+    for quote in [
+        QuoteContext::None,
+        QuoteContext::Single,
+        QuoteContext::Double,
+    ] {
         for dialect in [Dialect::Ansi, Dialect::Mysql] {
             let flags = Flags::new(quote, dialect);
             let mut last_pos = 0;
