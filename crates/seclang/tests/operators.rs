@@ -620,6 +620,11 @@ fn rx_macro_pattern() {
     let mut ctx = Ctx::default().with("TX", "prefix", "id");
     assert!(o.evaluate(b"id42", &mut ctx));
     assert!(!o.evaluate(b"x42", &mut ctx));
+    // PCRE's `^` applies to expanded patterns too.
+    let o = op("rx", "^%{tx.body}$");
+    let mut ctx = Ctx::default().with("TX", "body", "a*");
+    assert!(!o.evaluate(b"b\n", &mut ctx));
+    assert!(o.evaluate(b"aa\n", &mut ctx));
     // An expanded pattern that does not compile does not match.
     let mut ctx = Ctx::default().with("TX", "prefix", "(");
     assert!(!o.evaluate(b"(42", &mut ctx));

@@ -230,13 +230,21 @@ impl Operator for Rx {
             Kind::Compiled { regex, .. } => run(regex, input, ctx),
             Kind::Macro(pattern) => {
                 let expanded = ctx.expand(pattern);
-                let regex = translate_pcre(&expanded)
-                    .ok()
-                    .and_then(|t| build(&t, MACRO_REGEX_SIZE_LIMIT).ok());
-                match regex {
-                    Some(regex) => run(&regex, input, ctx),
-                    None => false,
+                let Ok(translation) = translate(&expanded, "^") else {
+                    return false;
+                };
+                let Ok(regex) = build(&translation.pattern, MACRO_REGEX_SIZE_LIMIT) else {
+                    return false;
+                };
+                if translation.caret == Caret::Leading && input.last() == Some(&b'\n') {
+                    let without_caret = translate(&expanded, NEVER)
+                        .ok()
+                        .and_then(|t| build(&t.pattern, MACRO_REGEX_SIZE_LIMIT).ok());
+                    if let Some(without_caret) = without_caret {
+                        return run_pcre_caret(&regex, &without_caret, input, ctx);
+                    }
                 }
+                run(&regex, input, ctx)
             }
         }
     }
