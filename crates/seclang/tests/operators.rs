@@ -556,6 +556,22 @@ fn rx_caret_is_false_at_the_end_after_a_final_newline() {
 }
 
 #[test]
+fn rx_extended_mode() {
+    // PCRE `x`: white space and `#` comments are skipped, even when the
+    // comment holds what would be syntax errors; classes keep spaces.
+    check(
+        "rx",
+        "(?x) a b c # comment [ ( \\\n d+",
+        &[(b"abcdd", true), (b"abc d", false)],
+    );
+    check("rx", r"(?x)a\ b", &[(b"a b", true), (b"ab", false)]);
+    check("rx", "(?x:a b)c d", &[(b"abc d", true), (b"abcd", false)]);
+    check("rx", "(?x)a(?-x) b", &[(b"a b", true), (b"ab", false)]);
+    check("rx", "(?x)[ ]a", &[(b" a", true), (b"a", false)]);
+    check("rx", "(?x)^ $", &[(b"abc\n", false), (b"", true)]);
+}
+
+#[test]
 fn rx_refuses_backtracking_constructs() {
     for (pattern, needle) in [
         (r"(a)\1", "backreference"),

@@ -22,7 +22,7 @@
 //! punctuation are literals; `{` that does not start a counted repetition is
 //! a literal; `\Q..\E`, `\e`, `\cX`, octal `\0nn`/`\o{}`, `\x{..}`, `\h`,
 //! `\v` (vertical space, *not* VT), `\R`, `\N`, `\Z`, `\G` and `(?#..)` are
-//! rewritten; inside classes `[`, `&`, `~` and a `-` next to a class escape
+//! rewritten; in `(?x)` mode white space and `#` comments are dropped; inside classes `[`, `&`, `~` and a `-` next to a class escape
 //! (`[\w-.]`) are literals, as in PCRE1 (PCRE2 refuses `[\w-.]`; this engine
 //! accepts it on purpose).
 //!
@@ -304,6 +304,7 @@ fn translate(pattern: &[u8], caret: &'static str) -> Result<Translation, String>
         caret,
         leading: true,
         open: Vec::new(),
+        extended: false,
         prev_has_caret: false,
         caret_seen: false,
         caret_elsewhere: false,
@@ -324,8 +325,10 @@ struct Translator<'a> {
     caret: &'static str,
     /// Nothing that consumes input can precede the cursor in a match.
     leading: bool,
-    /// Open groups: (leading at their start, holds a `^`).
-    open: Vec<(bool, bool)>,
+    /// Open groups.
+    open: Vec<Group>,
+    /// PCRE's `x` flag is on: white space and `#` comments are skipped.
+    extended: bool,
     /// The previous token is `^` or a group holding one (a quantifier on
     /// it repeats the `^`).
     prev_has_caret: bool,
@@ -347,6 +350,17 @@ fn hex_value(b: u8) -> Option<u32> {
     (b as char).to_digit(16)
 }
 
+/// An open group while translating.
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    /// Nothing that consumes input can precede the group's start.
+    leading: bool,
+    /// The group holds a `^`.
+    has_caret: bool,
+    /// The `x` flag outside the group, restored at its `)`.
+    outer_extended: bool,
+}
+
 /// What a backslash sequence inside a class stands for.
 enum ClassAtom {
     /// One byte: may be a range endpoint.
@@ -364,8 +378,44 @@ impl Translator<'_> {
         self.p[self.i..].starts_with(s)
     }
 
+    fn push_group(&mut self) {
+        self.open.push(Group {
+            leading: self.leading,
+            has_caret: false,
+            outer_extended: self.extended,
+        });
+    }
+
+    /// Applies inline flags (`x`, `-x`, `ix-s`) to the `x` state.
+    fn apply_flags(&mut self, flags: &[u8]) {
+        let mut on = true;
+        for &f in flags {
+            match f {
+                b'-' => on = false,
+                b'x' => self.extended = on,
+                _ => {}
+            }
+        }
+    }
+
     fn run(mut self) -> Result<Translation, String> {
         while let Some(c) = self.peek(0) {
+            if self.extended {
+                // PCRE `x` mode: white space and `#` comments are not part
+                // of the pattern (they do not even separate a quantifier).
+                if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+                    self.i += 1;
+                    continue;
+                }
+                if c == b'#' {
+                    let rest = &self.p[self.i..];
+                    self.i += rest
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(rest.len(), |n| n + 1);
+                    continue;
+                }
+            }
             let was_quantifier = std::mem::replace(&mut self.after_quantifier, false);
             let prev_has_caret = std::mem::replace(&mut self.prev_has_caret, false);
             // Tokens that may consume input end the leading position;
@@ -383,13 +433,15 @@ impl Translator<'_> {
                     self.group()?;
                 }
                 b')' => {
-                    let (_, has_caret) = self.open.pop().unwrap_or((false, false));
-                    self.prev_has_caret = has_caret;
+                    if let Some(group) = self.open.pop() {
+                        self.prev_has_caret = group.has_caret;
+                        self.extended = group.outer_extended;
+                    }
                     self.out.push(')');
                     self.i += 1;
                 }
                 b'|' => {
-                    self.leading = self.open.last().is_none_or(|&(leading, _)| leading);
+                    self.leading = self.open.last().is_none_or(|g| g.leading);
                     self.out.push('|');
                     self.i += 1;
                 }
@@ -399,7 +451,7 @@ impl Translator<'_> {
                         self.caret_elsewhere = true;
                     }
                     for group in &mut self.open {
-                        group.1 = true;
+                        group.has_caret = true;
                     }
                     self.leading = was_leading;
                     self.prev_has_caret = true;
@@ -487,7 +539,7 @@ impl Translator<'_> {
         }
         if !self.starts_with(b"(?") {
             self.groups += 1;
-            self.open.push((self.leading, false));
+            self.push_group();
             self.out.push('(');
             self.i += 1;
             return Ok(());
@@ -525,7 +577,7 @@ impl Translator<'_> {
                     Some(end) => {
                         let name = String::from_utf8_lossy(&rest[1..1 + end]).into_owned();
                         self.groups += 1;
-                        self.open.push((self.leading, false));
+                        self.push_group();
                         self.out.push_str("(?P<");
                         self.out.push_str(&name);
                         self.out.push('>');
@@ -536,7 +588,7 @@ impl Translator<'_> {
                 }
             }
             Some(b':') => {
-                self.open.push((self.leading, false));
+                self.push_group();
                 self.out.push_str("(?:");
                 self.i += 3;
                 Ok(())
@@ -547,7 +599,7 @@ impl Translator<'_> {
                     return Err("unterminated group name".into());
                 };
                 self.groups += 1;
-                self.open.push((self.leading, false));
+                self.push_group();
                 self.out.push_str("(?");
                 self.out.push_str(&String::from_utf8_lossy(&rest[..=end]));
                 self.i += 2 + end + 1;
@@ -569,14 +621,17 @@ impl Translator<'_> {
                 self.out.push_str("(?");
                 self.out.push_str(&String::from_utf8_lossy(flags));
                 self.i += 2 + flags_len;
+                let flags = flags.to_vec();
                 match self.peek(0) {
                     Some(b')') => {
                         // `(?i)`: flags for the rest of the group, no group.
+                        self.apply_flags(&flags);
                         self.out.push(')');
                         self.i += 1;
                     }
                     Some(b':') => {
-                        self.open.push((self.leading, false));
+                        self.push_group();
+                        self.apply_flags(&flags);
                         self.out.push(':');
                         self.i += 1;
                     }
