@@ -22,9 +22,10 @@
 //! punctuation are literals; `{` that does not start a counted repetition is
 //! a literal; `\Q..\E`, `\e`, `\cX`, octal `\0nn`/`\o{}`, `\x{..}`, `\h`,
 //! `\v` (vertical space, *not* VT), `\R`, `\N`, `\Z`, `\G` and `(?#..)` are
-//! rewritten; in `(?x)` mode white space and `#` comments are dropped; inside classes `[`, `&`, `~` and a `-` next to a class escape
-//! (`[\w-.]`) are literals, as in PCRE1 (PCRE2 refuses `[\w-.]`; this engine
-//! accepts it on purpose).
+//! rewritten; in `(?x)` mode white space and `#` comments are dropped;
+//! inside classes `[`, `&`, `~` and a `-` next to a class escape (`[\w-.]`)
+//! are literals, as in PCRE1 (PCRE2 refuses `[\w-.]`; this engine accepts it
+//! on purpose).
 //!
 //! Validation (one-off, against PCRE2 through `grep -P` with `(?sm)` in the
 //! C locale): on all 318 CRS v4 `@rx` patterns, the translated regexes
