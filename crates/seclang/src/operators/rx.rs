@@ -51,6 +51,8 @@
 //! gives PCRE's result. Known deviation: for a `^` elsewhere (`a\n^$`,
 //! `(?:a)?^b`, a repeated `^`) the `regex` crate's `^` is kept.
 
+use std::sync::OnceLock;
+
 use regex::bytes::{CaptureLocations, Regex, RegexBuilder};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{self, Class, ClassBytes, ClassBytesRange, Hir, HirKind};
@@ -97,12 +99,31 @@ enum Kind {
         regex: Regex,
         /// For [`Caret::Leading`] patterns: the pattern with `^` never
         /// matching, to re-check an empty match at the end of an input
-        /// ending with `\n` (where PCRE's `^` is false).
-        without_caret: Option<Regex>,
+        /// ending with `\n` (where PCRE's `^` is false). Compiled on first
+        /// use: few inputs end with a newline.
+        without_caret: Option<LazyRegex>,
         literals: Option<Vec<Vec<u8>>>,
     },
     /// A pattern with macros, expanded and compiled per evaluation.
     Macro(MacroString),
+}
+
+/// A translated pattern compiled on first use.
+#[derive(Debug)]
+struct LazyRegex {
+    pattern: String,
+    regex: OnceLock<Option<Regex>>,
+}
+
+impl LazyRegex {
+    /// The compiled regex; `None` only if it does not compile, which
+    /// cannot happen for a `^`-free copy of a pattern that compiled (it is
+    /// the same pattern with an empty class in place of each `^`).
+    fn get(&self) -> Option<&Regex> {
+        self.regex
+            .get_or_init(|| build(&self.pattern, REGEX_SIZE_LIMIT).ok())
+            .as_ref()
+    }
 }
 
 /// Builds a regex from an already translated pattern.
@@ -138,7 +159,10 @@ impl Rx {
             Caret::Leading => {
                 let never = translate(argument.as_bytes(), NEVER)
                     .map_err(|e| format!("@rx {argument:?}: {e}"))?;
-                Some(compile(&never.pattern)?)
+                Some(LazyRegex {
+                    pattern: never.pattern,
+                    regex: OnceLock::new(),
+                })
             }
             Caret::None | Caret::Other => None,
         };
@@ -225,9 +249,12 @@ impl Operator for Rx {
             Kind::Always => true,
             Kind::Compiled {
                 regex,
-                without_caret: Some(without_caret),
+                without_caret: Some(lazy),
                 ..
-            } if input.last() == Some(&b'\n') => run_pcre_caret(regex, without_caret, input, ctx),
+            } if input.last() == Some(&b'\n') => match lazy.get() {
+                Some(without_caret) => run_pcre_caret(regex, without_caret, input, ctx),
+                None => run(regex, input, ctx),
+            },
             Kind::Compiled { regex, .. } => run(regex, input, ctx),
             Kind::Macro(pattern) => {
                 let expanded = ctx.expand(pattern);
