@@ -53,7 +53,7 @@ pub(crate) fn process(
                 .push(&f.name, &f.content);
         }
         data.files_combined_size = m.files_combined_size;
-        for (k, v) in &m.part_headers {
+        for (k, v) in m.part_header_lines() {
             data.coll_mut(Var::MultipartPartHeaders).push(k, v);
         }
         for n in &m.names {

@@ -7,6 +7,9 @@
 //!   2 digits) become one byte (the value truncated to 8 bits, so `&#999`
 //!   gives `0xE7`); further digits are left in place (`&#x414` → `A4`).
 //!   The trailing `;` is optional and consumed when present.
+//!   Deliberate difference: leading zeros are skipped before the digit
+//!   window, so `&#0000000123;` gives `{` (ModSecurity v3 keeps it encoded,
+//!   an evasion the CRS regression tests check for).
 //! - Named references: only `quot`, `amp`, `lt`, `gt` and `nbsp`
 //!   (case-insensitive), `nbsp` giving the single byte `0xA0`. The name is
 //!   the whole run of ASCII alphanumerics after `&`, and it matches if it
@@ -51,8 +54,15 @@ pub(crate) fn html_entity_decode(input: &[u8]) -> Cow<'_, [u8]> {
             }
             let (radix, max) = if hex { (16, 2) } else { (10, 3) };
             let start = j;
+            // Leading zeros do not count against the digit limit: the log4j
+            // evasion `&#000…0123;` must decode to `{` (CRS 944150 tests it),
+            // which ModSecurity v3's fixed window misses.
+            while j < len && input[j] == b'0' {
+                j += 1;
+            }
+            let significant = j;
             while j < len
-                && j - start < max
+                && j - significant < max
                 && (if hex {
                     input[j].is_ascii_hexdigit()
                 } else {
@@ -137,7 +147,10 @@ mod tests {
                 (b"&apos;", b"&apos;"),
                 (b"&foo;bar", b"&foo;bar"),
                 (b"&#65;&#x41;&#X41", b"AAA"),
-                (b"&#0065;", b"\x065;"),
+                (b"&#0065;", b"A"),
+                (b"&#000000000000000000000000000123;jndi", b"{jndi"),
+                (b"&#x0000041;", b"A"),
+                (b"&#0000;", b"\0"),
                 (b"&#6500;", b"\x8a0;"),
                 (b"&#x414;", b"A4;"),
                 (b"&#999;", b"\xe7"),
