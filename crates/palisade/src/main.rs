@@ -13,6 +13,8 @@ use gateway::config::{self, Config, EMBEDDED_DEFAULT, EMBEDDED_NAME};
 use gateway::demo::{spawn_echo, EchoOptions};
 use gateway::Gateway;
 
+mod waf;
+
 /// Name of the pid file in the data directory.
 const PID_FILE: &str = "palisade.pid";
 
@@ -65,11 +67,39 @@ enum Cmd {
     },
     /// Print the version.
     Version,
+    /// The WAF engine on its own: evaluate a raw request, lint rule files.
+    Waf {
+        #[command(subcommand)]
+        cmd: WafCmd,
+    },
     /// Tools for tests.
     #[command(hide = true)]
     Testing {
         #[command(subcommand)]
         tool: TestingCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum WafCmd {
+    /// Evaluate one raw HTTP request (and optionally its raw response);
+    /// print matched rules, anomaly scores and the intervention as JSON.
+    Eval {
+        /// Rule files or directories of *.conf files, loaded in order.
+        #[arg(long, required = true, num_args = 1..)]
+        rules: Vec<PathBuf>,
+        /// File holding the raw HTTP/1 request (request line, headers, body).
+        #[arg(long)]
+        request: PathBuf,
+        /// File holding the raw HTTP/1 response (status line, headers, body).
+        #[arg(long)]
+        response: Option<PathBuf>,
+    },
+    /// Parse and compile rule files; report every problem found.
+    Lint {
+        /// Rule files or directories of *.conf files, loaded in order.
+        #[arg(long, required = true, num_args = 1..)]
+        rules: Vec<PathBuf>,
     },
 }
 
@@ -117,6 +147,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Cmd::CheckConfig { config } => check_config(&config),
+        Cmd::Waf { cmd } => waf_cmd(cmd),
         Cmd::Reload {
             config,
             pid_file,
@@ -169,6 +200,47 @@ fn init_logging(format: LogFormat) {
         b.json().with_current_span(false).init();
     } else {
         b.with_target(false).init();
+    }
+}
+
+fn waf_cmd(cmd: WafCmd) -> Result<(), Failure> {
+    let map = |e: waf::WafError| match e {
+        waf::WafError::Rules(m) => Failure::Config(anyhow::anyhow!(m)),
+        waf::WafError::Input(m) => Failure::Runtime(anyhow::anyhow!(m)),
+    };
+    match cmd {
+        WafCmd::Eval {
+            rules,
+            request,
+            response,
+        } => {
+            let out = waf::eval(&rules, &request, response.as_deref()).map_err(map)?;
+            let text = serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?;
+            print_stdout(&text)
+        }
+        WafCmd::Lint { rules } => {
+            let (directives, problems) = waf::lint(&rules).map_err(map)?;
+            for p in &problems {
+                print_stdout(p)?;
+            }
+            if problems.is_empty() {
+                print_stdout(&format!("ok: {directives} directives, no problem found"))
+            } else {
+                Err(Failure::Config(anyhow::anyhow!(
+                    "{} problem(s) in {directives} directives",
+                    problems.len()
+                )))
+            }
+        }
+    }
+}
+
+/// Prints a line on stdout; a closed pipe (`| head`) is not an error.
+fn print_stdout(line: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow::Error::from(e).into()),
+        _ => Ok(()),
     }
 }
 
