@@ -509,6 +509,69 @@ fn rx_pcre_syntax_is_translated() {
 }
 
 #[test]
+fn rx_caret_is_false_at_the_end_after_a_final_newline() {
+    // PCRE multi-line `^` does not hold at the very end of an input ending
+    // with `\n` (checked against PCRE2 with `grep -zP`).
+    check(
+        "rx",
+        "^$",
+        &[
+            (b"abc\n", false),
+            (b"\n", true),
+            (b"abc\n\n", true),
+            (b"", true),
+            (b"abc", false),
+        ],
+    );
+    check("rx", "x|^$", &[(b"abc\n", false), (b"x\n", true)]);
+    check("rx", r"^\s*$", &[(b"abc\n", false), (b"abc\n \n", true)]);
+    check(
+        "rx",
+        "^(?:a|b)*$",
+        &[(b"c\n", false), (b"c\nab\n", true), (b"ab\n", true)],
+    );
+    check(
+        "rx",
+        "(?i)^(?:[a-z]|&amp;)*$",
+        &[(b"x\"\n", false), (b"x&AMP;\n", true)],
+    );
+    check("rx", "$", &[(b"abc\n", true)]);
+    // Captures come from the PCRE-valid match.
+    let o = op("rx", "^(a*)$");
+    let mut ctx = Ctx::capturing();
+    assert!(!o.evaluate(b"b\n", &mut ctx));
+    assert!(ctx.captures.is_empty());
+    assert!(o.evaluate(b"aa\n", &mut ctx));
+    assert_eq!(ctx.capture(1), Some(&b"aa"[..]));
+    let o = op("rx", "(x)|^()$");
+    let mut ctx = Ctx::capturing();
+    assert!(o.evaluate(b"ab\nx\n", &mut ctx));
+    assert_eq!(ctx.capture(0), Some(&b"x"[..]));
+    // An empty match at the end that needs no `^` still counts.
+    let o = op("rx", r"^a|()\z");
+    let mut ctx = Ctx::capturing();
+    assert!(o.evaluate(b"q\n", &mut ctx));
+    assert_eq!(ctx.capture(1), Some(&b""[..]));
+    assert!(eval(&*o, b"q\n"));
+}
+
+#[test]
+fn rx_extended_mode() {
+    // PCRE `x`: white space and `#` comments are skipped, even when the
+    // comment holds what would be syntax errors; classes keep spaces.
+    check(
+        "rx",
+        "(?x) a b c # comment [ ( \\\n d+",
+        &[(b"abcdd", true), (b"abc d", false)],
+    );
+    check("rx", r"(?x)a\ b", &[(b"a b", true), (b"ab", false)]);
+    check("rx", "(?x:a b)c d", &[(b"abc d", true), (b"abcd", false)]);
+    check("rx", "(?x)a(?-x) b", &[(b"a b", true), (b"ab", false)]);
+    check("rx", "(?x)[ ]a", &[(b" a", true), (b"a", false)]);
+    check("rx", "(?x)^ $", &[(b"abc\n", false), (b"", true)]);
+}
+
+#[test]
 fn rx_refuses_backtracking_constructs() {
     for (pattern, needle) in [
         (r"(a)\1", "backreference"),
@@ -573,6 +636,11 @@ fn rx_macro_pattern() {
     let mut ctx = Ctx::default().with("TX", "prefix", "id");
     assert!(o.evaluate(b"id42", &mut ctx));
     assert!(!o.evaluate(b"x42", &mut ctx));
+    // PCRE's `^` applies to expanded patterns too.
+    let o = op("rx", "^%{tx.body}$");
+    let mut ctx = Ctx::default().with("TX", "body", "a*");
+    assert!(!o.evaluate(b"b\n", &mut ctx));
+    assert!(o.evaluate(b"aa\n", &mut ctx));
     // An expanded pattern that does not compile does not match.
     let mut ctx = Ctx::default().with("TX", "prefix", "(");
     assert!(!o.evaluate(b"(42", &mut ctx));
@@ -1109,4 +1177,320 @@ fn crs_required_literals_never_lose_a_match() {
         checked_matches > 1000,
         "too few matches exercised: {checked_matches}"
     );
+}
+
+// ---------------------------------------------------------------- @verify*
+
+#[test]
+fn verify_cc_vectors() {
+    check(
+        "verifyCC",
+        r"\d{13,16}",
+        &[
+            (b"card=4111111111111111", true),
+            // Every offset is a candidate start, as in ModSecurity: the
+            // 13-digit tail `1111111111112` passes the Luhn check.
+            (b"card=4111111111111112", true),
+            (b"", false),
+            (b"no digits", false),
+            // A failing candidate does not hide a later valid one.
+            (b"4111111111111112 x 5500000000000004", true),
+            // Candidates at later offsets inside a failing run are tried too.
+            (b"94111111111111111", true),
+            (b"\xff\x004111111111111111\x00", true),
+        ],
+    );
+    check(
+        "verifyCC",
+        r"\b\d{13,16}\b",
+        &[
+            (b"card=4111111111111112", false),
+            (b"card=4111111111111111;", true),
+        ],
+    );
+    let o = op("verifyCC", r"(?:\d[ -]?){13,16}");
+    let mut ctx = Ctx::capturing();
+    assert!(o.evaluate(b"pay 4111 1111 1111 1111 now", &mut ctx));
+    assert_eq!(ctx.capture(0), Some(&b"4111 1111 1111 1111 "[..]));
+    assert!(err("verifyCC", "").contains("regular expression"));
+    assert!(err("verifyCC", "(a)\\1").contains("backreference"));
+}
+
+#[test]
+fn verify_cpf_and_ssn_vectors() {
+    check(
+        "verifyCPF",
+        r"\d{3}\.?\d{3}\.?\d{3}-?\d{2}",
+        &[
+            (b"cpf 529.982.247-25", true),
+            (b"cpf 529.982.247-26", false),
+            (b"111.111.111-11", false),
+            (b"", false),
+        ],
+    );
+    check(
+        "verifySSN",
+        r"\d{3}-?\d{2}-?\d{4}",
+        &[
+            (b"ssn 078-05-1120", true),
+            (b"ssn 666-05-1120", false),
+            (b"123-45-6789", false),
+            (b"", false),
+        ],
+    );
+}
+
+// ---------------------------------------------------------------- robustness
+
+/// Deterministic xorshift generator: reproducible pseudo-random patterns.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn hostile_patterns_and_inputs_never_panic() {
+    // Patterns built from PCRE's special characters and escapes: compiling
+    // either succeeds or returns an error; evaluating never panics.
+    const PIECES: &[&str] = &[
+        "\\", "[", "]", "(", ")", "(?", "{", "}", ",", "1", "9", "-", "^", "$", "*", "+", "?", "|",
+        ".", ":", "<", ">", "=", "!", "#", "'", "P", "x", "Q", "E", "c", "o", "0", "7", "\\x{",
+        "\\x", "[:", ":]", "alpha", "\\b", "\\w", "\\d", "\\Z", "\\R", "a", "\u{e9}", "\u{0}", " ",
+        "\n", "%{", "tx.a", "&&", "~~",
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let inputs: [&[u8]; 5] = [
+        b"",
+        b"a",
+        b"\x00\xff\xfe",
+        "caf\u{e9} 1 [x]".as_bytes(),
+        b"((a]]{1}\\",
+    ];
+    let mut compiled = 0;
+    for _ in 0..5_000 {
+        let len = (rng.next() % 12) as usize;
+        let pattern: String = (0..len)
+            .map(|_| PIECES[(rng.next() % PIECES.len() as u64) as usize])
+            .collect();
+        for name in [
+            "rx",
+            "pm",
+            "verifyCC",
+            "validateByteRange",
+            "ipMatch",
+            "within",
+            "eq",
+        ] {
+            if let Ok(o) = op_with(name, &pattern, &MemFiles::default(), Path::new("/")) {
+                compiled += 1;
+                let _ = o.required_literals();
+                for input in inputs {
+                    let mut ctx = Ctx::capturing().with("TX", "a", "(");
+                    let _ = o.evaluate(input, &mut ctx);
+                }
+            }
+        }
+    }
+    assert!(compiled > 5_000, "only {compiled} operators compiled");
+}
+
+#[test]
+fn every_crs_pm_from_file_loads() {
+    // Every `@pmFromFile x.data` of CRS resolves against the rules directory
+    // and yields phrases; comment lines never become phrases.
+    let rules = shared_dir().join("crs-v4/rules");
+    let mut names = BTreeSet::new();
+    for entry in std::fs::read_dir(&rules).expect("rules dir").flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for part in text.split("@pmFromFile ").skip(1) {
+            let name: String = part
+                .chars()
+                .take_while(|c| !matches!(c, '"' | ' '))
+                .collect();
+            if name.ends_with(".data") {
+                names.insert(name);
+            }
+        }
+    }
+    assert!(names.len() >= 8, "found {names:?}");
+    let files = seclang::FsLoader;
+    for name in &names {
+        let o = compile(
+            "pmFromFile",
+            name,
+            &CompileContext {
+                files: &files,
+                base_dir: &rules,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let literals = o.required_literals().expect("phrases");
+        assert!(!literals.is_empty());
+        assert!(
+            literals.iter().all(|l| !l.starts_with(b"#")),
+            "{name}: a comment became a phrase"
+        );
+        // Each phrase of the file matches itself, in upper case too.
+        let data = std::fs::read(rules.join(name)).expect("data file");
+        let first = data
+            .split(|&b| b == b'\n')
+            .find(|l| !l.is_empty() && !l.starts_with(b"#"))
+            .expect("a phrase");
+        assert!(eval(&*o, &first.to_ascii_uppercase()), "{name}");
+    }
+}
+
+/// Appends a random string that `hir` matches, up to look-around
+/// assertions (callers keep only the samples the regex really matches).
+fn sample(hir: &regex_syntax::hir::Hir, rng: &mut Rng, out: &mut Vec<u8>) {
+    use regex_syntax::hir::{Class, HirKind};
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => {}
+        HirKind::Literal(lit) => out.extend_from_slice(&lit.0),
+        HirKind::Class(Class::Bytes(class)) => {
+            let ranges = class.ranges();
+            if !ranges.is_empty() {
+                let r = ranges[(rng.next() % ranges.len() as u64) as usize];
+                let span = u64::from(r.end() - r.start()) + 1;
+                out.push(r.start() + (rng.next() % span) as u8);
+            }
+        }
+        HirKind::Class(Class::Unicode(class)) => {
+            let ranges = class.ranges();
+            if !ranges.is_empty() {
+                let r = ranges[(rng.next() % ranges.len() as u64) as usize];
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(r.start().encode_utf8(&mut buf).as_bytes());
+            }
+        }
+        HirKind::Repetition(rep) => {
+            let max = rep.max.unwrap_or(rep.min + 3).min(rep.min + 3);
+            let count = rep.min + (rng.next() % u64::from(max - rep.min + 1)) as u32;
+            for _ in 0..count {
+                sample(&rep.sub, rng, out);
+            }
+        }
+        HirKind::Capture(cap) => sample(&cap.sub, rng, out),
+        HirKind::Concat(subs) => subs.iter().for_each(|s| sample(s, rng, out)),
+        HirKind::Alternation(subs) => {
+            sample(&subs[(rng.next() % subs.len() as u64) as usize], rng, out)
+        }
+    }
+}
+
+/// Samples 200 strings from `pattern`; for each the regex matches, asserts
+/// one of its required literals occurs. Returns how many matched.
+fn literals_hold_on_samples(place: &str, pattern: &str, rng: &mut Rng) -> usize {
+    let Ok(o) = op_with("rx", pattern, &MemFiles::default(), Path::new("/")) else {
+        return 0;
+    };
+    let Some(literals) = o.required_literals() else {
+        return 0;
+    };
+    let translated = seclang::operators::translate_pcre(pattern.as_bytes()).expect("compiled");
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .dot_matches_new_line(true)
+        .multi_line(true)
+        .build()
+        .parse(&translated)
+        .expect("parses as it compiled");
+    let mut checked = 0;
+    for i in 0..200 {
+        let mut input = Vec::new();
+        if i % 2 == 1 {
+            input.extend_from_slice(b"x= ");
+        }
+        sample(&hir, rng, &mut input);
+        if i % 3 == 1 {
+            input.extend_from_slice(b" ;\n");
+        }
+        if !eval(&*o, &input) {
+            continue;
+        }
+        checked += 1;
+        let lower = input.to_ascii_lowercase();
+        assert!(
+            literals
+                .iter()
+                .any(|l| memchr::memmem::find(&lower, l).is_some()),
+            "{place}: {pattern:?} matches generated {:?} without any of {:?}",
+            String::from_utf8_lossy(&input),
+            literals
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect::<Vec<_>>()
+        );
+    }
+    checked
+}
+
+#[test]
+fn crs_required_literals_hold_on_generated_matches() {
+    // Strings generated from each CRS regex (random branches, repetition
+    // counts and class members, with random surroundings): whenever the
+    // regex matches one, one of its required literals must occur in it.
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut checked = 0usize;
+    for (place, pattern) in crs_rx_patterns() {
+        checked += literals_hold_on_samples(&place, &pattern, &mut rng);
+    }
+    eprintln!("generated matches checked: {checked}");
+    assert!(checked > 20_000, "only {checked} generated inputs matched");
+}
+
+#[test]
+fn tricky_required_literals_hold_on_generated_matches() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let patterns = [
+        r"a(?i)bcD",
+        r"(?i:ab)CD|xY(?-i)Zw",
+        r"(?:abc|)def",
+        r"(?:abc|de)?fgh",
+        r"x{0}abc|y{2}zz",
+        r"^\bfoo\b$",
+        r"(?:ab|cd)(?:ef|gh)(?:ij)?",
+        r"[aA][bB][cC]d?",
+        r"(?i)[a-z]{2}[0-9]union",
+        r"(?:a|b|c)(?:d|e)xyz*",
+        r"ab+c{1,3}(?:de){2}",
+        r"(?s).abc.",
+        r"(?m)^abc$|^def",
+        r"(?x) a b c \# d",
+        r"\Qa.b\E(?:cd|ef)",
+        "caf\u{e9}(?i)X",
+        r"[\x00-\x10]ab\xffcd",
+        r"(a)(b)?(?:cd|ef|gh|ij|kl|mn|op|qr|st|uv|wx|yz)",
+    ];
+    let mut checked = 0;
+    for pattern in patterns {
+        let n = literals_hold_on_samples(pattern, pattern, &mut rng);
+        assert!(n > 0, "{pattern}: no generated sample matched");
+        checked += n;
+    }
+    assert!(checked > 1000);
+}
+
+#[test]
+fn verify_cc_work_is_bounded_on_long_digit_runs() {
+    // `\d+` over 200,000 digits: every offset yields a candidate nearly as
+    // long as the input (quadratic in ModSecurity). The work budget ends
+    // the loop; a valid number early in the input is still found.
+    let o = op("verifyCC", r"\d+");
+    let mut input = vec![b'1'; 200_000];
+    input[199_999] = b'2';
+    let started = std::time::Instant::now();
+    let _ = eval(&*o, &input);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(eval(&*o, b"4111111111111111 and then more text"));
 }

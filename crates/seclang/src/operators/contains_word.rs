@@ -22,13 +22,15 @@ use super::{Operator, OperatorContext, Param};
 #[derive(Debug)]
 pub(crate) struct ContainsWord {
     word: Param,
+    /// Searcher built once for a constant word.
+    finder: Option<memmem::Finder<'static>>,
 }
 
 impl ContainsWord {
     pub(crate) fn new(argument: &str) -> ContainsWord {
-        ContainsWord {
-            word: Param::new(argument),
-        }
+        let word = Param::new(argument);
+        let finder = word.constant().map(|c| memmem::Finder::new(c).into_owned());
+        ContainsWord { word, finder }
     }
 }
 
@@ -48,7 +50,14 @@ impl Operator for ContainsWord {
         }
         // Overlapping occurrences, as ModSecurity's `find(word, pos + 1)`
         // loop: a later occurrence may be a word when an earlier one is not.
-        let finder = memmem::Finder::new(&*word);
+        let built;
+        let finder = match &self.finder {
+            Some(f) => f,
+            None => {
+                built = memmem::Finder::new(&*word);
+                &built
+            }
+        };
         let mut from = 0;
         while let Some(found) = input.get(from..).and_then(|rest| finder.find(rest)) {
             let pos = from + found;

@@ -6,8 +6,7 @@
 //! SecRule REQUEST_URI "@noMatch" "id:9,pass"
 //! ```
 //!
-//! Same as ModSecurity v3. Its required-literal set is the empty set: no
-//! literal can ever make it match.
+//! Same as ModSecurity v3.
 
 use super::{Operator, OperatorContext};
 

@@ -18,20 +18,26 @@ use super::{Operator, OperatorContext, Param};
 #[derive(Debug)]
 pub(crate) struct StrMatch {
     needle: Param,
+    /// Searcher built once for a constant needle.
+    finder: Option<memmem::Finder<'static>>,
 }
 
 impl StrMatch {
     pub(crate) fn new(argument: &str) -> StrMatch {
-        StrMatch {
-            needle: Param::new(argument),
-        }
+        let needle = Param::new(argument);
+        let finder = needle
+            .constant()
+            .map(|c| memmem::Finder::new(c).into_owned());
+        StrMatch { needle, finder }
     }
 }
 
 impl Operator for StrMatch {
     fn evaluate(&self, input: &[u8], ctx: &mut dyn OperatorContext) -> bool {
-        let needle = self.needle.value(ctx);
-        memmem::find(input, &needle).is_some()
+        match &self.finder {
+            Some(finder) => finder.find(input).is_some(),
+            None => memmem::find(input, &self.needle.value(ctx)).is_some(),
+        }
     }
 
     fn required_literals(&self) -> Option<Vec<Vec<u8>>> {
