@@ -133,7 +133,7 @@ pub struct Rule {
     /// The tags as strings when none holds a macro (shared by every match).
     pub(crate) const_tags: Option<Arc<[String]>>,
     /// `ver`.
-    pub ver: Option<String>,
+    pub ver: Option<Arc<str>>,
     /// `rev`.
     pub rev: Option<String>,
     /// `maturity`.
@@ -219,6 +219,8 @@ pub struct Ruleset {
     pub(crate) phases: [Vec<Entry>; 5],
     pub(crate) tnodes: Vec<TNode>,
     pub(crate) prefilter: Option<Prefilter>,
+    /// Whether any rule reads MATCHED_VARS(_NAMES) (else they are not kept).
+    pub(crate) uses_matched_vars: bool,
     rule_count: usize,
 }
 
@@ -496,6 +498,7 @@ fn compile(directives: Vec<Spanned>, loader: &dyn FileLoader) -> Result<Ruleset,
         loader,
         ci_literals: Vec::new(),
         cs_literals: Vec::new(),
+        uses_matched_vars: false,
         literal_index: HashMap::new(),
         operators: HashMap::new(),
         tnodes: vec![TNode {
@@ -524,6 +527,7 @@ fn compile(directives: Vec<Spanned>, loader: &dyn FileLoader) -> Result<Ruleset,
         config,
         phases,
         prefilter: Prefilter::new(&compiler.ci_literals, &compiler.cs_literals),
+        uses_matched_vars: compiler.uses_matched_vars,
         tnodes: compiler.tnodes,
         rule_count,
     })
@@ -638,6 +642,7 @@ struct Compiler<'a> {
     loader: &'a dyn FileLoader,
     ci_literals: Vec<Vec<u8>>,
     cs_literals: Vec<Vec<u8>>,
+    uses_matched_vars: bool,
     literal_index: HashMap<(Vec<u8>, bool), u32>,
     operators: HashMap<(String, String, PathBuf), Arc<dyn Operator>>,
     tnodes: Vec<TNode>,
@@ -815,6 +820,10 @@ impl Compiler<'_> {
         default_actions: &[Action],
     ) -> Result<Rule, Error> {
         let operator = self.operator(pos, id, ast)?;
+        self.uses_matched_vars |= ast
+            .targets
+            .iter()
+            .any(|t| matches!(t.var, Var::MatchedVars | Var::MatchedVarsNames));
         let mut targets = Vec::new();
         let mut exclusions = Vec::new();
         for t in &ast.targets {
@@ -901,7 +910,7 @@ impl Compiler<'_> {
                 Action::LogData(m) => rule.logdata = Some(m.clone()),
                 Action::Severity(s) => rule.severity = Some(*s),
                 Action::Tag(t) => rule.tags.push(t.clone()),
-                Action::Ver(v) => rule.ver = Some(v.clone()),
+                Action::Ver(v) => rule.ver = Some(Arc::from(v.as_str())),
                 Action::Rev(v) => rule.rev = Some(v.clone()),
                 Action::Maturity(v) => rule.maturity = Some(*v),
                 Action::Accuracy(v) => rule.accuracy = Some(*v),

@@ -16,6 +16,7 @@
 //! once; calling a later phase first runs the skipped earlier ones.
 
 use std::borrow::Cow;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -120,7 +121,7 @@ pub struct MatchedRule {
     /// Tags (expanded; shared with the rule when they hold no macro).
     pub tags: Arc<[String]>,
     /// `ver`.
-    pub ver: Option<String>,
+    pub ver: Option<Arc<str>>,
     /// `rev`.
     pub rev: Option<String>,
     /// `maturity`.
@@ -217,6 +218,11 @@ pub struct Transaction {
     response_body: Vec<u8>,
     response_body_truncated: bool,
     data_dirty: bool,
+    /// Spare buffers (previous MATCHED_VAR, MATCHED_VAR_NAME, setvar value)
+    /// so matching does not allocate in steady state.
+    value_buf: Vec<u8>,
+    name_buf: Vec<u8>,
+    setvar_buf: Vec<u8>,
 }
 
 impl Ruleset {
@@ -300,6 +306,9 @@ impl Transaction {
             response_body: Vec::new(),
             response_body_truncated: false,
             data_dirty: true,
+            value_buf: Vec::new(),
+            name_buf: Vec::new(),
+            setvar_buf: Vec::new(),
         }
     }
 
@@ -761,8 +770,7 @@ impl Transaction {
     /// Evaluates a rule (chain); `Some` when it fully matched.
     fn eval_rule(&mut self, rule: &Rule) -> Option<Flow> {
         self.data.matched_vars.clear();
-        let mut last: Option<(Vec<u8>, Vec<u8>)> = None;
-        if !self.eval_link(rule, rule, &mut last) {
+        if !self.eval_link(rule, rule) {
             return None;
         }
         let resolver = Resolver {
@@ -838,7 +846,9 @@ impl Transaction {
             self.data.highest_severity = Some(self.data.highest_severity.map_or(s, |h| h.min(s)));
         }
         if self.matched.len() < MAX_MATCHED_RULES {
-            let (name, value) = last.unwrap_or_default();
+            let name = self.data.matched_var_name.as_deref().unwrap_or_default();
+            let value = self.data.matched_var.as_deref().unwrap_or_default();
+            let value = value[..value.len().min(MAX_RECORDED_VALUE)].to_vec();
             self.matched.push(MatchedRule {
                 id: rule.id,
                 phase: rule.phase,
@@ -852,7 +862,7 @@ impl Transaction {
                 accuracy: rule.accuracy,
                 file: rule.file.clone(),
                 line: rule.line,
-                matched_var_name: String::from_utf8_lossy(&name).into_owned(),
+                matched_var_name: String::from_utf8_lossy(name).into_owned(),
                 matched_value: value,
                 disruptive: disrupted,
                 would_disrupt,
@@ -864,12 +874,7 @@ impl Transaction {
     }
 
     /// Evaluates one link and, when it matches, the rest of the chain.
-    fn eval_link(
-        &mut self,
-        starter: &Rule,
-        link: &Rule,
-        last: &mut Option<(Vec<u8>, Vec<u8>)>,
-    ) -> bool {
+    fn eval_link(&mut self, starter: &Rule, link: &Rule) -> bool {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.reset();
         if link.targets.is_empty() {
@@ -924,7 +929,6 @@ impl Transaction {
                         };
                         self.on_value_match(starter, link, name, candidate);
                         any = true;
-                        *last = self.last_match();
                     }
                 }
                 continue;
@@ -949,7 +953,6 @@ impl Transaction {
                     let name = scratch.name(&self.data, &item);
                     self.on_value_match(starter, link, name, matched);
                     any = true;
-                    *last = self.last_match();
                 }
                 continue;
             }
@@ -965,15 +968,18 @@ impl Transaction {
                 capturing: link.capture,
             };
             if link.operator.evaluate(&tested, &mut ctx) != link.negated {
-                let matched = tested.into_owned();
-                let name = if link.targets.is_empty() {
-                    Vec::new()
-                } else {
-                    scratch.name(&self.data, &item)
-                };
-                self.on_value_match(starter, link, name, matched);
+                // Reuse the buffers of the previous MATCHED_VAR(_NAME).
+                let mut value_buf = std::mem::take(&mut self.value_buf);
+                value_buf.clear();
+                value_buf.extend_from_slice(&tested);
+                drop(tested);
+                let mut name_buf = std::mem::take(&mut self.name_buf);
+                name_buf.clear();
+                if !link.targets.is_empty() {
+                    scratch.name_into(&self.data, &item, &mut name_buf);
+                }
+                self.on_value_match(starter, link, name_buf, value_buf);
                 any = true;
-                *last = self.last_match();
             }
         }
         self.scratch = scratch;
@@ -981,7 +987,7 @@ impl Transaction {
             return false;
         }
         if let Some(next) = &link.chain {
-            if !self.eval_link(starter, next, last) {
+            if !self.eval_link(starter, next) {
                 return false;
             }
         }
@@ -1000,15 +1006,6 @@ impl Transaction {
             capturing: link.capture,
         };
         link.operator.evaluate(value, &mut ctx) != link.negated
-    }
-
-    fn last_match(&self) -> Option<(Vec<u8>, Vec<u8>)> {
-        let name = self.data.matched_var_name.as_ref()?;
-        let value = self.data.matched_var.as_ref()?;
-        Some((
-            name.clone(),
-            value[..value.len().min(MAX_RECORDED_VALUE)].to_vec(),
-        ))
     }
 
     fn excluded(
@@ -1046,18 +1043,31 @@ impl Transaction {
     /// A value matched: MATCHED_VAR(S), captures, setvars.
     fn on_value_match(&mut self, starter: &Rule, link: &Rule, name: Vec<u8>, value: Vec<u8>) {
         if link.capture && self.caps.set != 0 {
-            for i in 0..10 {
+            const KEYS: [&[u8]; 10] = [b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"];
+            for (i, key) in KEYS.iter().enumerate() {
                 if self.caps.set & (1 << i) != 0 {
-                    let v = self.caps.values[i].clone();
-                    self.data.maps[0].insert(i.to_string().into_bytes(), v);
+                    let v = &self.caps.values[i];
+                    match self.data.maps[0].get_mut(*key) {
+                        Some(slot) => {
+                            slot.clear();
+                            slot.extend_from_slice(v);
+                        }
+                        None => {
+                            self.data.maps[0].insert(key.to_vec(), v.clone());
+                        }
+                    }
                 }
             }
         }
-        if self.data.matched_vars.len() < MAX_MATCHED_VARS {
+        if self.rs.uses_matched_vars && self.data.matched_vars.len() < MAX_MATCHED_VARS {
             self.data.matched_vars.push((name.clone(), value.clone()));
         }
-        self.data.matched_var_name = Some(name);
-        self.data.matched_var = Some(value);
+        if let Some(old) = self.data.matched_var_name.replace(name) {
+            self.name_buf = old;
+        }
+        if let Some(old) = self.data.matched_var.replace(value) {
+            self.value_buf = old;
+        }
         for sv in &link.setvars {
             self.setvar(starter, sv);
         }
@@ -1077,10 +1087,16 @@ impl Transaction {
         } else {
             key
         };
-        let value: Option<Vec<u8>> = match &sv.op {
-            SetVarOp::Unset => None,
-            SetVarOp::SetOne => Some(b"1".to_vec()),
-            SetVarOp::Set(v) => Some(v.expand(&resolver).into_owned()),
+        let mut buf = std::mem::take(&mut self.setvar_buf);
+        buf.clear();
+        match &sv.op {
+            SetVarOp::Unset => {
+                self.data.maps[mi].remove(&*key);
+                self.setvar_buf = buf;
+                return;
+            }
+            SetVarOp::SetOne => buf.push(b'1'),
+            SetVarOp::Set(v) => buf.extend_from_slice(&v.expand(&resolver)),
             SetVarOp::Add(v) | SetVarOp::Sub(v) => {
                 let operand = stoi(&v.expand(&resolver));
                 let current = self.data.maps[mi].get(&*key).map_or(0, |c| stoi(c));
@@ -1089,23 +1105,18 @@ impl Transaction {
                 } else {
                     current - operand
                 };
-                // std::to_string of an int: wraps like the C++ int sum would.
-                Some((result as i32).to_string().into_bytes())
-            }
-        };
-        let map = &mut self.data.maps[mi];
-        match value {
-            None => {
-                map.remove(&*key);
-            }
-            Some(v) => {
-                if let Some(slot) = map.get_mut(&*key) {
-                    *slot = v;
-                } else if map.len() < MAX_COLLECTION_ENTRIES {
-                    map.insert(key.into_owned(), v);
-                }
+                // std::to_string of a C++ int: the sum wraps like an i32.
+                let _ = write!(buf, "{}", result as i32);
             }
         }
+        let map = &mut self.data.maps[mi];
+        if let Some(slot) = map.get_mut(&*key) {
+            slot.clear();
+            slot.extend_from_slice(&buf);
+        } else if map.len() < MAX_COLLECTION_ENTRIES {
+            map.insert(key.into_owned(), buf.clone());
+        }
+        self.setvar_buf = buf;
     }
 
     fn run_action(&mut self, rule: &Rule, action: &Action) {
