@@ -369,20 +369,28 @@ impl Transaction {
     }
 
     /// One request header (call once per header line, in order).
-    pub fn request_header(&mut self, name: &str, value: &str) {
+    /// Header names and values are bytes: obs-text and invalid UTF-8 are
+    /// inspected as sent.
+    pub fn request_header(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let (name, value) = (name.as_ref(), value.as_ref());
         self.data_dirty = true;
-        self.data
-            .coll_mut(Var::RequestHeaders)
-            .push(name.as_bytes(), value.as_bytes());
-        if name.eq_ignore_ascii_case("cookie") {
+        self.data.coll_mut(Var::RequestHeaders).push(name, value);
+        if name.eq_ignore_ascii_case(b"cookie") {
             let cookies = self.data.coll_mut(Var::RequestCookies);
-            for part in value.split(';') {
-                let part = part.trim_start();
+            for part in value.split(|&b| b == b';') {
+                let start = part
+                    .iter()
+                    .position(|b| !b.is_ascii_whitespace())
+                    .unwrap_or(part.len());
+                let part = &part[start..];
                 if part.is_empty() {
                     continue;
                 }
-                let (k, v) = part.split_once('=').unwrap_or((part, ""));
-                cookies.push(k.as_bytes(), v.as_bytes());
+                let (k, v) = match part.iter().position(|&b| b == b'=') {
+                    Some(p) => (&part[..p], &part[p + 1..]),
+                    None => (part, &b""[..]),
+                };
+                cookies.push(k, v);
             }
         }
     }
@@ -515,14 +523,13 @@ impl Transaction {
     }
 
     /// One response header.
-    pub fn response_header(&mut self, name: &str, value: &str) {
+    pub fn response_header(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let (name, value) = (name.as_ref(), value.as_ref());
         self.data_dirty = true;
-        self.data
-            .coll_mut(Var::ResponseHeaders)
-            .push(name.as_bytes(), value.as_bytes());
-        if name.eq_ignore_ascii_case("content-type") {
+        self.data.coll_mut(Var::ResponseHeaders).push(name, value);
+        if name.eq_ignore_ascii_case(b"content-type") {
             self.data.set_scalar(Var::ResponseContentType, value);
-        } else if name.eq_ignore_ascii_case("content-length") {
+        } else if name.eq_ignore_ascii_case(b"content-length") {
             self.data.set_scalar(Var::ResponseContentLength, value);
         }
     }

@@ -125,7 +125,11 @@ impl Data {
                 .to_string(),
             Var::FilesCombinedSize => self.files_combined_size.to_string(),
             Var::FullRequestLength => self.full_request().len().to_string(),
-            Var::Duration => (self.now_micros - self.start_micros).max(0).to_string(),
+            Var::Duration => self
+                .now_micros
+                .saturating_sub(self.start_micros)
+                .max(0)
+                .to_string(),
             Var::HighestSeverity => self.highest_severity.unwrap_or(255).to_string(),
             Var::Time
             | Var::TimeDay
