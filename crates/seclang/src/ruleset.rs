@@ -21,6 +21,7 @@ use crate::macros::MacroString;
 use crate::operators::{self, CompileContext, Operator};
 use crate::parser::ast::{Directive, LimitAction, Position, RuleAst, Spanned};
 use crate::parser::{parse_file, parse_str};
+use crate::tcache::{Prefilter, CASE_SENSITIVE, MAX_RULE_LITERALS};
 use crate::transformations::Transformation;
 use crate::variables::{Selector, Target, Var};
 
@@ -115,6 +116,8 @@ pub struct Rule {
     /// `!@`.
     pub negated: bool,
     pub(crate) operator: Arc<dyn Operator>,
+    /// Prefilter literal ids of the operator (`None`: always evaluate).
+    pub(crate) literals: Option<Box<[u32]>>,
     /// Transformations (defaults included unless `t:none`).
     pub transformations: Vec<Transformation>,
     /// Prefix-tree node after each transformation (same length).
@@ -127,8 +130,10 @@ pub struct Rule {
     pub severity: Option<u8>,
     /// `tag`s.
     pub tags: Vec<MacroString>,
+    /// The tags as strings when none holds a macro (shared by every match).
+    pub(crate) const_tags: Option<Arc<[String]>>,
     /// `ver`.
-    pub ver: Option<String>,
+    pub ver: Option<Arc<str>>,
     /// `rev`.
     pub rev: Option<String>,
     /// `maturity`.
@@ -213,6 +218,9 @@ pub struct Ruleset {
     pub(crate) config: Config,
     pub(crate) phases: [Vec<Entry>; 5],
     pub(crate) tnodes: Vec<TNode>,
+    pub(crate) prefilter: Option<Prefilter>,
+    /// Whether any rule reads MATCHED_VARS(_NAMES) (else they are not kept).
+    pub(crate) uses_matched_vars: bool,
     rule_count: usize,
 }
 
@@ -488,6 +496,10 @@ fn compile(directives: Vec<Spanned>, loader: &dyn FileLoader) -> Result<Ruleset,
 
     let mut compiler = Compiler {
         loader,
+        ci_literals: Vec::new(),
+        cs_literals: Vec::new(),
+        uses_matched_vars: false,
+        literal_index: HashMap::new(),
         operators: HashMap::new(),
         tnodes: vec![TNode {
             transformation: None,
@@ -514,6 +526,8 @@ fn compile(directives: Vec<Spanned>, loader: &dyn FileLoader) -> Result<Ruleset,
     Ok(Ruleset {
         config,
         phases,
+        prefilter: Prefilter::new(&compiler.ci_literals, &compiler.cs_literals),
+        uses_matched_vars: compiler.uses_matched_vars,
         tnodes: compiler.tnodes,
         rule_count,
     })
@@ -626,12 +640,49 @@ fn update_actions(actions: &mut Vec<Action>, new: &[Action]) {
 
 struct Compiler<'a> {
     loader: &'a dyn FileLoader,
+    ci_literals: Vec<Vec<u8>>,
+    cs_literals: Vec<Vec<u8>>,
+    uses_matched_vars: bool,
+    literal_index: HashMap<(Vec<u8>, bool), u32>,
     operators: HashMap<(String, String, PathBuf), Arc<dyn Operator>>,
     tnodes: Vec<TNode>,
     tindex: HashMap<(u32, &'static str), u32>,
 }
 
 impl Compiler<'_> {
+    /// Interns the operator's required literals for the prefilter.
+    fn literal_ids(&mut self, op: &dyn Operator) -> Option<Box<[u32]>> {
+        let literals = op.required_literals()?;
+        if literals.is_empty()
+            || literals.len() > MAX_RULE_LITERALS
+            || literals.iter().any(Vec::is_empty)
+        {
+            return None;
+        }
+        let ci = op.literals_case_insensitive();
+        let mut ids = Vec::with_capacity(literals.len());
+        for lit in literals {
+            let lit = if ci { lit.to_ascii_lowercase() } else { lit };
+            let key = (lit, ci);
+            let id = match self.literal_index.get(&key) {
+                Some(&id) => id,
+                None => {
+                    let id = if ci {
+                        self.ci_literals.push(key.0.clone());
+                        (self.ci_literals.len() - 1) as u32
+                    } else {
+                        self.cs_literals.push(key.0.clone());
+                        (self.cs_literals.len() - 1) as u32 | CASE_SENSITIVE
+                    };
+                    self.literal_index.insert(key, id);
+                    id
+                }
+            };
+            ids.push(id);
+        }
+        Some(ids.into_boxed_slice())
+    }
+
     fn tchain(&mut self, transformations: &[Transformation]) -> Vec<u32> {
         let mut node = 0u32;
         let mut out = Vec::with_capacity(transformations.len());
@@ -740,6 +791,17 @@ impl Compiler<'_> {
                     }
                 }
             }
+            if rule.tags.iter().all(MacroString::is_constant) {
+                rule.const_tags = Some(
+                    rule.tags
+                        .iter()
+                        .map(|t| {
+                            String::from_utf8_lossy(t.as_constant().unwrap_or_default())
+                                .into_owned()
+                        })
+                        .collect(),
+                );
+            }
             rule.chain = next.take();
             next = Some(Box::new(rule));
         }
@@ -758,6 +820,10 @@ impl Compiler<'_> {
         default_actions: &[Action],
     ) -> Result<Rule, Error> {
         let operator = self.operator(pos, id, ast)?;
+        self.uses_matched_vars |= ast
+            .targets
+            .iter()
+            .any(|t| matches!(t.var, Var::MatchedVars | Var::MatchedVarsNames));
         let mut targets = Vec::new();
         let mut exclusions = Vec::new();
         for t in &ast.targets {
@@ -811,6 +877,7 @@ impl Compiler<'_> {
             operator_name: ast.operator.name.clone(),
             operator_argument: ast.operator.argument.clone(),
             negated: ast.operator.negated,
+            literals: self.literal_ids(operator.as_ref()),
             operator,
             transformations: Vec::new(),
             tchain: Vec::new(),
@@ -818,6 +885,7 @@ impl Compiler<'_> {
             logdata: None,
             severity: None,
             tags: Vec::new(),
+            const_tags: None,
             ver: None,
             rev: None,
             maturity: None,
@@ -842,7 +910,7 @@ impl Compiler<'_> {
                 Action::LogData(m) => rule.logdata = Some(m.clone()),
                 Action::Severity(s) => rule.severity = Some(*s),
                 Action::Tag(t) => rule.tags.push(t.clone()),
-                Action::Ver(v) => rule.ver = Some(v.clone()),
+                Action::Ver(v) => rule.ver = Some(Arc::from(v.as_str())),
                 Action::Rev(v) => rule.rev = Some(v.clone()),
                 Action::Maturity(v) => rule.maturity = Some(*v),
                 Action::Accuracy(v) => rule.accuracy = Some(*v),

@@ -16,6 +16,7 @@
 //! once; calling a later phase first runs the skipped earlier ones.
 
 use std::borrow::Cow;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -117,10 +118,10 @@ pub struct MatchedRule {
     pub logdata: String,
     /// Severity 0..=7.
     pub severity: Option<u8>,
-    /// Tags (expanded).
-    pub tags: Vec<String>,
+    /// Tags (expanded; shared with the rule when they hold no macro).
+    pub tags: Arc<[String]>,
     /// `ver`.
-    pub ver: Option<String>,
+    pub ver: Option<Arc<str>>,
     /// `rev`.
     pub rev: Option<String>,
     /// `maturity`.
@@ -217,6 +218,11 @@ pub struct Transaction {
     response_body: Vec<u8>,
     response_body_truncated: bool,
     data_dirty: bool,
+    /// Spare buffers (previous MATCHED_VAR, MATCHED_VAR_NAME, setvar value)
+    /// so matching does not allocate in steady state.
+    value_buf: Vec<u8>,
+    name_buf: Vec<u8>,
+    setvar_buf: Vec<u8>,
 }
 
 impl Ruleset {
@@ -300,6 +306,9 @@ impl Transaction {
             response_body: Vec::new(),
             response_body_truncated: false,
             data_dirty: true,
+            value_buf: Vec::new(),
+            name_buf: Vec::new(),
+            setvar_buf: Vec::new(),
         }
     }
 
@@ -360,20 +369,28 @@ impl Transaction {
     }
 
     /// One request header (call once per header line, in order).
-    pub fn request_header(&mut self, name: &str, value: &str) {
+    /// Header names and values are bytes: obs-text and invalid UTF-8 are
+    /// inspected as sent.
+    pub fn request_header(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let (name, value) = (name.as_ref(), value.as_ref());
         self.data_dirty = true;
-        self.data
-            .coll_mut(Var::RequestHeaders)
-            .push(name.as_bytes(), value.as_bytes());
-        if name.eq_ignore_ascii_case("cookie") {
+        self.data.coll_mut(Var::RequestHeaders).push(name, value);
+        if name.eq_ignore_ascii_case(b"cookie") {
             let cookies = self.data.coll_mut(Var::RequestCookies);
-            for part in value.split(';') {
-                let part = part.trim_start();
+            for part in value.split(|&b| b == b';') {
+                let start = part
+                    .iter()
+                    .position(|b| !b.is_ascii_whitespace())
+                    .unwrap_or(part.len());
+                let part = &part[start..];
                 if part.is_empty() {
                     continue;
                 }
-                let (k, v) = part.split_once('=').unwrap_or((part, ""));
-                cookies.push(k.as_bytes(), v.as_bytes());
+                let (k, v) = match part.iter().position(|&b| b == b'=') {
+                    Some(p) => (&part[..p], &part[p + 1..]),
+                    None => (part, &b""[..]),
+                };
+                cookies.push(k, v);
             }
         }
     }
@@ -506,14 +523,13 @@ impl Transaction {
     }
 
     /// One response header.
-    pub fn response_header(&mut self, name: &str, value: &str) {
+    pub fn response_header(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let (name, value) = (name.as_ref(), value.as_ref());
         self.data_dirty = true;
-        self.data
-            .coll_mut(Var::ResponseHeaders)
-            .push(name.as_bytes(), value.as_bytes());
-        if name.eq_ignore_ascii_case("content-type") {
+        self.data.coll_mut(Var::ResponseHeaders).push(name, value);
+        if name.eq_ignore_ascii_case(b"content-type") {
             self.data.set_scalar(Var::ResponseContentType, value);
-        } else if name.eq_ignore_ascii_case("content-length") {
+        } else if name.eq_ignore_ascii_case(b"content-length") {
             self.data.set_scalar(Var::ResponseContentLength, value);
         }
     }
@@ -707,6 +723,8 @@ impl Transaction {
         let list = &rs.phases[usize::from(phase - 1)];
         let mut skip = 0u32;
         let mut skip_after: Option<String> = None;
+        // skipAfter may name a rule id instead of a marker.
+        let mut skip_after_id: Option<u64> = None;
         for entry in list {
             let rule = match entry {
                 Entry::Marker(name) => {
@@ -717,8 +735,8 @@ impl Transaction {
                 }
                 Entry::Rule(r) => r,
             };
-            if let Some(target) = &skip_after {
-                if rule.id.to_string() == *target {
+            if skip_after.is_some() {
+                if skip_after_id == Some(rule.id) {
                     skip_after = None;
                 }
                 continue;
@@ -740,6 +758,7 @@ impl Transaction {
                 break;
             }
             skip = flow.skip;
+            skip_after_id = flow.skip_after.as_deref().and_then(|s| s.parse().ok());
             skip_after = flow.skip_after;
             if self.engine == EngineMode::Off {
                 break;
@@ -758,8 +777,7 @@ impl Transaction {
     /// Evaluates a rule (chain); `Some` when it fully matched.
     fn eval_rule(&mut self, rule: &Rule) -> Option<Flow> {
         self.data.matched_vars.clear();
-        let mut last: Option<(Vec<u8>, Vec<u8>)> = None;
-        if !self.eval_link(rule, rule, &mut last) {
+        if !self.eval_link(rule, rule) {
             return None;
         }
         let resolver = Resolver {
@@ -773,11 +791,14 @@ impl Transaction {
         };
         let message = expand(&rule.msg);
         let logdata = expand(&rule.logdata);
-        let tags = rule
-            .tags
-            .iter()
-            .map(|t| String::from_utf8_lossy(&t.expand(&resolver)).into_owned())
-            .collect();
+        let tags = match &rule.const_tags {
+            Some(t) => t.clone(),
+            None => rule
+                .tags
+                .iter()
+                .map(|t| String::from_utf8_lossy(&t.expand(&resolver)).into_owned())
+                .collect(),
+        };
         let disruptive_action = rule.disruptive.clone().unwrap_or(Disruptive::Pass);
         let would_disrupt = matches!(
             disruptive_action,
@@ -832,7 +853,9 @@ impl Transaction {
             self.data.highest_severity = Some(self.data.highest_severity.map_or(s, |h| h.min(s)));
         }
         if self.matched.len() < MAX_MATCHED_RULES {
-            let (name, value) = last.unwrap_or_default();
+            let name = self.data.matched_var_name.as_deref().unwrap_or_default();
+            let value = self.data.matched_var.as_deref().unwrap_or_default();
+            let value = value[..value.len().min(MAX_RECORDED_VALUE)].to_vec();
             self.matched.push(MatchedRule {
                 id: rule.id,
                 phase: rule.phase,
@@ -846,7 +869,7 @@ impl Transaction {
                 accuracy: rule.accuracy,
                 file: rule.file.clone(),
                 line: rule.line,
-                matched_var_name: String::from_utf8_lossy(&name).into_owned(),
+                matched_var_name: String::from_utf8_lossy(name).into_owned(),
                 matched_value: value,
                 disruptive: disrupted,
                 would_disrupt,
@@ -858,12 +881,7 @@ impl Transaction {
     }
 
     /// Evaluates one link and, when it matches, the rest of the chain.
-    fn eval_link(
-        &mut self,
-        starter: &Rule,
-        link: &Rule,
-        last: &mut Option<(Vec<u8>, Vec<u8>)>,
-    ) -> bool {
+    fn eval_link(&mut self, starter: &Rule, link: &Rule) -> bool {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.reset();
         if link.targets.is_empty() {
@@ -878,9 +896,24 @@ impl Transaction {
             scratch.gather(&self.data, t, starter);
         }
         let mut any = false;
+        // Whether any ctl target removal concerns this rule: decided once,
+        // not per value.
+        let removals =
+            !self.removed_targets_by_id.is_empty() || !self.removed_targets_by_tag.is_empty();
+        let removals = removals
+            && (self
+                .removed_targets_by_id
+                .iter()
+                .any(|(a, b, _)| (*a..=*b).contains(&starter.id))
+                || self
+                    .removed_targets_by_tag
+                    .iter()
+                    .any(|(t, _)| starter.has_tag(t)));
+        let check_exclusions =
+            !link.targets.is_empty() && (removals || !link.exclusions.is_empty());
         for n in 0..scratch.items.len() {
             let item = scratch.items[n];
-            if !link.targets.is_empty() && self.excluded(starter, link, &scratch, &item) {
+            if check_exclusions && self.excluded(starter, link, &scratch, &item, removals) {
                 continue;
             }
             let value = scratch.value(&self.data, &item);
@@ -903,15 +936,33 @@ impl Transaction {
                         };
                         self.on_value_match(starter, link, name, candidate);
                         any = true;
-                        *last = self.last_match();
                     }
                 }
                 continue;
             }
-            let cached = match item.src.cache_id() {
-                Some(id) => self.tcache.apply(&self.rs.tnodes, id, value, &link.tchain),
-                None => None,
+            let mut impossible = false;
+            let cached = match (item.src.cache_id(), &link.literals, &self.rs.prefilter) {
+                (Some(id), Some(ids), Some(pf)) => self
+                    .tcache
+                    .apply_with_literals(&self.rs.tnodes, pf, id, value, &link.tchain)
+                    .map(|(v, bits)| {
+                        // No required literal in the value: the operator
+                        // cannot match, so it is not run.
+                        impossible = bits.is_some_and(|b| !pf.any(b, ids));
+                        v
+                    }),
+                (Some(id), _, _) => self.tcache.apply(&self.rs.tnodes, id, value, &link.tchain),
+                (None, _, _) => None,
             };
+            if impossible {
+                if link.negated {
+                    let matched = cached.unwrap_or_default().to_vec();
+                    let name = scratch.name(&self.data, &item);
+                    self.on_value_match(starter, link, name, matched);
+                    any = true;
+                }
+                continue;
+            }
             let tested: Cow<'_, [u8]> = match cached {
                 Some(c) => Cow::Borrowed(c),
                 None => apply_uncached(&link.transformations, value),
@@ -924,15 +975,18 @@ impl Transaction {
                 capturing: link.capture,
             };
             if link.operator.evaluate(&tested, &mut ctx) != link.negated {
-                let matched = tested.into_owned();
-                let name = if link.targets.is_empty() {
-                    Vec::new()
-                } else {
-                    scratch.name(&self.data, &item)
-                };
-                self.on_value_match(starter, link, name, matched);
+                // Reuse the buffers of the previous MATCHED_VAR(_NAME).
+                let mut value_buf = std::mem::take(&mut self.value_buf);
+                value_buf.clear();
+                value_buf.extend_from_slice(&tested);
+                drop(tested);
+                let mut name_buf = std::mem::take(&mut self.name_buf);
+                name_buf.clear();
+                if !link.targets.is_empty() {
+                    scratch.name_into(&self.data, &item, &mut name_buf);
+                }
+                self.on_value_match(starter, link, name_buf, value_buf);
                 any = true;
-                *last = self.last_match();
             }
         }
         self.scratch = scratch;
@@ -940,7 +994,7 @@ impl Transaction {
             return false;
         }
         if let Some(next) = &link.chain {
-            if !self.eval_link(starter, next, last) {
+            if !self.eval_link(starter, next) {
                 return false;
             }
         }
@@ -961,16 +1015,14 @@ impl Transaction {
         link.operator.evaluate(value, &mut ctx) != link.negated
     }
 
-    fn last_match(&self) -> Option<(Vec<u8>, Vec<u8>)> {
-        let name = self.data.matched_var_name.as_ref()?;
-        let value = self.data.matched_var.as_ref()?;
-        Some((
-            name.clone(),
-            value[..value.len().min(MAX_RECORDED_VALUE)].to_vec(),
-        ))
-    }
-
-    fn excluded(&self, starter: &Rule, link: &Rule, scratch: &Scratch, item: &Item) -> bool {
+    fn excluded(
+        &self,
+        starter: &Rule,
+        link: &Rule,
+        scratch: &Scratch,
+        item: &Item,
+        removals: bool,
+    ) -> bool {
         let key = scratch.key(&self.data, item);
         let hit = |t: &Target| {
             t.var == item.var
@@ -981,6 +1033,9 @@ impl Transaction {
         };
         if link.exclusions.iter().any(hit) {
             return true;
+        }
+        if !removals {
+            return false;
         }
         let id = starter.id;
         self.removed_targets_by_id
@@ -995,18 +1050,31 @@ impl Transaction {
     /// A value matched: MATCHED_VAR(S), captures, setvars.
     fn on_value_match(&mut self, starter: &Rule, link: &Rule, name: Vec<u8>, value: Vec<u8>) {
         if link.capture && self.caps.set != 0 {
-            for i in 0..10 {
+            const KEYS: [&[u8]; 10] = [b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"];
+            for (i, key) in KEYS.iter().enumerate() {
                 if self.caps.set & (1 << i) != 0 {
-                    let v = self.caps.values[i].clone();
-                    self.data.maps[0].insert(i.to_string().into_bytes(), v);
+                    let v = &self.caps.values[i];
+                    match self.data.maps[0].get_mut(*key) {
+                        Some(slot) => {
+                            slot.clear();
+                            slot.extend_from_slice(v);
+                        }
+                        None => {
+                            self.data.maps[0].insert(key.to_vec(), v.clone());
+                        }
+                    }
                 }
             }
         }
-        if self.data.matched_vars.len() < MAX_MATCHED_VARS {
+        if self.rs.uses_matched_vars && self.data.matched_vars.len() < MAX_MATCHED_VARS {
             self.data.matched_vars.push((name.clone(), value.clone()));
         }
-        self.data.matched_var_name = Some(name);
-        self.data.matched_var = Some(value);
+        if let Some(old) = self.data.matched_var_name.replace(name) {
+            self.name_buf = old;
+        }
+        if let Some(old) = self.data.matched_var.replace(value) {
+            self.value_buf = old;
+        }
         for sv in &link.setvars {
             self.setvar(starter, sv);
         }
@@ -1020,34 +1088,42 @@ impl Transaction {
             data: &self.data,
             rule: Some(rule),
         };
-        let key = sv.key.expand(&resolver).to_ascii_lowercase();
-        let value: Option<Vec<u8>> = match &sv.op {
-            SetVarOp::Unset => None,
-            SetVarOp::SetOne => Some(b"1".to_vec()),
-            SetVarOp::Set(v) => Some(v.expand(&resolver).into_owned()),
+        let key = sv.key.expand(&resolver);
+        let key: Cow<'_, [u8]> = if key.iter().any(u8::is_ascii_uppercase) {
+            Cow::Owned(key.to_ascii_lowercase())
+        } else {
+            key
+        };
+        let mut buf = std::mem::take(&mut self.setvar_buf);
+        buf.clear();
+        match &sv.op {
+            SetVarOp::Unset => {
+                self.data.maps[mi].remove(&*key);
+                self.setvar_buf = buf;
+                return;
+            }
+            SetVarOp::SetOne => buf.push(b'1'),
+            SetVarOp::Set(v) => buf.extend_from_slice(&v.expand(&resolver)),
             SetVarOp::Add(v) | SetVarOp::Sub(v) => {
                 let operand = stoi(&v.expand(&resolver));
-                let current = self.data.maps[mi].get(&key).map_or(0, |c| stoi(c));
+                let current = self.data.maps[mi].get(&*key).map_or(0, |c| stoi(c));
                 let result = if matches!(sv.op, SetVarOp::Add(_)) {
                     current + operand
                 } else {
                     current - operand
                 };
-                // std::to_string of an int: wraps like the C++ int sum would.
-                Some((result as i32).to_string().into_bytes())
-            }
-        };
-        let map = &mut self.data.maps[mi];
-        match value {
-            None => {
-                map.remove(&key);
-            }
-            Some(v) => {
-                if map.len() < MAX_COLLECTION_ENTRIES || map.contains_key(&key) {
-                    map.insert(key, v);
-                }
+                // std::to_string of a C++ int: the sum wraps like an i32.
+                let _ = write!(buf, "{}", result as i32);
             }
         }
+        let map = &mut self.data.maps[mi];
+        if let Some(slot) = map.get_mut(&*key) {
+            slot.clear();
+            slot.extend_from_slice(&buf);
+        } else if map.len() < MAX_COLLECTION_ENTRIES {
+            map.insert(key.into_owned(), buf.clone());
+        }
+        self.setvar_buf = buf;
     }
 
     fn run_action(&mut self, rule: &Rule, action: &Action) {

@@ -56,10 +56,7 @@ fn deny_with_status_and_expanded_message() {
     let m = &tx.matched_rules()[0];
     assert_eq!(m.logdata, "ip 192.0.2.7");
     assert_eq!(m.severity, Some(2));
-    assert_eq!(
-        m.tags,
-        vec!["t1".to_string(), "host/example.org".to_string()]
-    );
+    assert_eq!(&m.tags[..], ["t1", "host/example.org"]);
     assert_eq!(
         (m.ver.as_deref(), m.rev.as_deref()),
         (Some("v1"), Some("2"))
@@ -637,4 +634,30 @@ fn unsupported_xpath_is_refused() {
     let e =
         Ruleset::from_str("SecRule XML:/a/b \"@rx x\" \"id:1\"", "x.conf", &FsLoader).unwrap_err();
     assert!(e.to_string().contains("XML"), "{e}");
+}
+
+#[test]
+fn hostile_input_is_bounded_and_inspected() {
+    let rs = rules(
+        r#"
+SecArgumentsLimit 100
+SecRule REQUEST_HEADERS:X-Bin "@rx \x00\xff" "id:1,phase:1,pass"
+SecRule &ARGS "@eq 100" "id:2,phase:1,pass"
+SecRule REQBODY_ERROR "@eq 1" "id:3,phase:2,pass,msg:'%{REQBODY_ERROR_MSG}'"
+SecRule REQUEST_HEADERS:Content-Type "@rx json" "id:4,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON"
+"#,
+    );
+    let query: String = (0..5000).map(|i| format!("a{i}=%00%ff&")).collect();
+    let mut tx = rs.transaction(input());
+    tx.request_line("POST", &format!("/?{query}"), "HTTP/1.1");
+    tx.request_header("X-Bin", b"\x00\xff".as_slice());
+    tx.request_header("Content-Type", "application/json");
+    assert!(tx.process_request_headers().is_none());
+    let deep = "[".repeat(100_000);
+    assert!(tx.append_request_body(deep.as_bytes()).is_none());
+    assert!(tx.process_request_body().is_none());
+    assert_eq!(ids(&tx), vec![1, 2, 4, 3]);
+    assert!(tx.matched_rules()[3]
+        .message
+        .starts_with("JSON parsing error"));
 }
