@@ -158,6 +158,8 @@ pub struct GuardLimits {
     pub header_timeout: Duration,
     /// Keep-alive idle timeout.
     pub idle_timeout: Duration,
+    /// Longest time a write to the client may make no progress (slow-read).
+    pub write_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -333,7 +335,9 @@ pub struct Guarded<T> {
     /// Passthrough once the current body ends (upgrade requests).
     upgrade_after_body: bool,
     trailer_bytes: u64,
+    /// Read buffer (zeroed once at first read); valid input is `rbuf[rpos..rlen]`.
     rbuf: Vec<u8>,
+    rlen: usize,
     rpos: usize,
     head: Vec<u8>,
     info: HeadInfo,
@@ -346,6 +350,10 @@ pub struct Guarded<T> {
     timer_kind: Timer,
     /// Whether the first request line has been seen (h2 preface detection).
     first: bool,
+    /// Armed while a write to the client makes no progress (allocated on the
+    /// first stalled write only).
+    wtimer: Option<Pin<Box<Sleep>>>,
+    write_stalled: bool,
 }
 
 impl<T> Guarded<T> {
@@ -372,6 +380,7 @@ impl<T> Guarded<T> {
             upgrade_after_body: false,
             trailer_bytes: 0,
             rbuf: Vec::new(),
+            rlen: 0,
             rpos: 0,
             head: Vec::new(),
             info: HeadInfo::default(),
@@ -381,6 +390,8 @@ impl<T> Guarded<T> {
             timer: Box::pin(tokio::time::sleep(limits.header_timeout)),
             timer_kind,
             first: true,
+            wtimer: None,
+            write_stalled: false,
         }
     }
 
@@ -519,12 +530,17 @@ impl<T> Guarded<T> {
     /// when the head is complete (delivered to `hold`), rejected, or input
     /// runs out.
     fn scan_head(&mut self) {
-        while self.rpos < self.rbuf.len() {
+        while self.rpos < self.rlen {
             if self.head.is_empty() {
                 self.info = HeadInfo::default();
-                self.arm(Timer::Header);
+                // The deadline runs from accept for the first request (a
+                // late first byte earns no extra time), from the first byte
+                // for later ones.
+                if self.timer_kind != Timer::Header {
+                    self.arm(Timer::Header);
+                }
             }
-            let avail = &self.rbuf[self.rpos..];
+            let avail = &self.rbuf[self.rpos..self.rlen];
             let (take, line_end) = match memchr::memchr(b'\n', avail) {
                 Some(i) => (i + 1, true),
                 None => (avail.len(), false),
@@ -580,7 +596,7 @@ impl<T> Guarded<T> {
                 &mut st,
                 &mut tb,
                 self.limits.max_header_bytes,
-                &self.rbuf[self.rpos..],
+                &self.rbuf[self.rpos..self.rlen],
             ) {
                 return self.reject(r);
             }
@@ -644,20 +660,20 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
                 return Poll::Pending;
             }
             // 2. Process buffered input.
-            if this.rpos < this.rbuf.len() {
+            if this.rpos < this.rlen {
                 match this.phase {
                     Phase::Head => {
                         this.scan_head();
                         continue;
                     }
                     Phase::Passthrough => {
-                        let n = (this.rbuf.len() - this.rpos).min(buf.remaining());
+                        let n = (this.rlen - this.rpos).min(buf.remaining());
                         buf.put_slice(&this.rbuf[this.rpos..this.rpos + n]);
                         this.rpos += n;
                         return Poll::Ready(Ok(()));
                     }
                     Phase::Body(left) => {
-                        let avail = this.rbuf.len() - this.rpos;
+                        let avail = this.rlen - this.rpos;
                         let n = avail
                             .min(buf.remaining())
                             .min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -672,7 +688,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
                         return Poll::Ready(Ok(()));
                     }
                     Phase::Chunked(mut st) => {
-                        let end = this.rbuf.len().min(this.rpos + buf.remaining());
+                        let end = this.rlen.min(this.rpos + buf.remaining());
                         let mut tb = this.trailer_bytes;
                         let res = step_chunk(
                             &mut st,
@@ -696,7 +712,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
                                 // body stream fails, the upstream request is
                                 // aborted, and the connection ends.
                                 this.halted = true;
-                                this.rbuf.clear();
+                                this.rlen = 0;
                                 this.rpos = 0;
                                 return Poll::Ready(Err(io::Error::new(
                                     io::ErrorKind::InvalidData,
@@ -713,27 +729,24 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
                 // Fast path: no checking needed, read straight into hyper's buffer.
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
-            if this.rbuf.capacity() == 0 {
-                this.rbuf.reserve_exact(READ_BUF);
+            if this.rbuf.is_empty() {
+                this.rbuf = vec![0; READ_BUF];
             }
-            this.rbuf.clear();
-            this.rbuf.resize(READ_BUF, 0);
+            this.rlen = 0;
             this.rpos = 0;
             let mut rb = ReadBuf::new(&mut this.rbuf);
             match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
                 Poll::Ready(Ok(())) => {
                     let n = rb.filled().len();
-                    this.rbuf.truncate(n);
+                    this.rlen = n;
                     if n == 0 {
                         return Poll::Ready(Ok(()));
                     }
                 }
                 Poll::Ready(Err(e)) => {
-                    this.rbuf.clear();
                     return Poll::Ready(Err(e));
                 }
                 Poll::Pending => {
-                    this.rbuf.clear();
                     if this.timer_kind == Timer::Off {
                         return Poll::Pending;
                     }
@@ -767,16 +780,56 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
     }
 }
 
+impl<T> Guarded<T> {
+    /// Bounds writes that make no progress: a client that stops reading
+    /// (slow-read attack) is cut after `write_timeout`.
+    fn write_progress<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        res: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        match res {
+            Poll::Ready(r) => {
+                self.write_stalled = false;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                if !self.write_stalled {
+                    self.write_stalled = true;
+                    let deadline = Instant::now() + self.limits.write_timeout;
+                    match self.wtimer.as_mut() {
+                        Some(t) => t.as_mut().reset(deadline),
+                        None => self.wtimer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                }
+                let fired = self
+                    .wtimer
+                    .as_mut()
+                    .is_some_and(|t| t.as_mut().poll(cx).is_ready());
+                if fired {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "client stopped reading (write timeout)",
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
 impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.write_progress(cx, res)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let res = Pin::new(&mut self.inner).poll_flush(cx);
+        self.write_progress(cx, res)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
@@ -786,7 +839,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.write_progress(cx, res)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -805,6 +859,7 @@ mod tests {
             max_headers: 5,
             header_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
         }
     }
 
@@ -960,6 +1015,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn header_timeout_runs_from_accept() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut g = Guarded::new(server, limits(), Arc::default(), Arc::from("s"), false);
+        use tokio::io::AsyncWriteExt;
+        let start = Instant::now();
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            client.write_all(b"GET / HT").await.unwrap();
+            client
+        });
+        let mut buf = vec![0u8; 64];
+        let e = g.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(start.elapsed() < Duration::from_secs(6));
+        drop(writer.await);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn idle_timeout_closes_only_without_requests_in_flight() {
         let (mut client, server) = tokio::io::duplex(1024);
         let shared = Arc::new(ConnShared::default());
@@ -975,6 +1048,17 @@ mod tests {
         shared.inflight.store(0, Ordering::Release);
         assert_eq!(g.read(&mut buf).await.unwrap(), 0);
         assert!(start.elapsed() >= Duration::from_secs(12));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn write_timeout_cuts_clients_that_stop_reading() {
+        use tokio::io::AsyncWriteExt;
+        let (_client, server) = tokio::io::duplex(1024);
+        let mut g = Guarded::new(server, limits(), Arc::default(), Arc::from("s"), false);
+        let start = Instant::now();
+        let e = g.write_all(&[0u8; 4096]).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(start.elapsed() >= Duration::from_secs(5));
     }
 
     #[test]

@@ -53,10 +53,16 @@ impl Default for RequestIds {
 impl RequestIds {
     /// A new unique id.
     pub fn next(&self) -> HeaderValue {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let s = format!("{:08x}{:012x}", self.prefix, n & 0xffff_ffff_ffff);
+        // 8 hex digits of prefix + 12 of counter, formatted without a heap String.
+        let v = (u128::from(self.prefix) << 48) | u128::from(n & 0xffff_ffff_ffff);
+        let mut buf = [0u8; 20];
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = HEX[((v >> (4 * (19 - i))) & 0xf) as usize];
+        }
         // Hex digits are always a valid header value.
-        HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("0"))
+        HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
     }
 }
 
@@ -212,13 +218,51 @@ pub async fn handle(
         req.headers_mut().remove(REJECT_HEADER);
     }
 
+    let upgrade_header = h1 && req.headers().contains_key(header::UPGRADE);
     match forward(req, &ctx, &rt, &mut done).await {
         Ok(resp) => Ok(resp.map(|b| b.with_finish(done))),
         Err(e) => {
-            let close = matches!(e.status().as_u16(), 400 | 408 | 413 | 414 | 431);
+            let close =
+                upgrade_header || matches!(e.status().as_u16(), 400 | 405 | 408 | 413 | 414 | 431);
             Ok(error_response(e, done, h1, close))
         }
     }
+}
+
+/// `uri-host [ ":" port ]` (RFC 9112 3.2): a reg-name, IPv4 or bracketed IP
+/// literal, and an optional numeric port. Empty is allowed (no authority).
+fn valid_host(s: &str) -> bool {
+    if s.is_empty() {
+        return true;
+    }
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let Some((lit, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if lit.is_empty()
+            || !lit
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return false;
+        }
+        match after.strip_prefix(':') {
+            Some(p) => ("x", Some(p)),
+            None if after.is_empty() => ("x", None),
+            None => return false,
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    let port_ok = port.is_none_or(|p| p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+    port_ok && host_ok
 }
 
 fn valid_request_id(v: &HeaderValue) -> bool {
@@ -231,9 +275,9 @@ fn valid_request_id(v: &HeaderValue) -> bool {
 fn error_response(e: Error, mut done: Box<Done>, h1: bool, close: bool) -> Response<RespBody> {
     let status = e.status();
     if status.is_server_error() {
-        tracing::warn!(request_id = ?done.request_id, error = %e, "request failed");
+        tracing::warn!(request_id = done.request_id.to_str().unwrap_or("-"), error = %e, "request failed");
     } else {
-        tracing::debug!(request_id = ?done.request_id, error = %e, "request rejected");
+        tracing::debug!(request_id = done.request_id.to_str().unwrap_or("-"), error = %e, "request rejected");
     }
     // Client errors say what was wrong; server errors do not reveal upstream
     // addresses or failures (they are in the log under the same request id).
@@ -342,7 +386,11 @@ async fn forward(
     if hosts.next().is_some() {
         return Err(Error::BadRequest("several Host headers"));
     }
+    let from_authority = req.uri().authority().is_some();
     let host_value: Option<HeaderValue> = match req.uri().authority() {
+        Some(a) if a.as_str().contains('@') => {
+            return Err(Error::BadRequest("userinfo in the request target"))
+        }
         Some(a) => Some(
             HeaderValue::from_str(a.as_str())
                 .map_err(|_| Error::BadRequest("invalid authority"))?,
@@ -356,7 +404,9 @@ async fn forward(
     let host_str = match &host_value {
         Some(h) => h
             .to_str()
-            .map_err(|_| Error::BadRequest("invalid Host header"))?,
+            .ok()
+            .filter(|s| valid_host(s))
+            .ok_or(Error::BadRequest("invalid Host header"))?,
         None => "",
     };
     let host = normalize_host(host_str);
@@ -389,6 +439,10 @@ async fn forward(
     }
 
     let upgrade = h1 && wants_upgrade(req.headers());
+    // The framing guard stops checking a connection after any request with
+    // an Upgrade header; unless the upgrade happens, the connection ends
+    // after this response rather than carry more requests unchecked.
+    let guard_stopped = h1 && req.headers().contains_key(header::UPGRADE);
     let client_upgrade = if upgrade {
         Some(hyper::upgrade::on(&mut req))
     } else {
@@ -404,11 +458,15 @@ async fn forward(
     // Request headers for the upstream.
     let h = &mut parts.headers;
     strip_hop_by_hop(h);
+    // Room for the forwarding headers: at most one table growth.
+    h.reserve(4);
     if let Some(u) = upgrade_value {
         h.insert(header::UPGRADE, u);
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    if !h.contains_key(header::HOST) {
+    // The upstream sees the host the request was routed by: an absolute-form
+    // or h2 authority replaces any Host header (RFC 9112 3.2.2).
+    if from_authority || !h.contains_key(header::HOST) {
         if let Some(hv) = &host_value {
             h.insert(header::HOST, hv.clone());
         }
@@ -500,8 +558,10 @@ async fn forward(
                 if !upgrade {
                     done.reuse = Some(co.tx);
                 }
-                return Ok(respond(&mut resp, done, listener, client_upgrade)
-                    .map(|_| RespBody::upstream(resp.into_body())));
+                return Ok(
+                    respond(&mut resp, done, listener, client_upgrade, guard_stopped)
+                        .map(|_| RespBody::upstream(resp.into_body())),
+                );
             }
             Ok(Err(mut e)) => {
                 // Not sent (a pooled connection closed meanwhile): try again
@@ -544,10 +604,12 @@ fn respond(
     done: &mut Done,
     listener: &ListenerRt,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    guard_stopped: bool,
 ) -> Response<()> {
     let status = resp.status();
     done.status = status.as_u16();
-    let switching = status == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_some();
+    let upgrade_requested = client_upgrade.is_some();
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS && upgrade_requested;
     let upgrade_value = if switching {
         resp.headers().get(header::UPGRADE).cloned()
     } else {
@@ -557,10 +619,18 @@ fn respond(
     *out.status_mut() = status;
     *out.headers_mut() = std::mem::take(resp.headers_mut());
     let h = out.headers_mut();
+    // A response framed by both: the chunked framing hyper used wins, the
+    // Content-Length must not reach the client (RFC 9112 6.3).
+    if h.contains_key(header::TRANSFER_ENCODING) {
+        h.remove(header::CONTENT_LENGTH);
+    }
     strip_hop_by_hop(h);
     h.insert(X_REQUEST_ID.clone(), done.request_id.clone());
     if let Some(hsts) = &listener.hsts {
         h.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    if guard_stopped && !switching {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     if switching {
         if let Some(u) = upgrade_value {
@@ -649,12 +719,36 @@ mod tests {
     }
 
     #[test]
+    fn host_validation() {
+        for ok in [
+            "example.com",
+            "example.com:8080",
+            "127.0.0.1:1",
+            "[::1]:8080",
+            "[::1]",
+            "a_b.c",
+            "",
+        ] {
+            assert!(valid_host(ok), "{ok}");
+        }
+        for bad in [
+            "bad host", "a/b", "a:b", "x:123456", "[::1", "[zz]", ":80", "a@b", "a\\b",
+        ] {
+            assert!(!valid_host(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn request_ids_are_unique_and_validated() {
         let ids = RequestIds::default();
         let a = ids.next();
         let b = ids.next();
         assert_ne!(a, b);
         assert_eq!(a.len(), 20);
+        assert!(a.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        let parse = |v: &HeaderValue| u128::from_str_radix(v.to_str().unwrap(), 16).unwrap();
+        // Same process prefix, consecutive counter.
+        assert_eq!(parse(&b) - parse(&a), 1);
         assert!(valid_request_id(&a));
         assert!(!valid_request_id(&HeaderValue::from_static("has space")));
         assert!(!valid_request_id(

@@ -275,6 +275,7 @@ pub fn build_runtime(config: Config, old: Option<&Runtime>, metrics: &Metrics) -
                     max_headers: limits.max_headers,
                     header_timeout: limits.header_read_timeout,
                     idle_timeout: limits.keepalive_idle_timeout,
+                    write_timeout: limits.body_idle_timeout,
                 },
             }),
         );
@@ -433,6 +434,9 @@ impl Gateway {
         if config.admin.listen != old.config.admin.listen {
             tracing::warn!("admin.listen changed: takes effect after a restart");
         }
+        if config.server.access_log != old.config.server.access_log {
+            tracing::warn!("server.access_log changed: takes effect after a restart");
+        }
         let rt = build_runtime(config, Some(&old), &shared.metrics)?;
         // Bind new addresses before switching, so a port in use rejects the
         // whole reload and nothing changes.
@@ -494,6 +498,7 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        tracing::info!("shutdown complete: all connections drained");
     }
 
     /// Serves until SIGTERM/SIGINT (graceful shutdown), reloading on SIGHUP.
