@@ -2,6 +2,9 @@
 //! headers, X-Forwarded-*, X-Request-Id) and what it must pass unchanged
 //! (WebSocket upgrades, streamed bodies, keep-alive).
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

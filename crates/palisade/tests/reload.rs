@@ -2,6 +2,9 @@
 //! fails, the new config takes effect, an invalid config is refused while the
 //! old one keeps serving, and in-flight requests finish where they started.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

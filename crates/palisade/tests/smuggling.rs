@@ -8,6 +8,9 @@
 //! palisade must close the ambiguous connection after the `400` so the bytes
 //! after the ambiguity are never parsed as a second request.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -6,6 +6,9 @@
 //! Certificates are made at test time with rcgen: a test CA and leaves signed
 //! by it, so clients verify the chain and the name for real.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;
@@ -147,6 +150,17 @@ fn python_tls(args: &[&str]) -> (i32, serde_json::Value) {
     (out.status.code().unwrap_or(-1), v)
 }
 
+/// The handshake failed because the server sent an alert, not because the
+/// client had nothing to offer (which would make a refusal test vacuous).
+fn assert_refused_by_server(v: &serde_json::Value) {
+    assert_eq!(v["ok"], false, "{v}");
+    let err = v["error"].as_str().unwrap_or("").to_ascii_lowercase();
+    assert!(
+        err.contains("alert"),
+        "handshake failed without a server alert: {v}"
+    );
+}
+
 // --- rustls client ------------------------------------------------------------
 
 #[test]
@@ -268,6 +282,7 @@ fn tls12_cbc_suites_refused() {
         "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA:AES128-SHA:AES256-SHA",
     ]);
     assert_ne!(code, 0, "CBC-only client got a session: {v}");
+    assert_refused_by_server(&v);
 }
 
 #[test]
@@ -311,7 +326,7 @@ fn tls10_and_tls11_refused() {
             "DEFAULT:@SECLEVEL=0",
         ]);
         assert_eq!(code, 3, "palisade accepted {name}: {v}");
-        assert_eq!(v["ok"], false);
+        assert_refused_by_server(&v);
     }
     assert!(up.requests().is_empty());
     // Still serving modern clients.

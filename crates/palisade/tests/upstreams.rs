@@ -2,6 +2,9 @@
 //! health checks, load balancing (round robin, least connections) and the
 //! retry rule (another server only when the connection could not be made).
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;
