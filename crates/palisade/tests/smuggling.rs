@@ -150,6 +150,36 @@ fn chunk_size_negative_rejected() {
     assert_rejected_not_forwarded(raw.as_bytes(), "smuggle");
 }
 
+#[test]
+fn chunk_extension_with_bare_lf_rejected() {
+    // "Funky chunks": a parser that ends the chunk-size line at LF and one
+    // that ends it at CRLF disagree on where the chunk data starts.
+    let raw = "POST /smuggle-extlf HTTP/1.1\r\nHost: test.local\r\nTransfer-Encoding: chunked\r\n\r\n5;ext\nxx\r\nhello\r\n0\r\n\r\n";
+    assert_rejected_not_forwarded(raw.as_bytes(), "smuggle");
+}
+
+#[test]
+fn chunk_data_longer_than_chunk_size_rejected() {
+    // The chunk's data must be followed by CRLF exactly at its declared size.
+    let raw = "POST /smuggle-chunklen HTTP/1.1\r\nHost: test.local\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n";
+    assert_rejected_not_forwarded(raw.as_bytes(), "smuggle");
+}
+
+#[test]
+fn chunk_extensions_are_not_forwarded_verbatim() {
+    // Extensions carry nothing palisade understands; the body is re-framed
+    // for the upstream, so whatever is in them cannot confuse the upstream.
+    let up = Upstream::start("app");
+    let p = Palisade::start(&ConfigSpec::proxy(&[up.addr]));
+    let r = roundtrip(
+        p.addr(),
+        b"POST /ext HTTP/1.1\r\nHost: test.local\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5;name=value\r\nhello\r\n0\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", p.logs());
+    assert_eq!(up.requests_to("/ext")[0].body, b"hello");
+    assert!(find(&up.raw_bytes(), b"name=value").is_none());
+}
+
 // --- RFC 9112 §6.3 ¶4: chunked must be the final transfer coding
 
 #[test]

@@ -535,3 +535,34 @@ fn plaintext_http_on_tls_port_is_closed_not_hung() {
     let cfg = client_config(&pki.ca_der, &[&rustls::version::TLS13], &[]);
     assert!(tls_connect(p.addr(), cfg, "localhost").is_ok());
 }
+
+// --- HTTP/2 limits ----------------------------------------------------------------------
+
+#[test]
+fn h2_max_concurrent_streams_advertised_in_settings() {
+    use std::io::{Read, Write};
+    let pki = Pki::new();
+    let leaf = pki.leaf("leaf", &["localhost"]);
+    let up = Upstream::start("app");
+    let p = Palisade::start(&https_spec(&up, &[&leaf]).limit("h2_max_concurrent_streams = 7"));
+    let cfg = client_config(&pki.ca_der, &[&rustls::version::TLS13], &[b"h2"]);
+    let mut tls = tls_connect(p.addr(), cfg, "localhost").unwrap();
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
+    // Client preface + empty SETTINGS (RFC 9113 §3.4); the server's first
+    // frame must be its SETTINGS.
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    tls.flush().unwrap();
+    let mut head = [0u8; 9];
+    tls.read_exact(&mut head).unwrap();
+    let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+    assert_eq!(head[3], 0x4, "first server frame is not SETTINGS");
+    assert!(len % 6 == 0 && len <= 16 * 1024, "SETTINGS length {len}");
+    let mut payload = vec![0u8; len];
+    tls.read_exact(&mut payload).unwrap();
+    let max_streams = payload
+        .chunks(6)
+        .find(|s| u16::from_be_bytes([s[0], s[1]]) == 0x3)
+        .map(|s| u32::from_be_bytes([s[2], s[3], s[4], s[5]]));
+    assert_eq!(max_streams, Some(7), "SETTINGS_MAX_CONCURRENT_STREAMS");
+}

@@ -105,9 +105,9 @@ pub struct ConfigSpec {
     pub limits: Vec<String>,
     /// `(name, servers, extra lines)` for each `[[upstream]]`.
     pub upstreams: Vec<UpstreamSpec>,
-    /// `(path_prefix, upstream name)` routes; empty → one "/" route to the
-    /// first upstream.
-    pub routes: Vec<(String, String)>,
+    /// `(host, path_prefix, upstream name)` routes; empty → one "/" route
+    /// to the first upstream.
+    pub routes: Vec<(Option<String>, String, String)>,
     /// "http" or "https".
     pub protocol: String,
     /// Extra lines for the `[[listener]]` table (e.g. `hsts = "..."`).
@@ -207,13 +207,17 @@ impl ConfigSpec {
             s.push('\n');
         }
         let routes = if self.routes.is_empty() {
-            vec![("/".to_string(), self.upstreams[0].name.clone())]
+            vec![(None, "/".to_string(), self.upstreams[0].name.clone())]
         } else {
             self.routes.clone()
         };
-        for (prefix, up) in routes {
+        for (host, prefix, up) in routes {
+            s.push_str("[[route]]\n");
+            if let Some(h) = host {
+                s.push_str(&format!("host = {}\n", toml_str(&h)));
+            }
             s.push_str(&format!(
-                "[[route]]\npath_prefix = {}\nupstream = {}\n\n",
+                "path_prefix = {}\nupstream = {}\n\n",
                 toml_str(&prefix),
                 toml_str(&up)
             ));
