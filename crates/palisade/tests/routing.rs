@@ -69,3 +69,34 @@ fn no_matching_route_gives_404_and_reaches_no_upstream() {
     assert_eq!(who(&p, "elsewhere.example", "/shop/1").0, 404);
     assert_eq!(up.request_count(), 1);
 }
+
+#[test]
+fn absolute_form_target_routes_and_forwards_one_host() {
+    // RFC 9112 §3.2.2: with an absolute-form target the authority in it is
+    // the host, and Host is ignored. Whatever palisade routes on must be the
+    // host the upstream sees, or host-based routing can be bypassed.
+    let shop = Upstream::start("shop");
+    let other = Upstream::start("other");
+    let mut spec = ConfigSpec::proxy(&[shop.addr]);
+    spec.upstreams = vec![
+        UpstreamSpec::new("shop", &[shop.addr]),
+        UpstreamSpec::new("other", &[other.addr]),
+    ];
+    spec.routes = vec![
+        (Some("shop.example".into()), "/".into(), "shop".into()),
+        (None, "/".into(), "other".into()),
+    ];
+    let p = Palisade::start(&spec);
+    let r = roundtrip(
+        p.addr(),
+        b"GET http://shop.example/abs HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", p.logs());
+    assert_eq!(
+        r.header("x-upstream"),
+        Some("shop"),
+        "routed on Host instead of the target"
+    );
+    let got = &shop.requests_to("/abs")[0];
+    assert_eq!(got.header("host"), Some("shop.example"));
+}

@@ -899,6 +899,9 @@ pub struct UpstreamOpts {
     /// Send the first half of the body, flush, wait this long, then send the
     /// rest (proves a proxy streams instead of buffering).
     pub stream_pause: Option<Duration>,
+    /// Answer every request with exactly these bytes, then close (for
+    /// malformed upstream responses).
+    pub raw_response: Option<Vec<u8>>,
 }
 
 impl UpstreamOpts {
@@ -916,6 +919,7 @@ impl UpstreamOpts {
             drop_without_response: false,
             slow_prefix: None,
             stream_pause: None,
+            raw_response: None,
         }
     }
 }
@@ -1130,6 +1134,13 @@ fn serve_conn(
                 if rec.target.starts_with(prefix.as_str()) {
                     thread::sleep(*d);
                 }
+            }
+            if let Some(raw) = &opts.raw_response {
+                st.in_flight.fetch_sub(1, Ordering::SeqCst);
+                s.write_all(raw)?;
+                s.flush()?;
+                let _ = s.shutdown(Shutdown::Both);
+                return Ok(());
             }
             if opts.drop_without_response {
                 st.in_flight.fetch_sub(1, Ordering::SeqCst);
