@@ -158,6 +158,8 @@ pub struct GuardLimits {
     pub header_timeout: Duration,
     /// Keep-alive idle timeout.
     pub idle_timeout: Duration,
+    /// Longest time a write to the client may make no progress (slow-read).
+    pub write_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,6 +348,10 @@ pub struct Guarded<T> {
     timer_kind: Timer,
     /// Whether the first request line has been seen (h2 preface detection).
     first: bool,
+    /// Armed while a write to the client makes no progress (allocated on the
+    /// first stalled write only).
+    wtimer: Option<Pin<Box<Sleep>>>,
+    write_stalled: bool,
 }
 
 impl<T> Guarded<T> {
@@ -381,6 +387,8 @@ impl<T> Guarded<T> {
             timer: Box::pin(tokio::time::sleep(limits.header_timeout)),
             timer_kind,
             first: true,
+            wtimer: None,
+            write_stalled: false,
         }
     }
 
@@ -767,16 +775,56 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
     }
 }
 
+impl<T> Guarded<T> {
+    /// Bounds writes that make no progress: a client that stops reading
+    /// (slow-read attack) is cut after `write_timeout`.
+    fn write_progress<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        res: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        match res {
+            Poll::Ready(r) => {
+                self.write_stalled = false;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                if !self.write_stalled {
+                    self.write_stalled = true;
+                    let deadline = Instant::now() + self.limits.write_timeout;
+                    match self.wtimer.as_mut() {
+                        Some(t) => t.as_mut().reset(deadline),
+                        None => self.wtimer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                }
+                let fired = self
+                    .wtimer
+                    .as_mut()
+                    .is_some_and(|t| t.as_mut().poll(cx).is_ready());
+                if fired {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "client stopped reading (write timeout)",
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
 impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.write_progress(cx, res)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let res = Pin::new(&mut self.inner).poll_flush(cx);
+        self.write_progress(cx, res)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
@@ -786,7 +834,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.write_progress(cx, res)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -805,6 +854,7 @@ mod tests {
             max_headers: 5,
             header_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
         }
     }
 
@@ -975,6 +1025,17 @@ mod tests {
         shared.inflight.store(0, Ordering::Release);
         assert_eq!(g.read(&mut buf).await.unwrap(), 0);
         assert!(start.elapsed() >= Duration::from_secs(12));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn write_timeout_cuts_clients_that_stop_reading() {
+        use tokio::io::AsyncWriteExt;
+        let (_client, server) = tokio::io::duplex(1024);
+        let mut g = Guarded::new(server, limits(), Arc::default(), Arc::from("s"), false);
+        let start = Instant::now();
+        let e = g.write_all(&[0u8; 4096]).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(start.elapsed() >= Duration::from_secs(5));
     }
 
     #[test]

@@ -18,8 +18,9 @@ pub const MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 /// Default 10 s: time to receive a complete request head (and the TLS
 /// handshake). Bounds slowloris clients that trickle headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default 30 s: longest silence while a request body is being received.
-/// Bounds stalled uploads that pin a connection and an upstream slot.
+/// Default 30 s: longest silence while a request body is being received, and
+/// longest time a client may read nothing of its response. Bounds stalled
+/// uploads and slow-read clients that pin a connection and an upstream slot.
 pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default 1 KiB/s: minimum average body rate, measured only over the time
 /// the gateway waits for the client, after a grace second. Bounds slow-POST

@@ -212,10 +212,12 @@ pub async fn handle(
         req.headers_mut().remove(REJECT_HEADER);
     }
 
+    let upgrade_header = h1 && req.headers().contains_key(header::UPGRADE);
     match forward(req, &ctx, &rt, &mut done).await {
         Ok(resp) => Ok(resp.map(|b| b.with_finish(done))),
         Err(e) => {
-            let close = matches!(e.status().as_u16(), 400 | 408 | 413 | 414 | 431);
+            let close =
+                upgrade_header || matches!(e.status().as_u16(), 400 | 405 | 408 | 413 | 414 | 431);
             Ok(error_response(e, done, h1, close))
         }
     }
@@ -389,6 +391,10 @@ async fn forward(
     }
 
     let upgrade = h1 && wants_upgrade(req.headers());
+    // The framing guard stops checking a connection after any request with
+    // an Upgrade header; unless the upgrade happens, the connection ends
+    // after this response rather than carry more requests unchecked.
+    let guard_stopped = h1 && req.headers().contains_key(header::UPGRADE);
     let client_upgrade = if upgrade {
         Some(hyper::upgrade::on(&mut req))
     } else {
@@ -500,8 +506,10 @@ async fn forward(
                 if !upgrade {
                     done.reuse = Some(co.tx);
                 }
-                return Ok(respond(&mut resp, done, listener, client_upgrade)
-                    .map(|_| RespBody::upstream(resp.into_body())));
+                return Ok(
+                    respond(&mut resp, done, listener, client_upgrade, guard_stopped)
+                        .map(|_| RespBody::upstream(resp.into_body())),
+                );
             }
             Ok(Err(mut e)) => {
                 // Not sent (a pooled connection closed meanwhile): try again
@@ -544,10 +552,12 @@ fn respond(
     done: &mut Done,
     listener: &ListenerRt,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    guard_stopped: bool,
 ) -> Response<()> {
     let status = resp.status();
     done.status = status.as_u16();
-    let switching = status == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_some();
+    let upgrade_requested = client_upgrade.is_some();
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS && upgrade_requested;
     let upgrade_value = if switching {
         resp.headers().get(header::UPGRADE).cloned()
     } else {
@@ -561,6 +571,9 @@ fn respond(
     h.insert(X_REQUEST_ID.clone(), done.request_id.clone());
     if let Some(hsts) = &listener.hsts {
         h.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    if guard_stopped && !switching {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     if switching {
         if let Some(u) = upgrade_value {

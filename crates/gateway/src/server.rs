@@ -275,6 +275,7 @@ pub fn build_runtime(config: Config, old: Option<&Runtime>, metrics: &Metrics) -
                     max_headers: limits.max_headers,
                     header_timeout: limits.header_read_timeout,
                     idle_timeout: limits.keepalive_idle_timeout,
+                    write_timeout: limits.body_idle_timeout,
                 },
             }),
         );
