@@ -335,7 +335,9 @@ pub struct Guarded<T> {
     /// Passthrough once the current body ends (upgrade requests).
     upgrade_after_body: bool,
     trailer_bytes: u64,
+    /// Read buffer (zeroed once at first read); valid input is `rbuf[rpos..rlen]`.
     rbuf: Vec<u8>,
+    rlen: usize,
     rpos: usize,
     head: Vec<u8>,
     info: HeadInfo,
@@ -378,6 +380,7 @@ impl<T> Guarded<T> {
             upgrade_after_body: false,
             trailer_bytes: 0,
             rbuf: Vec::new(),
+            rlen: 0,
             rpos: 0,
             head: Vec::new(),
             info: HeadInfo::default(),
@@ -527,12 +530,12 @@ impl<T> Guarded<T> {
     /// when the head is complete (delivered to `hold`), rejected, or input
     /// runs out.
     fn scan_head(&mut self) {
-        while self.rpos < self.rbuf.len() {
+        while self.rpos < self.rlen {
             if self.head.is_empty() {
                 self.info = HeadInfo::default();
                 self.arm(Timer::Header);
             }
-            let avail = &self.rbuf[self.rpos..];
+            let avail = &self.rbuf[self.rpos..self.rlen];
             let (take, line_end) = match memchr::memchr(b'\n', avail) {
                 Some(i) => (i + 1, true),
                 None => (avail.len(), false),
@@ -588,7 +591,7 @@ impl<T> Guarded<T> {
                 &mut st,
                 &mut tb,
                 self.limits.max_header_bytes,
-                &self.rbuf[self.rpos..],
+                &self.rbuf[self.rpos..self.rlen],
             ) {
                 return self.reject(r);
             }
@@ -652,20 +655,20 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
                 return Poll::Pending;
             }
             // 2. Process buffered input.
-            if this.rpos < this.rbuf.len() {
+            if this.rpos < this.rlen {
                 match this.phase {
                     Phase::Head => {
                         this.scan_head();
                         continue;
                     }
                     Phase::Passthrough => {
-                        let n = (this.rbuf.len() - this.rpos).min(buf.remaining());
+                        let n = (this.rlen - this.rpos).min(buf.remaining());
                         buf.put_slice(&this.rbuf[this.rpos..this.rpos + n]);
                         this.rpos += n;
                         return Poll::Ready(Ok(()));
                     }
                     Phase::Body(left) => {
-                        let avail = this.rbuf.len() - this.rpos;
+                        let avail = this.rlen - this.rpos;
                         let n = avail
                             .min(buf.remaining())
                             .min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -680,7 +683,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
                         return Poll::Ready(Ok(()));
                     }
                     Phase::Chunked(mut st) => {
-                        let end = this.rbuf.len().min(this.rpos + buf.remaining());
+                        let end = this.rlen.min(this.rpos + buf.remaining());
                         let mut tb = this.trailer_bytes;
                         let res = step_chunk(
                             &mut st,
@@ -704,7 +707,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
                                 // body stream fails, the upstream request is
                                 // aborted, and the connection ends.
                                 this.halted = true;
-                                this.rbuf.clear();
+                                this.rlen = 0;
                                 this.rpos = 0;
                                 return Poll::Ready(Err(io::Error::new(
                                     io::ErrorKind::InvalidData,
@@ -721,27 +724,24 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
                 // Fast path: no checking needed, read straight into hyper's buffer.
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
-            if this.rbuf.capacity() == 0 {
-                this.rbuf.reserve_exact(READ_BUF);
+            if this.rbuf.is_empty() {
+                this.rbuf = vec![0; READ_BUF];
             }
-            this.rbuf.clear();
-            this.rbuf.resize(READ_BUF, 0);
+            this.rlen = 0;
             this.rpos = 0;
             let mut rb = ReadBuf::new(&mut this.rbuf);
             match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
                 Poll::Ready(Ok(())) => {
                     let n = rb.filled().len();
-                    this.rbuf.truncate(n);
+                    this.rlen = n;
                     if n == 0 {
                         return Poll::Ready(Ok(()));
                     }
                 }
                 Poll::Ready(Err(e)) => {
-                    this.rbuf.clear();
                     return Poll::Ready(Err(e));
                 }
                 Poll::Pending => {
-                    this.rbuf.clear();
                     if this.timer_kind == Timer::Off {
                         return Poll::Pending;
                     }

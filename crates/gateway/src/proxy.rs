@@ -223,6 +223,42 @@ pub async fn handle(
     }
 }
 
+/// `uri-host [ ":" port ]` (RFC 9112 3.2): a reg-name, IPv4 or bracketed IP
+/// literal, and an optional numeric port. Empty is allowed (no authority).
+fn valid_host(s: &str) -> bool {
+    if s.is_empty() {
+        return true;
+    }
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let Some((lit, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if lit.is_empty()
+            || !lit
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return false;
+        }
+        match after.strip_prefix(':') {
+            Some(p) => ("x", Some(p)),
+            None if after.is_empty() => ("x", None),
+            None => return false,
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    let port_ok = port.is_none_or(|p| p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+    port_ok && host_ok
+}
+
 fn valid_request_id(v: &HeaderValue) -> bool {
     let b = v.as_bytes();
     !b.is_empty() && b.len() <= MAX_REQUEST_ID_BYTES && b.iter().all(|&c| (0x21..0x7f).contains(&c))
@@ -233,9 +269,9 @@ fn valid_request_id(v: &HeaderValue) -> bool {
 fn error_response(e: Error, mut done: Box<Done>, h1: bool, close: bool) -> Response<RespBody> {
     let status = e.status();
     if status.is_server_error() {
-        tracing::warn!(request_id = ?done.request_id, error = %e, "request failed");
+        tracing::warn!(request_id = done.request_id.to_str().unwrap_or("-"), error = %e, "request failed");
     } else {
-        tracing::debug!(request_id = ?done.request_id, error = %e, "request rejected");
+        tracing::debug!(request_id = done.request_id.to_str().unwrap_or("-"), error = %e, "request rejected");
     }
     // Client errors say what was wrong; server errors do not reveal upstream
     // addresses or failures (they are in the log under the same request id).
@@ -344,7 +380,11 @@ async fn forward(
     if hosts.next().is_some() {
         return Err(Error::BadRequest("several Host headers"));
     }
+    let from_authority = req.uri().authority().is_some();
     let host_value: Option<HeaderValue> = match req.uri().authority() {
+        Some(a) if a.as_str().contains('@') => {
+            return Err(Error::BadRequest("userinfo in the request target"))
+        }
         Some(a) => Some(
             HeaderValue::from_str(a.as_str())
                 .map_err(|_| Error::BadRequest("invalid authority"))?,
@@ -358,7 +398,9 @@ async fn forward(
     let host_str = match &host_value {
         Some(h) => h
             .to_str()
-            .map_err(|_| Error::BadRequest("invalid Host header"))?,
+            .ok()
+            .filter(|s| valid_host(s))
+            .ok_or(Error::BadRequest("invalid Host header"))?,
         None => "",
     };
     let host = normalize_host(host_str);
@@ -414,7 +456,9 @@ async fn forward(
         h.insert(header::UPGRADE, u);
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    if !h.contains_key(header::HOST) {
+    // The upstream sees the host the request was routed by: an absolute-form
+    // or h2 authority replaces any Host header (RFC 9112 3.2.2).
+    if from_authority || !h.contains_key(header::HOST) {
         if let Some(hv) = &host_value {
             h.insert(header::HOST, hv.clone());
         }
@@ -567,6 +611,11 @@ fn respond(
     *out.status_mut() = status;
     *out.headers_mut() = std::mem::take(resp.headers_mut());
     let h = out.headers_mut();
+    // A response framed by both: the chunked framing hyper used wins, the
+    // Content-Length must not reach the client (RFC 9112 6.3).
+    if h.contains_key(header::TRANSFER_ENCODING) {
+        h.remove(header::CONTENT_LENGTH);
+    }
     strip_hop_by_hop(h);
     h.insert(X_REQUEST_ID.clone(), done.request_id.clone());
     if let Some(hsts) = &listener.hsts {
@@ -659,6 +708,26 @@ mod tests {
             HeaderValue::from_static("keep-alive, Upgrade"),
         );
         assert!(wants_upgrade(&h));
+    }
+
+    #[test]
+    fn host_validation() {
+        for ok in [
+            "example.com",
+            "example.com:8080",
+            "127.0.0.1:1",
+            "[::1]:8080",
+            "[::1]",
+            "a_b.c",
+            "",
+        ] {
+            assert!(valid_host(ok), "{ok}");
+        }
+        for bad in [
+            "bad host", "a/b", "a:b", "x:123456", "[::1", "[zz]", ":80", "a@b", "a\\b",
+        ] {
+            assert!(!valid_host(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -434,6 +434,9 @@ impl Gateway {
         if config.admin.listen != old.config.admin.listen {
             tracing::warn!("admin.listen changed: takes effect after a restart");
         }
+        if config.server.access_log != old.config.server.access_log {
+            tracing::warn!("server.access_log changed: takes effect after a restart");
+        }
         let rt = build_runtime(config, Some(&old), &shared.metrics)?;
         // Bind new addresses before switching, so a port in use rejects the
         // whole reload and nothing changes.
