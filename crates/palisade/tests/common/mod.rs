@@ -30,9 +30,13 @@ pub const START_DEADLINE: Duration = Duration::from_secs(60);
 /// Default bound for one response to arrive.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Path of the binary under test, built by cargo for integration tests.
-pub fn palisade_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_palisade")
+/// Path of the binary under test: the one cargo built for these tests, or
+/// `PALISADE_TEST_BIN` when set (a target directory shared between work
+/// trees can hold another tree's build; a copy made right after building
+/// pins the binary actually meant).
+pub fn palisade_bin() -> String {
+    std::env::var("PALISADE_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_palisade").to_string())
 }
 
 // ---------------------------------------------------------------------------
