@@ -12,7 +12,7 @@
 # after the measured run, divided by the requests wrk completed), then the
 # ratios palisade/nginx.
 #
-# Environment: DURATION (default 10s), WARMUP (3s), CONNS (50),
+# Environment: DURATION (default 10s), WARMUP (3s), ROUNDS (3), CONNS (50),
 # FILE_BYTES (size of the static file, 1024), PALISADE_BIN (skip the build).
 # Loopback only; every process it starts is stopped on exit.
 set -euo pipefail
@@ -20,6 +20,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
+ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-50}
 FILE_BYTES=${FILE_BYTES:-1024}
 
@@ -78,6 +79,7 @@ wait_http() { # url; bounded 30 s
   return 1
 }
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 UP_PORT=$(free_port)
 NGX_PORT=$(free_port)
 PAL_PORT=$(free_port)
@@ -210,7 +212,9 @@ run_one() { # name pid url
     'BEGIN { printf "%.2f", (n > 0) ? t / hz * 1e6 / n : 0 }')
 }
 
-# palisade first, then nginx; each alone on CPU 0 while it is measured.
+# Both proxies are started up front (an idle proxy costs no CPU) and measured
+# alternately, ROUNDS times, so that background load on a shared machine hits
+# both alike; the reported figures are the per-metric medians over rounds.
 taskset -c 0 "$PALISADE_BIN" serve -c "$WORK/pal/palisade.toml" >"$WORK/pal/stdout.log" 2>"$WORK/pal/stderr.log" &
 PAL_PID=$!
 PIDS+=($PAL_PID)
@@ -220,18 +224,39 @@ if ! wait_http "http://127.0.0.1:$PAL_PORT/index.html"; then
 fi
 body=$(curl -fsS --max-time 5 "http://127.0.0.1:$PAL_PORT/index.html" | wc -c)
 [ "$body" -eq "$FILE_BYTES" ] || { echo "bench-proxy: palisade returned $body bytes, want $FILE_BYTES" >&2; exit 1; }
-run_one palisade "$PAL_PID" "http://127.0.0.1:$PAL_PORT/index.html"
-kill "$PAL_PID" 2>/dev/null || true
-wait "$PAL_PID" 2>/dev/null || true
 
 taskset -c 0 "$NGINX" -p "$WORK/px" -c "$WORK/px/nginx.conf" -g 'daemon off;' &
 NGX_PID=$!
 PIDS+=($NGX_PID)
 wait_http "http://127.0.0.1:$NGX_PORT/index.html"
-run_one nginx "$NGX_PID" "http://127.0.0.1:$NGX_PORT/index.html"
+
+declare -A ALL_RPS ALL_P50 ALL_P99 ALL_CPU
+for round in $(seq "$ROUNDS"); do
+  for n in palisade nginx; do
+    if [ "$n" = palisade ]; then
+      run_one palisade "$PAL_PID" "http://127.0.0.1:$PAL_PORT/index.html"
+    else
+      run_one nginx "$NGX_PID" "http://127.0.0.1:$NGX_PORT/index.html"
+    fi
+    ALL_RPS[$n]+="${RPS[$n]} "
+    ALL_P50[$n]+="${P50[$n]} "
+    ALL_P99[$n]+="${P99[$n]} "
+    ALL_CPU[$n]+="${CPU_US[$n]} "
+    echo "   round $round $n: ${RPS[$n]} req/s, p50 ${P50[$n]} us, p99 ${P99[$n]} us, ${CPU_US[$n]} CPU us/request"
+  done
+done
+
+median() { echo "$@" | tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
+for n in palisade nginx; do
+  RPS[$n]=$(median ${ALL_RPS[$n]})
+  P50[$n]=$(median ${ALL_P50[$n]})
+  P99[$n]=$(median ${ALL_P99[$n]})
+  CPU_US[$n]=$(median ${ALL_CPU[$n]})
+done
 
 echo
-echo "== results (loopback, proxy on CPU 0, wrk + upstream on CPU 1, ${CONNS} connections, ${DURATION}, ${FILE_BYTES}-byte file)"
+echo "== results: medians of $ROUNDS alternating rounds (loopback, proxy on CPU 0, wrk + upstream on CPU 1, ${CONNS} connections, ${DURATION} each, ${FILE_BYTES}-byte file)"
+echo "   load average before the run: $LOAD_BEFORE"
 printf '%-10s %12s %12s %12s %16s\n' proxy "req/s" "p50 (us)" "p99 (us)" "CPU us/request"
 for n in palisade nginx; do
   printf '%-10s %12s %12s %12s %16s\n' "$n" "${RPS[$n]}" "${P50[$n]}" "${P99[$n]}" "${CPU_US[$n]}"

@@ -2,6 +2,9 @@
 //! error names file, line, column and key; exit code 2), and start-up
 //! failures that must end with one clear line naming the culprit.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -5,6 +5,9 @@
 //! outside it is refused with the right status and never reaches the
 //! upstream.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

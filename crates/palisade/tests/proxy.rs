@@ -2,6 +2,9 @@
 //! headers, X-Forwarded-*, X-Request-Id) and what it must pass unchanged
 //! (WebSocket upgrades, streamed bodies, keep-alive).
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;
@@ -334,4 +337,44 @@ fn http_1_0_client_gets_a_complete_response() {
         c.wait_closed(IO_TIMEOUT),
         "HTTP/1.0 connection without keep-alive left open"
     );
+}
+
+#[test]
+fn head_response_has_no_body_and_connection_stays_usable() {
+    let (_up, p) = proxy_to(UpstreamOpts::named("app"));
+    let mut c = Conn::open(p.addr());
+    c.send(b"HEAD /h HTTP/1.1\r\nHost: test.local\r\n\r\n")
+        .unwrap();
+    let r = c.read_response_within(IO_TIMEOUT, true).unwrap();
+    assert_eq!(r.status, 200);
+    // If palisade sent a body after the HEAD response, it would be read as
+    // the start of the next response.
+    let r = c.roundtrip(b"GET /g HTTP/1.1\r\nHost: test.local\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"app\n");
+}
+
+#[test]
+fn client_connection_close_is_honoured() {
+    let (_up, p) = proxy_to(UpstreamOpts::named("app"));
+    let mut c = Conn::open(p.addr());
+    let r = c.roundtrip(b"GET / HTTP/1.1\r\nHost: test.local\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(
+        c.wait_closed(IO_TIMEOUT),
+        "connection not closed after Connection: close"
+    );
+}
+
+#[test]
+fn no_content_response_passes_through() {
+    let mut o = UpstreamOpts::named("app");
+    o.status = 204;
+    o.body = Some(Vec::new());
+    let (_up, p) = proxy_to(o);
+    let mut c = Conn::open(p.addr());
+    let r = c.roundtrip(b"DELETE /thing HTTP/1.1\r\nHost: test.local\r\n\r\n");
+    assert_eq!(r.status, 204);
+    let r = c.roundtrip(b"GET /after HTTP/1.1\r\nHost: test.local\r\n\r\n");
+    assert_eq!(r.status, 204);
 }

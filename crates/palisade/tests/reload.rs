@@ -2,6 +2,9 @@
 //! fails, the new config takes effect, an invalid config is refused while the
 //! old one keeps serving, and in-flight requests finish where they started.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;
@@ -210,4 +213,56 @@ fn palisade_reload_command_via_admin_applies_new_config() {
     );
     assert!(wait_served_by(&p, "b"), "reload via admin not applied");
     assert!(reloads(&p, "ok") >= 1.0);
+}
+
+#[test]
+fn palisade_reload_command_via_pid_file_applies_new_config() {
+    let a = Upstream::start("a");
+    let b = Upstream::start("b");
+    let p = Palisade::start(&ConfigSpec::proxy(&[a.addr]));
+    p.rewrite_config(&ConfigSpec::proxy(&[b.addr]).render());
+    // -c: the pid file is found in the config's data_dir.
+    let cfg = p.config_path.display().to_string();
+    let (status, out, err) = run_cli(&["reload", "-c", &cfg], Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "palisade reload -c failed: {status}\n{out}\n{err}"
+    );
+    assert!(wait_served_by(&p, "b"), "reload via pid file not applied");
+
+    p.rewrite_config(&ConfigSpec::proxy(&[a.addr]).render());
+    let pid_file = p.dir.path().join("data").join("palisade.pid");
+    let pid_text = std::fs::read_to_string(&pid_file).expect("pid file in data_dir");
+    assert_eq!(pid_text.trim(), p.pid().to_string());
+    let pf = pid_file.display().to_string();
+    let (status, out, err) = run_cli(&["reload", "--pid-file", &pf], Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "palisade reload --pid-file failed: {status}\n{out}\n{err}"
+    );
+    assert!(wait_served_by(&p, "a"), "reload via --pid-file not applied");
+}
+
+#[test]
+fn palisade_reload_command_reports_invalid_config() {
+    let a = Upstream::start("a");
+    let b = Upstream::start("b");
+    let p = Palisade::start(&ConfigSpec::proxy(&[a.addr]));
+    let bad = ConfigSpec::proxy(&[b.addr])
+        .render()
+        .replace("[admin]", "no_such_key_abc = 1\n\n[admin]");
+    p.rewrite_config(&bad);
+    let admin = p.admin_addr().to_string();
+    let (status, out, err) = run_cli(&["reload", "--admin", &admin], Duration::from_secs(30));
+    assert!(
+        !status.success(),
+        "reload of an invalid config reported success:\n{out}\n{err}"
+    );
+    assert!(
+        format!("{out}{err}").contains("no_such_key_abc"),
+        "the error does not name the key:\n{out}\n{err}"
+    );
+    let r = http_get(p.addr(), "/still-a", "test.local");
+    assert_eq!(r.header("x-upstream"), Some("a"));
+    assert_eq!(b.request_count(), 0);
 }

@@ -8,6 +8,9 @@
 //! palisade must close the ambiguous connection after the `400` so the bytes
 //! after the ambiguity are never parsed as a second request.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;
@@ -147,6 +150,36 @@ fn chunk_size_negative_rejected() {
     assert_rejected_not_forwarded(raw.as_bytes(), "smuggle");
 }
 
+#[test]
+fn chunk_extension_with_bare_lf_rejected() {
+    // "Funky chunks": a parser that ends the chunk-size line at LF and one
+    // that ends it at CRLF disagree on where the chunk data starts.
+    let raw = "POST /smuggle-extlf HTTP/1.1\r\nHost: test.local\r\nTransfer-Encoding: chunked\r\n\r\n5;ext\nxx\r\nhello\r\n0\r\n\r\n";
+    assert_rejected_not_forwarded(raw.as_bytes(), "smuggle");
+}
+
+#[test]
+fn chunk_data_longer_than_chunk_size_rejected() {
+    // The chunk's data must be followed by CRLF exactly at its declared size.
+    let raw = "POST /smuggle-chunklen HTTP/1.1\r\nHost: test.local\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n";
+    assert_rejected_not_forwarded(raw.as_bytes(), "smuggle");
+}
+
+#[test]
+fn chunk_extensions_are_not_forwarded_verbatim() {
+    // Extensions carry nothing palisade understands; the body is re-framed
+    // for the upstream, so whatever is in them cannot confuse the upstream.
+    let up = Upstream::start("app");
+    let p = Palisade::start(&ConfigSpec::proxy(&[up.addr]));
+    let r = roundtrip(
+        p.addr(),
+        b"POST /ext HTTP/1.1\r\nHost: test.local\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5;name=value\r\nhello\r\n0\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", p.logs());
+    assert_eq!(up.requests_to("/ext")[0].body, b"hello");
+    assert!(find(&up.raw_bytes(), b"name=value").is_none());
+}
+
 // --- RFC 9112 §6.3 ¶4: chunked must be the final transfer coding
 
 #[test]
@@ -209,4 +242,98 @@ fn well_formed_chunked_request_is_forwarded_intact() {
     let reqs = up.requests_to("/ok-chunked");
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].body, b"hello world");
+}
+
+// --- RFC 9112 §3.2: exactly one valid Host in HTTP/1.1 ---------------------------
+
+#[test]
+fn missing_host_in_http11_rejected() {
+    let raw = "GET /smuggle-nohost HTTP/1.1\r\nX-A: 1\r\n\r\n";
+    assert_rejected_not_forwarded(raw.as_bytes(), "smuggle");
+}
+
+#[test]
+fn two_host_headers_rejected() {
+    // Routing by one Host while the upstream reads the other is a bypass.
+    let raw = "GET /smuggle-2host HTTP/1.1\r\nHost: test.local\r\nHost: admin.internal\r\n\r\n";
+    assert_rejected_not_forwarded(raw.as_bytes(), "smuggle");
+}
+
+#[test]
+fn invalid_host_value_rejected() {
+    let raw = "GET /smuggle-badhost HTTP/1.1\r\nHost: bad host/x\r\n\r\n";
+    assert_rejected_not_forwarded(raw.as_bytes(), "smuggle");
+}
+
+// --- pipelining: the ambiguous request behind a valid one ---------------------------
+
+#[test]
+fn ambiguous_request_pipelined_behind_valid_one_rejected() {
+    let up = Upstream::start("app");
+    let p = Palisade::start(&ConfigSpec::proxy(&[up.addr]));
+    let mut c = Conn::open(p.addr());
+    let body = "0\r\n\r\nGET /smuggled-pipe HTTP/1.1\r\nHost: test.local\r\n\r\n";
+    let raw = format!(
+        "GET /first HTTP/1.1\r\nHost: test.local\r\n\r\nPOST /smuggle-pipe HTTP/1.1\r\nHost: test.local\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n{body}",
+        body.len()
+    );
+    c.send(raw.as_bytes()).unwrap();
+    let first = c.read_response();
+    assert_eq!(first.status, 200, "{}", p.logs());
+    let second = c.read_response();
+    assert_eq!(second.status, 400);
+    assert!(
+        c.wait_closed(IO_TIMEOUT),
+        "connection left open after the 400"
+    );
+    let targets: Vec<String> = up.requests().into_iter().map(|r| r.target).collect();
+    assert_eq!(targets, vec!["/first"]);
+    assert!(find(&up.raw_bytes(), b"smuggle").is_none());
+}
+
+// --- response side: a malformed upstream response is not passed on ------------------
+
+fn proxy_raw_response(raw: &[u8]) -> (Upstream, Palisade) {
+    let mut o = UpstreamOpts::named("raw");
+    o.raw_response = Some(raw.to_vec());
+    let up = Upstream::start_opts(o, 0);
+    let p = Palisade::start(&ConfigSpec::proxy(&[up.addr]));
+    (up, p)
+}
+
+#[test]
+fn upstream_response_with_conflicting_content_length_gives_502() {
+    let (_up, p) = proxy_raw_response(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 30\r\n\r\nhelloHTTP/1.1 200 OK\r\nX-Split: yes\r\n\r\n",
+    );
+    let r = http_get(p.addr(), "/", "test.local");
+    assert_eq!(r.status, 502, "{:?}", r);
+    assert_eq!(r.header("x-split"), None);
+}
+
+#[test]
+fn upstream_response_with_cl_and_te_is_framed_once() {
+    // RFC 9112 §6.3: Transfer-Encoding wins and Content-Length must be
+    // removed before forwarding (or the response refused).
+    let (_up, p) = proxy_raw_response(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    let r = http_get(p.addr(), "/", "test.local");
+    if r.status == 200 {
+        assert!(
+            !(r.header("content-length").is_some() && r.header("transfer-encoding").is_some()),
+            "both framings forwarded: {r:?}"
+        );
+        assert_eq!(r.body, b"hello");
+    } else {
+        assert_eq!(r.status, 502);
+    }
+}
+
+#[test]
+fn upstream_garbage_response_gives_502() {
+    let (_up, p) = proxy_raw_response(b"THIS IS NOT HTTP\r\n\r\n");
+    let r = http_get(p.addr(), "/", "test.local");
+    assert_eq!(r.status, 502);
+    assert!(!r.body_str().contains("THIS IS NOT HTTP"));
 }

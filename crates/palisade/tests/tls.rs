@@ -6,6 +6,9 @@
 //! Certificates are made at test time with rcgen: a test CA and leaves signed
 //! by it, so clients verify the chain and the name for real.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;
@@ -147,6 +150,17 @@ fn python_tls(args: &[&str]) -> (i32, serde_json::Value) {
     (out.status.code().unwrap_or(-1), v)
 }
 
+/// The handshake failed because the server sent an alert, not because the
+/// client had nothing to offer (which would make a refusal test vacuous).
+fn assert_refused_by_server(v: &serde_json::Value) {
+    assert_eq!(v["ok"], false, "{v}");
+    let err = v["error"].as_str().unwrap_or("").to_ascii_lowercase();
+    assert!(
+        err.contains("alert"),
+        "handshake failed without a server alert: {v}"
+    );
+}
+
 // --- rustls client ------------------------------------------------------------
 
 #[test]
@@ -268,6 +282,7 @@ fn tls12_cbc_suites_refused() {
         "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA:AES128-SHA:AES256-SHA",
     ]);
     assert_ne!(code, 0, "CBC-only client got a session: {v}");
+    assert_refused_by_server(&v);
 }
 
 #[test]
@@ -311,7 +326,7 @@ fn tls10_and_tls11_refused() {
             "DEFAULT:@SECLEVEL=0",
         ]);
         assert_eq!(code, 3, "palisade accepted {name}: {v}");
-        assert_eq!(v["ok"], false);
+        assert_refused_by_server(&v);
     }
     assert!(up.requests().is_empty());
     // Still serving modern clients.
@@ -519,4 +534,211 @@ fn plaintext_http_on_tls_port_is_closed_not_hung() {
     assert!(up.requests().is_empty());
     let cfg = client_config(&pki.ca_der, &[&rustls::version::TLS13], &[]);
     assert!(tls_connect(p.addr(), cfg, "localhost").is_ok());
+}
+
+// --- HTTP/2 limits ----------------------------------------------------------------------
+
+#[test]
+fn h2_max_concurrent_streams_advertised_in_settings() {
+    use std::io::{Read, Write};
+    let pki = Pki::new();
+    let leaf = pki.leaf("leaf", &["localhost"]);
+    let up = Upstream::start("app");
+    let p = Palisade::start(&https_spec(&up, &[&leaf]).limit("h2_max_concurrent_streams = 7"));
+    let cfg = client_config(&pki.ca_der, &[&rustls::version::TLS13], &[b"h2"]);
+    let mut tls = tls_connect(p.addr(), cfg, "localhost").unwrap();
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
+    // Client preface + empty SETTINGS (RFC 9113 §3.4); the server's first
+    // frame must be its SETTINGS.
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    tls.flush().unwrap();
+    let mut head = [0u8; 9];
+    tls.read_exact(&mut head).unwrap();
+    let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+    assert_eq!(head[3], 0x4, "first server frame is not SETTINGS");
+    assert!(len % 6 == 0 && len <= 16 * 1024, "SETTINGS length {len}");
+    let mut payload = vec![0u8; len];
+    tls.read_exact(&mut payload).unwrap();
+    let max_streams = payload
+        .chunks(6)
+        .find(|s| u16::from_be_bytes([s[0], s[1]]) == 0x3)
+        .map(|s| u32::from_be_bytes([s[2], s[3], s[4], s[5]]));
+    assert_eq!(max_streams, Some(7), "SETTINGS_MAX_CONCURRENT_STREAMS");
+}
+
+// --- HTTP/2 → HTTP/1.1 downgrade smuggling (raw frames) --------------------------------
+
+/// One HPACK "literal header field without indexing, new name" with
+/// 7-bit-prefix lengths (RFC 7541 §6.2.2); names and values stay short.
+fn hpack_literal(out: &mut Vec<u8>, name: &str, value: &str) {
+    assert!(name.len() < 127 && value.len() < 127);
+    out.push(0x00);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name.as_bytes());
+    out.push(value.len() as u8);
+    out.extend_from_slice(value.as_bytes());
+}
+
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Sends a POST on stream 1 with `headers` (after the pseudo-headers) and
+/// `data` as one DATA frame, then reads frames until the stream ends, is
+/// reset, or the connection goes away (bounded).
+fn h2_post_raw(p: &Palisade, pki: &Pki, path: &str, headers: &[(&str, &str)], data: &[u8]) {
+    use std::io::{Read, Write};
+    let cfg = client_config(&pki.ca_der, &[&rustls::version::TLS13], &[b"h2"]);
+    let mut tls = tls_connect(p.addr(), cfg, "localhost").unwrap();
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
+    let mut block = Vec::new();
+    hpack_literal(&mut block, ":method", "POST");
+    hpack_literal(&mut block, ":scheme", "https");
+    hpack_literal(&mut block, ":path", path);
+    hpack_literal(&mut block, ":authority", "localhost");
+    for (n, v) in headers {
+        hpack_literal(&mut block, n, v);
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(0x4, 0, 0, &[]));
+    out.extend(h2_frame(0x1, 0x4, 1, &block)); // HEADERS, END_HEADERS
+    out.extend(h2_frame(0x0, 0x1, 1, data)); // DATA, END_STREAM
+    tls.write_all(&out).unwrap();
+    tls.flush().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    tls.sock
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    while std::time::Instant::now() < deadline {
+        let mut head = [0u8; 9];
+        if tls.read_exact(&mut head).is_err() {
+            return; // closed
+        }
+        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        if tls.read_exact(&mut payload).is_err() {
+            return;
+        }
+        let (kind, flags) = (head[3], head[4]);
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let ends_stream = stream == 1 && (kind == 0x0 || kind == 0x1) && flags & 0x1 != 0;
+        if kind == 0x7 || (kind == 0x3 && stream == 1) || ends_stream {
+            return; // GOAWAY, RST_STREAM, or the response is complete
+        }
+    }
+    panic!("h2 stream neither answered nor reset within 15 s");
+}
+
+/// After an h2 attempt: a canary over a fresh connection proves the
+/// upstream has seen everything palisade was going to send for the attempt;
+/// then no request for `smuggled` may exist, and a forwarded `path` request
+/// carries exactly the body length it declares.
+fn assert_nothing_smuggled(p: &Palisade, pki: &Pki, up: &Upstream, path: &str, smuggled: &str) {
+    let cfg = client_config(&pki.ca_der, &[&rustls::version::TLS13], &[]);
+    let mut tls = tls_connect(p.addr(), cfg, "localhost").unwrap();
+    let r = exchange(
+        &mut tls,
+        b"GET /canary HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert!(up.wait_requests(1, IO_TIMEOUT));
+    let reqs = up.requests();
+    let targets: Vec<&str> = reqs.iter().map(|r| r.target.as_str()).collect();
+    assert!(
+        !targets.iter().any(|t| t.starts_with(smuggled)),
+        "smuggled request reached the upstream: {targets:?}"
+    );
+    for r in reqs.iter().filter(|r| r.target == path) {
+        if let Some(cl) = r.header("content-length") {
+            assert_eq!(
+                cl.parse::<usize>().ok(),
+                Some(r.body.len()),
+                "framing mismatch: {r:?}"
+            );
+        }
+        assert!(r.header("transfer-encoding").is_none() || r.header("content-length").is_none());
+    }
+}
+
+#[test]
+fn h2_content_length_mismatch_not_smuggled_to_http1_upstream() {
+    // H2.CL: content-length 0 while DATA carries a whole HTTP/1.1 request.
+    let pki = Pki::new();
+    let leaf = pki.leaf("leaf", &["localhost"]);
+    let up = Upstream::start("app");
+    let p = Palisade::start(&https_spec(&up, &[&leaf]));
+    h2_post_raw(
+        &p,
+        &pki,
+        "/h2cl",
+        &[("content-length", "0")],
+        b"GET /smuggled-h2cl HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert_nothing_smuggled(&p, &pki, &up, "/h2cl", "/smuggled");
+}
+
+#[test]
+fn h2_transfer_encoding_header_not_smuggled_to_http1_upstream() {
+    // H2.TE: connection-specific fields make an h2 request malformed (RFC
+    // 9113 §8.2.2); forwarded, it would re-frame the body for the upstream.
+    let pki = Pki::new();
+    let leaf = pki.leaf("leaf", &["localhost"]);
+    let up = Upstream::start("app");
+    let p = Palisade::start(&https_spec(&up, &[&leaf]));
+    h2_post_raw(
+        &p,
+        &pki,
+        "/h2te",
+        &[("transfer-encoding", "chunked")],
+        b"0\r\n\r\nGET /smuggled-h2te HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert_nothing_smuggled(&p, &pki, &up, "/h2te", "/smuggled");
+}
+
+#[test]
+fn h2_header_value_with_crlf_not_injected_into_http1() {
+    // A CRLF inside an h2 field value becomes a header line of its own when
+    // written out as HTTP/1.1 unless the value is refused (RFC 9113 §8.2.1).
+    let pki = Pki::new();
+    let leaf = pki.leaf("leaf", &["localhost"]);
+    let up = Upstream::start("app");
+    let p = Palisade::start(&https_spec(&up, &[&leaf]));
+    h2_post_raw(
+        &p,
+        &pki,
+        "/h2crlf",
+        &[("x-inject", "a\r\ntransfer-encoding: chunked")],
+        b"0\r\n\r\nGET /smuggled-h2crlf HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert_nothing_smuggled(&p, &pki, &up, "/h2crlf", "/smuggled");
+    assert!(up
+        .requests()
+        .iter()
+        .all(|r| r.header("transfer-encoding").is_none()));
+}
+
+#[test]
+fn h2_raw_frame_client_control_request_is_forwarded() {
+    // Guards the three tests above: the same raw frames, well-formed, reach
+    // the upstream, so their passing is not an encoding mistake.
+    let pki = Pki::new();
+    let leaf = pki.leaf("leaf", &["localhost"]);
+    let up = Upstream::start("app");
+    let p = Palisade::start(&https_spec(&up, &[&leaf]));
+    h2_post_raw(
+        &p,
+        &pki,
+        "/h2ok",
+        &[("content-length", "5"), ("x-raw", "yes")],
+        b"hello",
+    );
+    assert!(up.wait_requests(1, IO_TIMEOUT), "{}", p.logs());
+    let got = &up.requests_to("/h2ok")[0];
+    assert_eq!(got.body, b"hello");
+    assert_eq!(got.header("x-raw"), Some("yes"));
 }

@@ -2,12 +2,17 @@
 //! health checks, load balancing (round robin, least connections) and the
 //! retry rule (another server only when the connection could not be made).
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;
 use std::collections::HashMap;
+use std::io::BufRead;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// An address on which nothing listens: a port bound and released.
 fn dead_addr() -> SocketAddr {
@@ -292,4 +297,74 @@ fn failure_after_connect_is_not_retried() {
         }
     }
     assert!(failed > 0, "round robin never picked the broken server");
+}
+
+// --- connect timeout ----------------------------------------------------------
+
+/// A port whose connects hang (tests/python/blackhole.py), stopped on drop.
+struct Blackhole {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Blackhole {
+    fn start() -> Blackhole {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/python/blackhole.py"
+        );
+        let mut child = Command::new("python3")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 must be installed");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line.trim().parse().expect("blackhole port");
+        Blackhole {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn upstream_connect_timeout_gives_504_with_request_id() {
+    let hole = Blackhole::start();
+    let p = Palisade::start(
+        &ConfigSpec::proxy(&[hole.addr]).limit("upstream_connect_timeout = \"1s\""),
+    );
+    let start = Instant::now();
+    let r = http_get(p.addr(), "/", "test.local");
+    assert_eq!(r.status, 504, "{}", r.body_str());
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "answered before the timeout"
+    );
+    let id = r.header("x-request-id").expect("X-Request-Id on a 504");
+    assert!(r.body_str().contains(id));
+}
+
+#[test]
+fn connect_timeout_is_retried_on_another_server() {
+    let hole = Blackhole::start();
+    let good = Upstream::start("good");
+    let p = Palisade::start(
+        &ConfigSpec::proxy(&[hole.addr, good.addr]).limit("upstream_connect_timeout = \"1s\""),
+    );
+    for i in 0..4 {
+        let r = http_get(p.addr(), &format!("/ct-{i}"), "test.local");
+        assert_eq!(r.status, 200, "request {i}: {}", r.body_str());
+        assert_eq!(r.header("x-upstream"), Some("good"));
+    }
 }

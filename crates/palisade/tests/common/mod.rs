@@ -30,9 +30,13 @@ pub const START_DEADLINE: Duration = Duration::from_secs(60);
 /// Default bound for one response to arrive.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Path of the binary under test, built by cargo for integration tests.
-pub fn palisade_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_palisade")
+/// Path of the binary under test: the one cargo built for these tests, or
+/// `PALISADE_TEST_BIN` when set (a target directory shared between work
+/// trees can hold another tree's build; a copy made right after building
+/// pins the binary actually meant).
+pub fn palisade_bin() -> String {
+    std::env::var("PALISADE_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_palisade").to_string())
 }
 
 // ---------------------------------------------------------------------------
@@ -105,9 +109,9 @@ pub struct ConfigSpec {
     pub limits: Vec<String>,
     /// `(name, servers, extra lines)` for each `[[upstream]]`.
     pub upstreams: Vec<UpstreamSpec>,
-    /// `(path_prefix, upstream name)` routes; empty → one "/" route to the
-    /// first upstream.
-    pub routes: Vec<(String, String)>,
+    /// `(host, path_prefix, upstream name)` routes; empty → one "/" route
+    /// to the first upstream.
+    pub routes: Vec<(Option<String>, String, String)>,
     /// "http" or "https".
     pub protocol: String,
     /// Extra lines for the `[[listener]]` table (e.g. `hsts = "..."`).
@@ -207,13 +211,17 @@ impl ConfigSpec {
             s.push('\n');
         }
         let routes = if self.routes.is_empty() {
-            vec![("/".to_string(), self.upstreams[0].name.clone())]
+            vec![(None, "/".to_string(), self.upstreams[0].name.clone())]
         } else {
             self.routes.clone()
         };
-        for (prefix, up) in routes {
+        for (host, prefix, up) in routes {
+            s.push_str("[[route]]\n");
+            if let Some(h) = host {
+                s.push_str(&format!("host = {}\n", toml_str(&h)));
+            }
             s.push_str(&format!(
-                "[[route]]\npath_prefix = {}\nupstream = {}\n\n",
+                "path_prefix = {}\nupstream = {}\n\n",
                 toml_str(&prefix),
                 toml_str(&up)
             ));
@@ -895,6 +903,9 @@ pub struct UpstreamOpts {
     /// Send the first half of the body, flush, wait this long, then send the
     /// rest (proves a proxy streams instead of buffering).
     pub stream_pause: Option<Duration>,
+    /// Answer every request with exactly these bytes, then close (for
+    /// malformed upstream responses).
+    pub raw_response: Option<Vec<u8>>,
 }
 
 impl UpstreamOpts {
@@ -912,6 +923,7 @@ impl UpstreamOpts {
             drop_without_response: false,
             slow_prefix: None,
             stream_pause: None,
+            raw_response: None,
         }
     }
 }
@@ -1126,6 +1138,13 @@ fn serve_conn(
                 if rec.target.starts_with(prefix.as_str()) {
                     thread::sleep(*d);
                 }
+            }
+            if let Some(raw) = &opts.raw_response {
+                st.in_flight.fetch_sub(1, Ordering::SeqCst);
+                s.write_all(raw)?;
+                s.flush()?;
+                let _ = s.shutdown(Shutdown::Both);
+                return Ok(());
             }
             if opts.drop_without_response {
                 st.in_flight.fetch_sub(1, Ordering::SeqCst);
