@@ -11,7 +11,9 @@
 //! ASCII or bytes >= 0x80, version `HTTP/1.0` or `HTTP/1.1`, token header
 //! names directly followed by `:`, header values without control bytes
 //! other than HTAB, no obs-fold, a valid and consistent Content-Length and
-//! well-formed chunked framing.
+//! well-formed chunked framing. Like a proxy must (RFC 9112 6.3), it drops
+//! Content-Length from a chunked request, so the WAF sees the message as it
+//! would be forwarded.
 
 /// Most header lines parsed (default 1,000): bounds work and memory on a
 /// request made of empty-looking header lines.
@@ -162,6 +164,11 @@ pub fn parse(raw: &[u8]) -> ParsedRequest {
             reject(&mut req, 400, "transfer-encoding without final chunked");
             req.body = rest.to_vec();
         } else {
+            // RFC 9112 6.3: with Transfer-Encoding, Content-Length is
+            // ignored and a proxy must remove it before forwarding; the
+            // WAF sees the message as forwarded.
+            req.headers
+                .retain(|(n, _)| !n.eq_ignore_ascii_case(b"content-length"));
             match dechunk(rest) {
                 Ok(body) => req.body = body,
                 Err((partial, why)) => {
@@ -312,6 +319,7 @@ mod tests {
         let r = parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n3\r\nHi \r\n3\r\nCRS\r\n0\r\n\r\n");
         assert_eq!(r.rejected, None);
         assert_eq!(r.body, b"Hi CRS");
+        assert_eq!(r.header("content-length"), None, "dropped beside chunked");
     }
 
     #[test]

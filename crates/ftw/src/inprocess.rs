@@ -206,7 +206,7 @@ impl Target for InProcess {
 /// A ModSecurity (v2/Apache style) error-log line for one matched rule,
 /// the text go-ftw's `match_regex` and id extraction read.
 pub fn log_line(rules: &Ruleset, m: &MatchedRule, uri: &str, test_id: &str) -> String {
-    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let esc = |s: &str| log_escape(s.as_bytes());
     let (op, param) = rules
         .rule(m.id)
         .map(|r| (r.operator_name.clone(), r.operator_argument.clone()))
@@ -215,7 +215,7 @@ pub fn log_line(rules: &Ruleset, m: &MatchedRule, uri: &str, test_id: &str) -> S
         "ModSecurity: Warning. Matched \"Operator `{op}' with parameter `{}' against variable `{}' (Value: `{}' )\" [file \"{}\"] [line \"{}\"] [id \"{}\"]",
         esc(&param),
         m.matched_var_name,
-        esc(&String::from_utf8_lossy(&m.matched_value)),
+        log_escape(&m.matched_value),
         m.file.display(),
         m.line,
         m.id
@@ -245,6 +245,21 @@ pub fn log_line(rules: &Ruleset, m: &MatchedRule, uri: &str, test_id: &str) -> S
         esc(uri)
     ));
     line
+}
+
+/// ModSecurity's log escaping: `"` and `\\` get a backslash, bytes
+/// outside printable ASCII become `\xhh`, so one rule is one line.
+pub fn log_escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
 }
 
 /// What the albedo backend answers.
@@ -462,6 +477,12 @@ SecRule ARGS:q "@contains evil" "id:11,phase:1,pass,nolog"
         assert_eq!(r.fired, [10]);
         assert!(
             r.log[0].contains("[id \"10\"] [msg \"evil in ARGS:q\"] [data \"evil\"]"),
+            "{}",
+            r.log[0]
+        );
+        let r = send(b"GET /?q=%22evil%0a HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(
+            r.log[0].contains("[data \"\\\"evil\\x0a\"]"),
             "{}",
             r.log[0]
         );

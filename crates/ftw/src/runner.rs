@@ -192,6 +192,9 @@ impl Summary {
     pub fn report(&self) -> String {
         let mut out = String::new();
         for (file, c) in &self.files {
+            if c.passed + c.failed == 0 {
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "{file}: {} passed, {} failed{}{}",
@@ -274,9 +277,15 @@ impl Summary {
 }
 
 impl TestResult {
-    /// `id: problem; problem`.
+    /// `id (file): problem; problem [fired [ids]]`.
     pub fn one_line(&self) -> String {
-        format!("{} ({}): {}", self.id, self.file, self.problems.join("; "))
+        format!(
+            "{} ({}): {} [fired {:?}]",
+            self.id,
+            self.file,
+            self.problems.join("; "),
+            self.fired
+        )
     }
 }
 
