@@ -129,6 +129,8 @@ pub struct TestResult {
     pub fired: Vec<u64>,
     /// The failing stage's request, truncated to [`MAX_REPORTED_REQUEST`].
     pub request: Vec<u8>,
+    /// Wall time spent on the test (all stages, target included).
+    pub duration: std::time::Duration,
 }
 
 /// Counts for one test file.
@@ -159,7 +161,13 @@ pub struct Summary {
     pub overridden: usize,
     /// Every failed test, in file order.
     pub failures: Vec<TestResult>,
+    /// The slowest tests, slowest first (at most [`SLOWEST_KEPT`]), as
+    /// `(id, duration)`: where the engine spends its time.
+    pub slowest: Vec<(String, std::time::Duration)>,
 }
+
+/// How many of the slowest tests a [`Summary`] keeps (default 10).
+pub const SLOWEST_KEPT: usize = 10;
 
 impl Summary {
     /// Failures grouped by the rule id of their test file, most failures
@@ -188,7 +196,8 @@ impl Summary {
     }
 
     /// Plain-text report: per-file counts, failures per rule, every failure
-    /// with its missing/unexpected ids, then [`Summary::final_line`].
+    /// with its missing/unexpected ids, the slowest tests, then
+    /// [`Summary::final_line`].
     pub fn report(&self) -> String {
         let mut out = String::new();
         for (file, c) in &self.files {
@@ -220,6 +229,12 @@ impl Summary {
             let _ = writeln!(out, "\nfailures:");
             for f in &self.failures {
                 let _ = writeln!(out, "  {}", f.one_line());
+            }
+        }
+        if !self.slowest.is_empty() {
+            let _ = writeln!(out, "\nslowest tests:");
+            for (id, d) in &self.slowest {
+                let _ = writeln!(out, "  {id}: {:.1} ms", d.as_secs_f64() * 1000.0);
             }
         }
         let _ = writeln!(out, "\n{}", self.final_line());
@@ -324,7 +339,9 @@ pub fn run(
                 let Some(&(fi, case)) = jobs.get(i) else {
                     break;
                 };
-                let r = run_case(target, &tests[fi].file_name, case, &index);
+                let started = std::time::Instant::now();
+                let mut r = run_case(target, &tests[fi].file_name, case, &index);
+                r.duration = started.elapsed();
                 if let Ok(mut guard) = results.lock() {
                     guard[i] = Some(r);
                 }
@@ -333,6 +350,14 @@ pub fn run(
     });
     let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
 
+    let mut timings: Vec<(String, std::time::Duration)> = results
+        .iter()
+        .flatten()
+        .map(|r| (r.id.clone(), r.duration))
+        .collect();
+    timings.sort_by(|a, b| b.1.cmp(&a.1));
+    timings.truncate(SLOWEST_KEPT);
+    summary.slowest = timings;
     for r in results.into_iter().flatten() {
         let counts = summary.files.entry(r.file.clone()).or_default();
         if r.overridden.is_some() {
