@@ -355,7 +355,7 @@ pub fn run(
         .flatten()
         .map(|r| (r.id.clone(), r.duration))
         .collect();
-    timings.sort_by(|a, b| b.1.cmp(&a.1));
+    timings.sort_by_key(|t| std::cmp::Reverse(t.1));
     timings.truncate(SLOWEST_KEPT);
     summary.slowest = timings;
     for r in results.into_iter().flatten() {
