@@ -18,7 +18,7 @@ use seclang::{
     FsLoader, InterventionAction, MatchedRule, Ruleset, RulesetBuilder, TransactionInput,
 };
 
-use crate::http1::{self, ParsedRequest};
+use crate::http1::{self, HttpModel, ParsedRequest};
 use crate::model::OverridesFile;
 use crate::runner::{run, Filter, StageRequest, StageResponse, Summary, Target};
 use crate::{load, Error};
@@ -89,12 +89,22 @@ pub fn load_crs(crs_dir: &Path) -> Result<Ruleset, Error> {
 #[derive(Debug, Clone)]
 pub struct InProcess {
     rules: Arc<Ruleset>,
+    http: HttpModel,
 }
 
 impl InProcess {
     /// Wraps a compiled ruleset.
     pub fn new(rules: Arc<Ruleset>) -> Self {
-        InProcess { rules }
+        InProcess {
+            rules,
+            http: HttpModel::default(),
+        }
+    }
+
+    /// Chooses the HTTP layer model (default [`HttpModel::Httparse`]).
+    pub fn with_http_model(mut self, model: HttpModel) -> Self {
+        self.http = model;
+        self
     }
 
     /// [`load_crs`] wrapped.
@@ -178,7 +188,7 @@ impl InProcess {
 
 impl Target for InProcess {
     fn send(&self, request: &StageRequest<'_>) -> Result<StageResponse, String> {
-        let parsed = http1::parse(request.raw);
+        let parsed = http1::parse_with(request.raw, self.http);
         if let Some((status, why)) = parsed.rejected {
             return Ok(StageResponse {
                 status,
