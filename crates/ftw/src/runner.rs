@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use regex::Regex;
 
@@ -25,6 +26,13 @@ pub const MAX_REPORTED_REQUEST: usize = 600;
 
 /// Most worker threads [`run`] starts (default 8).
 pub const MAX_THREADS: usize = 8;
+
+/// A test running longer than this (default 60 s) is named on stderr.
+pub const HANG_WARNING: Duration = Duration::from_secs(60);
+
+/// How often the watchdog looks (default 100 ms; also the most it delays
+/// the end of a run).
+const WATCHDOG_TICK: Duration = Duration::from_millis(100);
 
 /// One stage handed to a target.
 #[derive(Debug)]
@@ -130,7 +138,7 @@ pub struct TestResult {
     /// The failing stage's request, truncated to [`MAX_REPORTED_REQUEST`].
     pub request: Vec<u8>,
     /// Wall time spent on the test (all stages, target included).
-    pub duration: std::time::Duration,
+    pub duration: Duration,
 }
 
 /// Counts for one test file.
@@ -163,7 +171,7 @@ pub struct Summary {
     pub failures: Vec<TestResult>,
     /// The slowest tests, slowest first (at most [`SLOWEST_KEPT`]), as
     /// `(id, duration)`: where the engine spends its time.
-    pub slowest: Vec<(String, std::time::Duration)>,
+    pub slowest: Vec<(String, Duration)>,
 }
 
 /// How many of the slowest tests a [`Summary`] keeps (default 10).
@@ -332,25 +340,38 @@ pub fn run(
     let results: Mutex<Vec<Option<TestResult>>> = Mutex::new(vec![None; jobs.len()]);
     let next = AtomicUsize::new(0);
     let threads = threads.clamp(1, MAX_THREADS);
+    // Which test each worker is on, so a hanging test can be named.
+    let in_flight: Mutex<Vec<Option<(String, Instant)>>> = Mutex::new(vec![None; threads]);
+    let workers_left = AtomicUsize::new(threads);
     std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&(fi, case)) = jobs.get(i) else {
-                    break;
-                };
-                let started = std::time::Instant::now();
-                let mut r = run_case(target, &tests[fi].file_name, case, &index);
-                r.duration = started.elapsed();
-                if let Ok(mut guard) = results.lock() {
-                    guard[i] = Some(r);
+        for w in 0..threads {
+            let (next, jobs, results, in_flight, index) =
+                (&next, &jobs, &results, &in_flight, &index);
+            let workers_left = &workers_left;
+            s.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(fi, case)) = jobs.get(i) else {
+                        break;
+                    };
+                    let started = Instant::now();
+                    if let Ok(mut f) = in_flight.lock() {
+                        f[w] = Some((case.id_string(), started));
+                    }
+                    let mut r = run_case(target, &tests[fi].file_name, case, index);
+                    r.duration = started.elapsed();
+                    if let Ok(mut guard) = results.lock() {
+                        guard[i] = Some(r);
+                    }
                 }
+                workers_left.fetch_sub(1, Ordering::Relaxed);
             });
         }
+        s.spawn(|| watchdog(&in_flight, &workers_left));
     });
     let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
 
-    let mut timings: Vec<(String, std::time::Duration)> = results
+    let mut timings: Vec<(String, Duration)> = results
         .iter()
         .flatten()
         .map(|r| (r.id.clone(), r.duration))
@@ -374,6 +395,23 @@ pub fn run(
         }
     }
     summary
+}
+
+/// Names, on stderr, every test that has run longer than
+/// [`HANG_WARNING`], once, until the workers are done: an engine that hangs
+/// on one input cannot be interrupted in-process, but it can be found.
+fn watchdog(in_flight: &Mutex<Vec<Option<(String, Instant)>>>, workers_left: &AtomicUsize) {
+    let mut warned: Vec<String> = Vec::new();
+    while workers_left.load(Ordering::Relaxed) > 0 {
+        std::thread::sleep(WATCHDOG_TICK);
+        let Ok(f) = in_flight.lock() else { return };
+        for (id, since) in f.iter().flatten() {
+            if since.elapsed() > HANG_WARNING && !warned.contains(id) {
+                eprintln!("ftw: test {id} has been running for {:?}", since.elapsed());
+                warned.push(id.clone());
+            }
+        }
+    }
 }
 
 struct OverrideIndex<'a> {
