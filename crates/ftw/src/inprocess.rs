@@ -24,7 +24,8 @@ use crate::runner::{run, Filter, StageRequest, StageResponse, Summary, Target};
 use crate::{load, Error};
 
 /// Engine settings of the CRS test environment that ModSecurity takes from
-/// `modsecurity.conf` (the recommended values), plus its body-processor
+/// `modsecurity.conf` (the recommended values; response MIME types as the
+/// CRS project's own test containers set them), plus its body-processor
 /// selection rules 200000/200001 and the body-error rule 200002 whose log
 /// line some CRS tests match. Loaded before `crs-setup.conf.example`.
 pub const ENGINE_SETUP: &str = r#"
@@ -36,7 +37,7 @@ SecRequestBodyLimitAction Reject
 SecRequestBodyJsonDepthLimit 512
 SecArgumentsLimit 1000
 SecResponseBodyAccess On
-SecResponseBodyMimeType text/plain text/html text/xml
+SecResponseBodyMimeType text/plain text/html text/xml application/json
 SecResponseBodyLimit 524288
 SecResponseBodyLimitAction ProcessPartial
 SecRule REQUEST_HEADERS:Content-Type "^(?:application(?:/soap\+|/)|text/)xml" \
