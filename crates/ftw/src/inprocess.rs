@@ -248,7 +248,7 @@ pub fn log_line(rules: &Ruleset, m: &MatchedRule, uri: &str, test_id: &str) -> S
     if let Some(x) = m.accuracy {
         line.push_str(&format!(" [accuracy \"{x}\"]"));
     }
-    for t in &m.tags {
+    for t in m.tags.iter() {
         line.push_str(&format!(" [tag \"{}\"]", esc(t)));
     }
     line.push_str(&format!(

@@ -702,6 +702,48 @@ tests:
     }
 
     #[test]
+    fn isolated_response_contains_and_bad_regexes() {
+        let resp = |fired: Vec<u64>| {
+            Ok(StageResponse {
+                status: 200,
+                response: b"HTTP/1.1 200 OK\r\n\r\nhello".to_vec(),
+                log: vec!["[id \"1\"]".into()],
+                fired,
+                answered_by_http_layer: None,
+            })
+        };
+        let out = |yaml: &str| -> Output { serde_yaml_ng::from_str(yaml).unwrap() };
+        let isolated = out("{log: {expect_ids: [1]}, isolated: true}");
+        assert!(check_stage(&isolated, &resp(vec![1, 1]))
+            .problems
+            .is_empty());
+        assert_eq!(
+            check_stage(&isolated, &resp(vec![1, 2])).problems,
+            ["isolated test fired 2 rules"]
+        );
+        assert!(
+            check_stage(&out("{response_contains: 'hel+o'}"), &resp(vec![]))
+                .problems
+                .is_empty()
+        );
+        assert_eq!(
+            check_stage(&out("{response_contains: 'bye'}"), &resp(vec![])).problems,
+            ["response does not match \"bye\""]
+        );
+        let bad = check_stage(&out("{log: {match_regex: '('}}"), &resp(vec![]));
+        assert!(
+            bad.problems[0].starts_with("bad log regex"),
+            "{:?}",
+            bad.problems
+        );
+        let err: Result<StageResponse, String> = Err("reset".into());
+        assert_eq!(
+            check_stage(&out("{status: 200}"), &err).problems,
+            ["unexpected error: reset"]
+        );
+    }
+
+    #[test]
     fn overrides_replace_outputs_and_filter_skips() {
         let t = parse_test(TESTS, "1.yaml").unwrap().unwrap();
         let o = parse_overrides(
