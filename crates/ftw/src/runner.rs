@@ -274,6 +274,14 @@ impl Summary {
                 ex.problems.join("; ").replace('|', "\\|")
             );
         }
+        if !self.slowest.is_empty() {
+            let slow: Vec<String> = self
+                .slowest
+                .iter()
+                .map(|(id, d)| format!("{id} {:.0} ms", d.as_secs_f64() * 1000.0))
+                .collect();
+            let _ = writeln!(out, "\nSlowest tests (debug build): {}", slow.join(", "));
+        }
         let _ = writeln!(out, "\n### Examples (first failing test of each rule)\n");
         for (rule, fails) in groups.iter().take(top) {
             let ex = fails[0];
