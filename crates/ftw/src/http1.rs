@@ -11,7 +11,9 @@
 //! ASCII or bytes >= 0x80, version `HTTP/1.0` or `HTTP/1.1`, token header
 //! names directly followed by `:`, header values without control bytes
 //! other than HTAB, no obs-fold, a valid and consistent Content-Length and
-//! well-formed chunked framing.
+//! well-formed chunked framing. Like a proxy must (RFC 9112 6.3), it drops
+//! Content-Length from a chunked request, so the WAF sees the message as it
+//! would be forwarded.
 
 /// Most header lines parsed (default 1,000): bounds work and memory on a
 /// request made of empty-looking header lines.
@@ -81,7 +83,112 @@ fn trim(mut v: &[u8]) -> &[u8] {
     v
 }
 
-/// Parses `raw`. Never fails: problems are recorded in `rejected`.
+/// Which HTTP layer to model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HttpModel {
+    /// httparse's request rules only: what a gateway must accept to pass
+    /// the CRS suite with few overrides (the default).
+    #[default]
+    Httparse,
+    /// Stock hyper 1.x on top: the request-target must also be a valid
+    /// `http::Uri` (no raw `<`, `>`, `"`, space or control byte in the
+    /// query, no `<`, `>`, `` ` `` in the path, UTF-8 only, origin, `*`,
+    /// absolute or authority form), and HTTP/1.0 may not carry
+    /// Transfer-Encoding.
+    Hyper,
+}
+
+/// Parses `raw` under `model`. Never fails: problems are recorded in
+/// `rejected`.
+pub fn parse_with(raw: &[u8], model: HttpModel) -> ParsedRequest {
+    let mut req = parse(raw);
+    if model == HttpModel::Hyper && req.rejected.is_none() {
+        if let Err(why) = check_hyper_uri(&req.uri) {
+            req.rejected = Some((400, why));
+        } else if req.version == b"HTTP/1.0" && req.header("transfer-encoding").is_some() {
+            req.rejected = Some((400, "transfer-encoding in an HTTP/1.0 request"));
+        }
+    }
+    req
+}
+
+fn path_byte_ok(b: u8) -> bool {
+    matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x40..=0x5F | 0x61..=0x7A | 0x7C | 0x7E | b'"' | b'{' | b'}')
+        || b >= 0x80
+}
+
+fn query_byte_ok(b: u8) -> bool {
+    matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x7E) || b >= 0x80
+}
+
+fn authority_byte_ok(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@[]%".contains(&b)
+}
+
+fn check_path_and_query(p: &[u8]) -> Result<(), &'static str> {
+    let mut in_query = false;
+    for &b in p {
+        match b {
+            b'#' => break,
+            b'?' if !in_query => in_query = true,
+            _ if in_query && !query_byte_ok(b) => {
+                return Err("invalid byte in the query (http::Uri)")
+            }
+            _ if !in_query && !path_byte_ok(b) => {
+                return Err("invalid byte in the path (http::Uri)")
+            }
+            _ => {}
+        }
+    }
+    let end = p.iter().position(|&b| b == b'#').unwrap_or(p.len());
+    std::str::from_utf8(&p[..end]).map_err(|_| "request-target is not UTF-8 (http::Uri)")?;
+    Ok(())
+}
+
+/// The request-target rules of `http::Uri::from_shared` as hyper applies
+/// them to a request line.
+fn check_hyper_uri(uri: &[u8]) -> Result<(), &'static str> {
+    match uri.first() {
+        None => Err("empty request-target (http::Uri)"),
+        Some(_) if uri == b"*" => Ok(()),
+        Some(b'/') => check_path_and_query(uri),
+        Some(_) => {
+            let (rest, absolute) = match uri.windows(3).position(|w| w == b"://") {
+                Some(i) => {
+                    let scheme = &uri[..i];
+                    if scheme.is_empty()
+                        || !scheme[0].is_ascii_alphabetic()
+                        || !scheme
+                            .iter()
+                            .all(|&b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                    {
+                        return Err("invalid scheme (http::Uri)");
+                    }
+                    (&uri[i + 3..], true)
+                }
+                None => (uri, false),
+            };
+            let end = rest
+                .iter()
+                .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+                .unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(end);
+            if authority.is_empty() && !absolute {
+                return Err("invalid request-target (http::Uri)");
+            }
+            if !authority.iter().all(|&b| authority_byte_ok(b)) {
+                return Err("invalid byte in the authority (http::Uri)");
+            }
+            if !absolute && !path.is_empty() {
+                return Err("invalid request-target (http::Uri)");
+            }
+            check_path_and_query(path)
+        }
+    }
+}
+
+/// Parses `raw` with [`HttpModel::Httparse`]. Never fails: problems are
+/// recorded in `rejected`.
 pub fn parse(raw: &[u8]) -> ParsedRequest {
     let mut req = ParsedRequest::default();
     let mut reject = |req: &mut ParsedRequest, status: u16, why: &'static str| {
@@ -162,6 +269,11 @@ pub fn parse(raw: &[u8]) -> ParsedRequest {
             reject(&mut req, 400, "transfer-encoding without final chunked");
             req.body = rest.to_vec();
         } else {
+            // RFC 9112 6.3: with Transfer-Encoding, Content-Length is
+            // ignored and a proxy must remove it before forwarding; the
+            // WAF sees the message as forwarded.
+            req.headers
+                .retain(|(n, _)| !n.eq_ignore_ascii_case(b"content-length"));
             match dechunk(rest) {
                 Ok(body) => req.body = body,
                 Err((partial, why)) => {
@@ -312,6 +424,7 @@ mod tests {
         let r = parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n3\r\nHi \r\n3\r\nCRS\r\n0\r\n\r\n");
         assert_eq!(r.rejected, None);
         assert_eq!(r.body, b"Hi CRS");
+        assert_eq!(r.header("content-length"), None, "dropped beside chunked");
     }
 
     #[test]
@@ -334,6 +447,49 @@ mod tests {
         assert_eq!(r.rejected.map(|r| r.1), Some("conflicting content-length"));
         let r = parse(b"GET /");
         assert_eq!(r.rejected.map(|r| r.1), Some("incomplete request line"));
+    }
+
+    #[test]
+    fn hyper_model_applies_http_uri_rules() {
+        let hyper = |raw: &[u8]| parse_with(raw, HttpModel::Hyper).rejected.map(|r| r.1);
+        for ok in [
+            &b"GET /a/{b}|c^d\\e?x=`{|}^\\&y=%3C HTTP/1.1\r\n\r\n"[..],
+            b"GET * HTTP/1.1\r\n\r\n",
+            b"CONNECT www.example.org:80 HTTP/1.1\r\n\r\n",
+            b"GET http://localhost HTTP/1.1\r\n\r\n",
+            b"GET /#<frag> HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(hyper(ok), None, "{}", String::from_utf8_lossy(ok));
+        }
+        for (bad, why) in [
+            (
+                &b"GET /?x=<script> HTTP/1.1\r\n\r\n"[..],
+                "invalid byte in the query (http::Uri)",
+            ),
+            (
+                b"GET /a<b HTTP/1.1\r\n\r\n",
+                "invalid byte in the path (http::Uri)",
+            ),
+            (
+                b"GET /?q=\"a\" HTTP/1.1\r\n\r\n",
+                "invalid byte in the query (http::Uri)",
+            ),
+            (
+                b"GET /\xff HTTP/1.1\r\n\r\n",
+                "request-target is not UTF-8 (http::Uri)",
+            ),
+            (
+                b"GET \\ HTTP/1.1\r\n\r\n",
+                "invalid byte in the authority (http::Uri)",
+            ),
+            (
+                b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                "transfer-encoding in an HTTP/1.0 request",
+            ),
+        ] {
+            assert_eq!(hyper(bad), Some(why), "{}", String::from_utf8_lossy(bad));
+            assert_eq!(parse(bad).rejected, None, "httparse alone accepts it");
+        }
     }
 
     #[test]

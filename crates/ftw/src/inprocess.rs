@@ -18,13 +18,14 @@ use seclang::{
     FsLoader, InterventionAction, MatchedRule, Ruleset, RulesetBuilder, TransactionInput,
 };
 
-use crate::http1::{self, ParsedRequest};
+use crate::http1::{self, HttpModel, ParsedRequest};
 use crate::model::OverridesFile;
 use crate::runner::{run, Filter, StageRequest, StageResponse, Summary, Target};
 use crate::{load, Error};
 
 /// Engine settings of the CRS test environment that ModSecurity takes from
-/// `modsecurity.conf` (the recommended values), plus its body-processor
+/// `modsecurity.conf` (the recommended values; response MIME types as the
+/// CRS project's own test containers set them), plus its body-processor
 /// selection rules 200000/200001 and the body-error rule 200002 whose log
 /// line some CRS tests match. Loaded before `crs-setup.conf.example`.
 pub const ENGINE_SETUP: &str = r#"
@@ -36,7 +37,7 @@ SecRequestBodyLimitAction Reject
 SecRequestBodyJsonDepthLimit 512
 SecArgumentsLimit 1000
 SecResponseBodyAccess On
-SecResponseBodyMimeType text/plain text/html text/xml
+SecResponseBodyMimeType text/plain text/html text/xml application/json
 SecResponseBodyLimit 524288
 SecResponseBodyLimitAction ProcessPartial
 SecRule REQUEST_HEADERS:Content-Type "^(?:application(?:/soap\+|/)|text/)xml" \
@@ -89,12 +90,22 @@ pub fn load_crs(crs_dir: &Path) -> Result<Ruleset, Error> {
 #[derive(Debug, Clone)]
 pub struct InProcess {
     rules: Arc<Ruleset>,
+    http: HttpModel,
 }
 
 impl InProcess {
     /// Wraps a compiled ruleset.
     pub fn new(rules: Arc<Ruleset>) -> Self {
-        InProcess { rules }
+        InProcess {
+            rules,
+            http: HttpModel::default(),
+        }
+    }
+
+    /// Chooses the HTTP layer model (default [`HttpModel::Httparse`]).
+    pub fn with_http_model(mut self, model: HttpModel) -> Self {
+        self.http = model;
+        self
     }
 
     /// [`load_crs`] wrapped.
@@ -178,7 +189,7 @@ impl InProcess {
 
 impl Target for InProcess {
     fn send(&self, request: &StageRequest<'_>) -> Result<StageResponse, String> {
-        let parsed = http1::parse(request.raw);
+        let parsed = http1::parse_with(request.raw, self.http);
         if let Some((status, why)) = parsed.rejected {
             return Ok(StageResponse {
                 status,
@@ -206,7 +217,7 @@ impl Target for InProcess {
 /// A ModSecurity (v2/Apache style) error-log line for one matched rule,
 /// the text go-ftw's `match_regex` and id extraction read.
 pub fn log_line(rules: &Ruleset, m: &MatchedRule, uri: &str, test_id: &str) -> String {
-    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let esc = |s: &str| log_escape(s.as_bytes());
     let (op, param) = rules
         .rule(m.id)
         .map(|r| (r.operator_name.clone(), r.operator_argument.clone()))
@@ -215,7 +226,7 @@ pub fn log_line(rules: &Ruleset, m: &MatchedRule, uri: &str, test_id: &str) -> S
         "ModSecurity: Warning. Matched \"Operator `{op}' with parameter `{}' against variable `{}' (Value: `{}' )\" [file \"{}\"] [line \"{}\"] [id \"{}\"]",
         esc(&param),
         m.matched_var_name,
-        esc(&String::from_utf8_lossy(&m.matched_value)),
+        log_escape(&m.matched_value),
         m.file.display(),
         m.line,
         m.id
@@ -237,7 +248,7 @@ pub fn log_line(rules: &Ruleset, m: &MatchedRule, uri: &str, test_id: &str) -> S
     if let Some(x) = m.accuracy {
         line.push_str(&format!(" [accuracy \"{x}\"]"));
     }
-    for t in &m.tags {
+    for t in m.tags.iter() {
         line.push_str(&format!(" [tag \"{}\"]", esc(t)));
     }
     line.push_str(&format!(
@@ -245,6 +256,21 @@ pub fn log_line(rules: &Ruleset, m: &MatchedRule, uri: &str, test_id: &str) -> S
         esc(uri)
     ));
     line
+}
+
+/// ModSecurity's log escaping: `"` and `\\` get a backslash, bytes
+/// outside printable ASCII become `\xhh`, so one rule is one line.
+pub fn log_escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
 }
 
 /// What the albedo backend answers.
@@ -462,6 +488,12 @@ SecRule ARGS:q "@contains evil" "id:11,phase:1,pass,nolog"
         assert_eq!(r.fired, [10]);
         assert!(
             r.log[0].contains("[id \"10\"] [msg \"evil in ARGS:q\"] [data \"evil\"]"),
+            "{}",
+            r.log[0]
+        );
+        let r = send(b"GET /?q=%22evil%0a HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(
+            r.log[0].contains("[data \"\\\"evil\\x0a\"]"),
             "{}",
             r.log[0]
         );

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use regex::Regex;
 
@@ -25,6 +26,13 @@ pub const MAX_REPORTED_REQUEST: usize = 600;
 
 /// Most worker threads [`run`] starts (default 8).
 pub const MAX_THREADS: usize = 8;
+
+/// A test running longer than this (default 60 s) is named on stderr.
+pub const HANG_WARNING: Duration = Duration::from_secs(60);
+
+/// How often the watchdog looks (default 100 ms; also the most it delays
+/// the end of a run).
+const WATCHDOG_TICK: Duration = Duration::from_millis(100);
 
 /// One stage handed to a target.
 #[derive(Debug)]
@@ -129,6 +137,8 @@ pub struct TestResult {
     pub fired: Vec<u64>,
     /// The failing stage's request, truncated to [`MAX_REPORTED_REQUEST`].
     pub request: Vec<u8>,
+    /// Wall time spent on the test (all stages, target included).
+    pub duration: Duration,
 }
 
 /// Counts for one test file.
@@ -159,7 +169,13 @@ pub struct Summary {
     pub overridden: usize,
     /// Every failed test, in file order.
     pub failures: Vec<TestResult>,
+    /// The slowest tests, slowest first (at most [`SLOWEST_KEPT`]), as
+    /// `(id, duration)`: where the engine spends its time.
+    pub slowest: Vec<(String, Duration)>,
 }
+
+/// How many of the slowest tests a [`Summary`] keeps (default 10).
+pub const SLOWEST_KEPT: usize = 10;
 
 impl Summary {
     /// Failures grouped by the rule id of their test file, most failures
@@ -188,10 +204,14 @@ impl Summary {
     }
 
     /// Plain-text report: per-file counts, failures per rule, every failure
-    /// with its missing/unexpected ids, then [`Summary::final_line`].
+    /// with its missing/unexpected ids, the slowest tests, then
+    /// [`Summary::final_line`].
     pub fn report(&self) -> String {
         let mut out = String::new();
         for (file, c) in &self.files {
+            if c.passed + c.failed == 0 {
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "{file}: {} passed, {} failed{}{}",
@@ -217,6 +237,12 @@ impl Summary {
             let _ = writeln!(out, "\nfailures:");
             for f in &self.failures {
                 let _ = writeln!(out, "  {}", f.one_line());
+            }
+        }
+        if !self.slowest.is_empty() {
+            let _ = writeln!(out, "\nslowest tests:");
+            for (id, d) in &self.slowest {
+                let _ = writeln!(out, "  {id}: {:.1} ms", d.as_secs_f64() * 1000.0);
             }
         }
         let _ = writeln!(out, "\n{}", self.final_line());
@@ -248,6 +274,14 @@ impl Summary {
                 ex.problems.join("; ").replace('|', "\\|")
             );
         }
+        if !self.slowest.is_empty() {
+            let slow: Vec<String> = self
+                .slowest
+                .iter()
+                .map(|(id, d)| format!("{id} {:.0} ms", d.as_secs_f64() * 1000.0))
+                .collect();
+            let _ = writeln!(out, "\nSlowest tests (debug build): {}", slow.join(", "));
+        }
         let _ = writeln!(out, "\n### Examples (first failing test of each rule)\n");
         for (rule, fails) in groups.iter().take(top) {
             let ex = fails[0];
@@ -274,9 +308,15 @@ impl Summary {
 }
 
 impl TestResult {
-    /// `id: problem; problem`.
+    /// `id (file): problem; problem [fired [ids]]`.
     pub fn one_line(&self) -> String {
-        format!("{} ({}): {}", self.id, self.file, self.problems.join("; "))
+        format!(
+            "{} ({}): {} [fired {:?}]",
+            self.id,
+            self.file,
+            self.problems.join("; "),
+            self.fired
+        )
     }
 }
 
@@ -308,22 +348,45 @@ pub fn run(
     let results: Mutex<Vec<Option<TestResult>>> = Mutex::new(vec![None; jobs.len()]);
     let next = AtomicUsize::new(0);
     let threads = threads.clamp(1, MAX_THREADS);
+    // Which test each worker is on, so a hanging test can be named.
+    let in_flight: Mutex<Vec<Option<(String, Instant)>>> = Mutex::new(vec![None; threads]);
+    let workers_left = AtomicUsize::new(threads);
     std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&(fi, case)) = jobs.get(i) else {
-                    break;
-                };
-                let r = run_case(target, &tests[fi].file_name, case, &index);
-                if let Ok(mut guard) = results.lock() {
-                    guard[i] = Some(r);
+        for w in 0..threads {
+            let (next, jobs, results, in_flight, index) =
+                (&next, &jobs, &results, &in_flight, &index);
+            let workers_left = &workers_left;
+            s.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(fi, case)) = jobs.get(i) else {
+                        break;
+                    };
+                    let started = Instant::now();
+                    if let Ok(mut f) = in_flight.lock() {
+                        f[w] = Some((case.id_string(), started));
+                    }
+                    let mut r = run_case(target, &tests[fi].file_name, case, index);
+                    r.duration = started.elapsed();
+                    if let Ok(mut guard) = results.lock() {
+                        guard[i] = Some(r);
+                    }
                 }
+                workers_left.fetch_sub(1, Ordering::Relaxed);
             });
         }
+        s.spawn(|| watchdog(&in_flight, &workers_left));
     });
     let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
 
+    let mut timings: Vec<(String, Duration)> = results
+        .iter()
+        .flatten()
+        .map(|r| (r.id.clone(), r.duration))
+        .collect();
+    timings.sort_by_key(|t| std::cmp::Reverse(t.1));
+    timings.truncate(SLOWEST_KEPT);
+    summary.slowest = timings;
     for r in results.into_iter().flatten() {
         let counts = summary.files.entry(r.file.clone()).or_default();
         if r.overridden.is_some() {
@@ -340,6 +403,23 @@ pub fn run(
         }
     }
     summary
+}
+
+/// Names, on stderr, every test that has run longer than
+/// [`HANG_WARNING`], once, until the workers are done: an engine that hangs
+/// on one input cannot be interrupted in-process, but it can be found.
+fn watchdog(in_flight: &Mutex<Vec<Option<(String, Instant)>>>, workers_left: &AtomicUsize) {
+    let mut warned: Vec<String> = Vec::new();
+    while workers_left.load(Ordering::Relaxed) > 0 {
+        std::thread::sleep(WATCHDOG_TICK);
+        let Ok(f) = in_flight.lock() else { return };
+        for (id, since) in f.iter().flatten() {
+            if since.elapsed() > HANG_WARNING && !warned.contains(id) {
+                eprintln!("ftw: test {id} has been running for {:?}", since.elapsed());
+                warned.push(id.clone());
+            }
+        }
+    }
 }
 
 struct OverrideIndex<'a> {
@@ -627,6 +707,48 @@ tests:
             ["stage 1: status 200 expected [404]"]
         );
         assert!(s.report().ends_with("2 passed, 3 failed, 0 skipped\n"));
+    }
+
+    #[test]
+    fn isolated_response_contains_and_bad_regexes() {
+        let resp = |fired: Vec<u64>| {
+            Ok(StageResponse {
+                status: 200,
+                response: b"HTTP/1.1 200 OK\r\n\r\nhello".to_vec(),
+                log: vec!["[id \"1\"]".into()],
+                fired,
+                answered_by_http_layer: None,
+            })
+        };
+        let out = |yaml: &str| -> Output { serde_yaml_ng::from_str(yaml).unwrap() };
+        let isolated = out("{log: {expect_ids: [1]}, isolated: true}");
+        assert!(check_stage(&isolated, &resp(vec![1, 1]))
+            .problems
+            .is_empty());
+        assert_eq!(
+            check_stage(&isolated, &resp(vec![1, 2])).problems,
+            ["isolated test fired 2 rules"]
+        );
+        assert!(
+            check_stage(&out("{response_contains: 'hel+o'}"), &resp(vec![]))
+                .problems
+                .is_empty()
+        );
+        assert_eq!(
+            check_stage(&out("{response_contains: 'bye'}"), &resp(vec![])).problems,
+            ["response does not match \"bye\""]
+        );
+        let bad = check_stage(&out("{log: {match_regex: '('}}"), &resp(vec![]));
+        assert!(
+            bad.problems[0].starts_with("bad log regex"),
+            "{:?}",
+            bad.problems
+        );
+        let err: Result<StageResponse, String> = Err("reset".into());
+        assert_eq!(
+            check_stage(&out("{status: 200}"), &err).problems,
+            ["unexpected error: reset"]
+        );
     }
 
     #[test]

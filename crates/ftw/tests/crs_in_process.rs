@@ -4,13 +4,18 @@
 //! rule and every failure; `PALISADE_FTW_DIGEST=path` also writes a
 //! markdown digest of the top failure causes, `PALISADE_FTW_INCLUDE=regex`
 //! runs a subset (go-ftw `--include` on `"<rule>-<test>"`).
+//!
+//! The run applies `crates/ftw/overrides/in-process.yaml`: the requests
+//! palisade's HTTP layer answers differently from Apache httpd (issue 4
+//! allows at most 12 such overrides).
 
 use std::path::PathBuf;
 
 use ftw::{load, run_in_process, Filter};
 
-/// Fewest passing tests accepted (out of 5,082). Raise it, never lower it.
-const PASS_FLOOR: usize = 4729;
+/// Fewest passing tests accepted (out of 5,082, with the in-process
+/// overrides applied). Raise it, never lower it.
+const PASS_FLOOR: usize = 5037;
 
 fn shared() -> PathBuf {
     std::env::var_os("PALISADE_SHARED")
@@ -24,7 +29,17 @@ fn crs_regression_suite_in_process() {
     let include = std::env::var("PALISADE_FTW_INCLUDE").ok();
     let filter = Filter::new(include.as_deref(), None).unwrap();
     let started = std::time::Instant::now();
-    let summary = run_in_process(&crs, &crs.join("tests/tests"), None, &filter).unwrap();
+    let overrides = load::load_overrides(&PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/overrides/in-process.yaml"
+    )))
+    .unwrap();
+    assert!(
+        overrides.test_overrides.len() <= 12,
+        "issue 4 allows 12 overrides"
+    );
+    let summary =
+        run_in_process(&crs, &crs.join("tests/tests"), Some(&overrides), &filter).unwrap();
     println!("{}", summary.report());
     println!("elapsed: {:.1}s", started.elapsed().as_secs_f64());
     if let Some(path) = std::env::var_os("PALISADE_FTW_DIGEST") {

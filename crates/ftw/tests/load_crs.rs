@@ -98,3 +98,36 @@ fn the_engines_overrides_files_load() {
         );
     }
 }
+
+#[test]
+fn requests_stock_hyper_would_refuse_are_listed() {
+    // The CRS requests that httparse accepts but stock hyper refuses with
+    // 400 because the request-target is not a valid http::Uri (raw `<`,
+    // `>`, `"` in the query, a backslash target…). A gateway on stock hyper
+    // fails these tests before its WAF runs; the list is printed for the
+    // gateway's developers.
+    use ftw::http1::{parse, parse_with, HttpModel};
+    let dir = shared().join("crs-v4/tests/tests");
+    let mut refused = Vec::new();
+    for t in load::load_tests(&dir).unwrap() {
+        for c in &t.tests {
+            for s in &c.stages {
+                let raw = request::build_request(&s.input).unwrap();
+                if parse(&raw).rejected.is_none() {
+                    if let Some((_, why)) = parse_with(&raw, HttpModel::Hyper).rejected {
+                        refused.push(format!("{}: {why}", c.id_string()));
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "{} CRS requests stock hyper refuses:\n{}",
+        refused.len(),
+        refused.join("\n")
+    );
+    assert!(refused
+        .iter()
+        .any(|r| r.starts_with("941110-2: invalid byte in the query")));
+    assert_eq!(refused.len(), 32);
+}
