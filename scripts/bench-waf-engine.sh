@@ -41,7 +41,7 @@ else
 fi
 
 # Only instructions inside the bench's `run` (one whole transaction) are
-# counted: loading CRS is excluded with --collect-atstart=no.
+# counted: loading CRS and the warm-up exchange are excluded.
 total_ir() { # callgrind file -> total Ir
     callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done { gsub(",", "", $1); print $1; done = 1 }'
 }
@@ -49,7 +49,7 @@ echo
 echo "callgrind: instructions per transaction ($iters transactions per scenario)"
 for s in "$@"; do
     out="$target_dir/callgrind.$s.out"
-    valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*crs::run*' \
+    valgrind --tool=callgrind --collect-atstart=no --toggle-collect='crs::run' \
         --callgrind-out-file="$out" "$bin" --scenario "$s" --iters "$iters" --quiet 2>/dev/null
     ir="$(total_ir "$out")"
     printf '  %-8s %14s   (callgrind_annotate %s)\n' "$s" "$(printf "%'d" $((ir / iters)))" "$out"
