@@ -53,7 +53,7 @@ pub(crate) fn process(
                 .push(&f.name, &f.content);
         }
         data.files_combined_size = m.files_combined_size;
-        for (k, v) in &m.part_headers {
+        for (k, v) in m.part_header_lines() {
             data.coll_mut(Var::MultipartPartHeaders).push(k, v);
         }
         for n in &m.names {
@@ -62,28 +62,11 @@ pub(crate) fn process(
         for n in &m.filenames {
             data.coll_mut(Var::MultipartFilename).push(n, n);
         }
-        let f = &m.flags;
-        for (var, value) in [
-            (Var::MultipartBoundaryQuoted, f.boundary_quoted),
-            (Var::MultipartBoundaryWhitespace, f.boundary_whitespace),
-            (Var::MultipartDataBefore, f.data_before),
-            (Var::MultipartDataAfter, f.data_after),
-            (Var::MultipartHeaderFolding, f.header_folding),
-            (Var::MultipartLfLine, f.lf_line),
-            (Var::MultipartCrlfLfLines, f.crlf_lf_lines()),
-            (Var::MultipartMissingSemicolon, f.missing_semicolon),
-            (Var::MultipartInvalidQuoting, f.invalid_quoting),
-            (Var::MultipartInvalidPart, f.invalid_part),
-            (Var::MultipartInvalidHeaderFolding, f.invalid_header_folding),
-            (Var::MultipartFileLimitExceeded, f.file_limit_exceeded),
-            (Var::MultipartStrictError, m.strict_error(error)),
-        ] {
-            data.set_scalar(var, flag(value));
+        for (name, value) in m.flag_variables(error) {
+            if let Some(var) = Var::from_name(name) {
+                data.set_scalar(var, value.to_string());
+            }
         }
-        data.set_scalar(
-            Var::MultipartUnmatchedBoundary,
-            m.unmatched_boundary_value.to_string(),
-        );
     }
     if let Some(doc) = &out.xml {
         let xml = data.coll_mut(Var::Xml);

@@ -21,6 +21,7 @@ use crate::macros::MacroString;
 use crate::operators::{self, CompileContext, Operator};
 use crate::parser::ast::{Directive, LimitAction, Position, RuleAst, Spanned};
 use crate::parser::{parse_file, parse_str};
+use crate::tcache::{Prefilter, CASE_SENSITIVE, MAX_RULE_LITERALS};
 use crate::transformations::Transformation;
 use crate::variables::{Selector, Target, Var};
 
@@ -115,6 +116,8 @@ pub struct Rule {
     /// `!@`.
     pub negated: bool,
     pub(crate) operator: Arc<dyn Operator>,
+    /// Prefilter literal ids of the operator (`None`: always evaluate).
+    pub(crate) literals: Option<Box<[u32]>>,
     /// Transformations (defaults included unless `t:none`).
     pub transformations: Vec<Transformation>,
     /// Prefix-tree node after each transformation (same length).
@@ -127,6 +130,8 @@ pub struct Rule {
     pub severity: Option<u8>,
     /// `tag`s.
     pub tags: Vec<MacroString>,
+    /// The tags as strings when none holds a macro (shared by every match).
+    pub(crate) const_tags: Option<Arc<[String]>>,
     /// `ver`.
     pub ver: Option<String>,
     /// `rev`.
@@ -213,6 +218,7 @@ pub struct Ruleset {
     pub(crate) config: Config,
     pub(crate) phases: [Vec<Entry>; 5],
     pub(crate) tnodes: Vec<TNode>,
+    pub(crate) prefilter: Option<Prefilter>,
     rule_count: usize,
 }
 
@@ -488,6 +494,9 @@ fn compile(directives: Vec<Spanned>, loader: &dyn FileLoader) -> Result<Ruleset,
 
     let mut compiler = Compiler {
         loader,
+        ci_literals: Vec::new(),
+        cs_literals: Vec::new(),
+        literal_index: HashMap::new(),
         operators: HashMap::new(),
         tnodes: vec![TNode {
             transformation: None,
@@ -514,6 +523,7 @@ fn compile(directives: Vec<Spanned>, loader: &dyn FileLoader) -> Result<Ruleset,
     Ok(Ruleset {
         config,
         phases,
+        prefilter: Prefilter::new(&compiler.ci_literals, &compiler.cs_literals),
         tnodes: compiler.tnodes,
         rule_count,
     })
@@ -626,12 +636,48 @@ fn update_actions(actions: &mut Vec<Action>, new: &[Action]) {
 
 struct Compiler<'a> {
     loader: &'a dyn FileLoader,
+    ci_literals: Vec<Vec<u8>>,
+    cs_literals: Vec<Vec<u8>>,
+    literal_index: HashMap<(Vec<u8>, bool), u32>,
     operators: HashMap<(String, String, PathBuf), Arc<dyn Operator>>,
     tnodes: Vec<TNode>,
     tindex: HashMap<(u32, &'static str), u32>,
 }
 
 impl Compiler<'_> {
+    /// Interns the operator's required literals for the prefilter.
+    fn literal_ids(&mut self, op: &dyn Operator) -> Option<Box<[u32]>> {
+        let literals = op.required_literals()?;
+        if literals.is_empty()
+            || literals.len() > MAX_RULE_LITERALS
+            || literals.iter().any(Vec::is_empty)
+        {
+            return None;
+        }
+        let ci = op.literals_case_insensitive();
+        let mut ids = Vec::with_capacity(literals.len());
+        for lit in literals {
+            let lit = if ci { lit.to_ascii_lowercase() } else { lit };
+            let key = (lit, ci);
+            let id = match self.literal_index.get(&key) {
+                Some(&id) => id,
+                None => {
+                    let id = if ci {
+                        self.ci_literals.push(key.0.clone());
+                        (self.ci_literals.len() - 1) as u32
+                    } else {
+                        self.cs_literals.push(key.0.clone());
+                        (self.cs_literals.len() - 1) as u32 | CASE_SENSITIVE
+                    };
+                    self.literal_index.insert(key, id);
+                    id
+                }
+            };
+            ids.push(id);
+        }
+        Some(ids.into_boxed_slice())
+    }
+
     fn tchain(&mut self, transformations: &[Transformation]) -> Vec<u32> {
         let mut node = 0u32;
         let mut out = Vec::with_capacity(transformations.len());
@@ -740,6 +786,17 @@ impl Compiler<'_> {
                     }
                 }
             }
+            if rule.tags.iter().all(MacroString::is_constant) {
+                rule.const_tags = Some(
+                    rule.tags
+                        .iter()
+                        .map(|t| {
+                            String::from_utf8_lossy(t.as_constant().unwrap_or_default())
+                                .into_owned()
+                        })
+                        .collect(),
+                );
+            }
             rule.chain = next.take();
             next = Some(Box::new(rule));
         }
@@ -811,6 +868,7 @@ impl Compiler<'_> {
             operator_name: ast.operator.name.clone(),
             operator_argument: ast.operator.argument.clone(),
             negated: ast.operator.negated,
+            literals: self.literal_ids(operator.as_ref()),
             operator,
             transformations: Vec::new(),
             tchain: Vec::new(),
@@ -818,6 +876,7 @@ impl Compiler<'_> {
             logdata: None,
             severity: None,
             tags: Vec::new(),
+            const_tags: None,
             ver: None,
             rev: None,
             maturity: None,

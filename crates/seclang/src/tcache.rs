@@ -9,10 +9,158 @@
 //! Only values whose bytes cannot change while the cache is valid are
 //! cached (request/response data, identified by collection and index); the
 //! transaction clears the cache whenever it adds data.
+//!
+//! The cache also holds, per transformed value, which required literals of
+//! the whole rule set occur in it (one aho-corasick pass, see
+//! [`Prefilter`]): an operator none of whose required literals occur cannot
+//! match, so its regex is not run.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use aho_corasick::AhoCorasick;
 
 use crate::ruleset::TNode;
+
+/// A multiplicative hasher for the cache's integer keys. The keys are
+/// (collection, index, chain node) numbers the engine assigns, not request
+/// bytes, so SipHash's flooding resistance buys nothing here.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// Largest required-literal set of one operator the prefilter takes; bigger
+/// sets (long `@pm` lists) are left to the operator itself, which is an
+/// automaton already. Default 512.
+pub const MAX_RULE_LITERALS: usize = 512;
+
+/// The required literals of every operator of a rule set, in one automaton
+/// (ASCII case-insensitive) and one for case-sensitive literals.
+#[derive(Debug)]
+pub(crate) struct Prefilter {
+    ci: Option<AhoCorasick>,
+    cs: Option<AhoCorasick>,
+    /// Literal id of the first case-sensitive pattern.
+    cs_offset: u32,
+    /// `u64` words per bit set.
+    pub(crate) words: usize,
+}
+
+impl Prefilter {
+    /// Builds the automata; literal ids are `0..ci.len()` then the
+    /// case-sensitive ones.
+    pub(crate) fn new(ci: &[Vec<u8>], cs: &[Vec<u8>]) -> Option<Prefilter> {
+        let total = ci.len() + cs.len();
+        if total == 0 {
+            return None;
+        }
+        let build = |lits: &[Vec<u8>], fold: bool| -> Option<AhoCorasick> {
+            if lits.is_empty() {
+                return None;
+            }
+            AhoCorasick::builder()
+                .ascii_case_insensitive(fold)
+                .build(lits)
+                .ok()
+        };
+        let ci_ac = build(ci, true);
+        let cs_ac = build(cs, false);
+        // A literal set that failed to build disables the prefilter rather
+        // than making rules unmatchable.
+        if (!ci.is_empty() && ci_ac.is_none()) || (!cs.is_empty() && cs_ac.is_none()) {
+            return None;
+        }
+        Some(Prefilter {
+            ci: ci_ac,
+            cs: cs_ac,
+            cs_offset: ci.len() as u32,
+            words: total.div_ceil(64),
+        })
+    }
+
+    /// Sets the bit of every literal occurring in `input`.
+    fn scan(&self, input: &[u8], out: &mut [u64]) {
+        let mut set = |id: u32| {
+            let id = id as usize;
+            out[id / 64] |= 1 << (id % 64);
+        };
+        if let Some(ac) = &self.ci {
+            for m in ac.find_overlapping_iter(input) {
+                set(m.pattern().as_u32());
+            }
+        }
+        if let Some(ac) = &self.cs {
+            for m in ac.find_overlapping_iter(input) {
+                set(self.cs_offset + m.pattern().as_u32());
+            }
+        }
+    }
+}
+
+/// The result of step `step` of `chain` (`None` = the input itself).
+fn resolve<'a>(
+    map: &IdMap<(u64, u32), Slot>,
+    arena: &'a [Vec<u8>],
+    src: u64,
+    input: &'a [u8],
+    chain: &[u32],
+    step: Option<usize>,
+) -> &'a [u8] {
+    let mut step = step;
+    while let Some(j) = step {
+        match map.get(&(src, chain[j])) {
+            Some(Slot::Owned(s)) => return &arena[*s as usize],
+            Some(Slot::Same) => step = j.checked_sub(1),
+            // Steps are inserted in order, so an earlier step is always
+            // present when a later one is; fall back to the input.
+            None => return input,
+        }
+    }
+    input
+}
+
+/// Marks a case-sensitive literal id in a rule's list (the bit index is
+/// `cs_offset + id` once the automata are built).
+pub(crate) const CASE_SENSITIVE: u32 = 1 << 31;
+
+impl Prefilter {
+    /// Whether any literal of `ids` (case-sensitive ones tagged with
+    /// [`CASE_SENSITIVE`]) is set in `bits`.
+    pub(crate) fn any(&self, bits: &[u64], ids: &[u32]) -> bool {
+        ids.iter().any(|&id| {
+            let id = if id & CASE_SENSITIVE != 0 {
+                (self.cs_offset + (id & !CASE_SENSITIVE)) as usize
+            } else {
+                id as usize
+            };
+            bits.get(id / 64).is_some_and(|w| w & (1 << (id % 64)) != 0)
+        })
+    }
+}
+
+/// Most literal bit sets kept per transaction (each is one bit per literal
+/// of the rule set, about 400 bytes for CRS). Bounds memory for requests
+/// with thousands of arguments; beyond it operators run unfiltered.
+/// Default 8192.
+pub const MAX_LITERAL_SETS: usize = 8192;
 
 /// Most cached transformation results per transaction; beyond it results
 /// are computed without caching. Bounds memory for requests with huge
@@ -30,9 +178,12 @@ enum Slot {
 /// The cache.
 #[derive(Debug, Default)]
 pub(crate) struct TCache {
-    map: HashMap<(u64, u32), Slot>,
+    map: IdMap<(u64, u32), Slot>,
     arena: Vec<Vec<u8>>,
     used: usize,
+    /// (value, chain node) → offset of its literal bit set in `bits`.
+    lits: IdMap<(u64, u32), usize>,
+    bits: Vec<u64>,
 }
 
 impl TCache {
@@ -40,6 +191,8 @@ impl TCache {
     pub(crate) fn clear(&mut self) {
         self.map.clear();
         self.used = 0;
+        self.lits.clear();
+        self.bits.clear();
     }
 
     fn store_owned(&mut self, bytes: Vec<u8>) -> u32 {
@@ -50,27 +203,6 @@ impl TCache {
         }
         self.used += 1;
         (self.used - 1) as u32
-    }
-
-    /// The result of step `step` of `chain` (`None` = the input itself).
-    fn resolve<'a>(
-        &'a self,
-        src: u64,
-        input: &'a [u8],
-        chain: &[u32],
-        step: Option<usize>,
-    ) -> &'a [u8] {
-        let mut step = step;
-        while let Some(j) = step {
-            match self.map.get(&(src, chain[j])) {
-                Some(Slot::Owned(s)) => return &self.arena[*s as usize],
-                Some(Slot::Same) => step = j.checked_sub(1),
-                // Steps are inserted in order, so an earlier step is always
-                // present when a later one is; fall back to the input.
-                None => return input,
-            }
-        }
-        input
     }
 
     /// Applies `chain` (prefix-tree nodes) to `input`, identified by `src`,
@@ -99,7 +231,7 @@ impl TCache {
                 continue;
             };
             let slot = {
-                let cur = self.resolve(src, input, chain, j.checked_sub(1));
+                let cur = resolve(&self.map, &self.arena, src, input, chain, j.checked_sub(1));
                 match (t.apply)(cur) {
                     std::borrow::Cow::Borrowed(b) if b.len() == cur.len() => None,
                     std::borrow::Cow::Borrowed(b) => Some(Err(b.to_vec())),
@@ -112,7 +244,44 @@ impl TCache {
             };
             self.map.insert((src, chain[j]), slot);
         }
-        Some(self.resolve(src, input, chain, Some(chain.len() - 1)))
+        Some(resolve(
+            &self.map,
+            &self.arena,
+            src,
+            input,
+            chain,
+            Some(chain.len() - 1),
+        ))
+    }
+
+    /// Like [`TCache::apply`], also returning which literals of `pf` occur in
+    /// the result (computed once per value and chain).
+    pub(crate) fn apply_with_literals<'a>(
+        &'a mut self,
+        nodes: &[TNode],
+        pf: &Prefilter,
+        src: u64,
+        input: &'a [u8],
+        chain: &[u32],
+    ) -> Option<(&'a [u8], Option<&'a [u64]>)> {
+        self.apply(nodes, src, input, chain)?;
+        let node = chain.last().copied().unwrap_or(0);
+        let value = match chain.len() {
+            0 => input,
+            n => resolve(&self.map, &self.arena, src, input, chain, Some(n - 1)),
+        };
+        let offset = match self.lits.get(&(src, node)) {
+            Some(&o) => o,
+            None if self.lits.len() >= MAX_LITERAL_SETS => return Some((value, None)),
+            None => {
+                let o = self.bits.len();
+                self.bits.resize(o + pf.words, 0);
+                pf.scan(value, &mut self.bits[o..]);
+                self.lits.insert((src, node), o);
+                o
+            }
+        };
+        Some((value, Some(&self.bits[offset..offset + pf.words])))
     }
 }
 

@@ -117,8 +117,8 @@ pub struct MatchedRule {
     pub logdata: String,
     /// Severity 0..=7.
     pub severity: Option<u8>,
-    /// Tags (expanded).
-    pub tags: Vec<String>,
+    /// Tags (expanded; shared with the rule when they hold no macro).
+    pub tags: Arc<[String]>,
     /// `ver`.
     pub ver: Option<String>,
     /// `rev`.
@@ -707,6 +707,8 @@ impl Transaction {
         let list = &rs.phases[usize::from(phase - 1)];
         let mut skip = 0u32;
         let mut skip_after: Option<String> = None;
+        // skipAfter may name a rule id instead of a marker.
+        let mut skip_after_id: Option<u64> = None;
         for entry in list {
             let rule = match entry {
                 Entry::Marker(name) => {
@@ -717,8 +719,8 @@ impl Transaction {
                 }
                 Entry::Rule(r) => r,
             };
-            if let Some(target) = &skip_after {
-                if rule.id.to_string() == *target {
+            if skip_after.is_some() {
+                if skip_after_id == Some(rule.id) {
                     skip_after = None;
                 }
                 continue;
@@ -740,6 +742,7 @@ impl Transaction {
                 break;
             }
             skip = flow.skip;
+            skip_after_id = flow.skip_after.as_deref().and_then(|s| s.parse().ok());
             skip_after = flow.skip_after;
             if self.engine == EngineMode::Off {
                 break;
@@ -773,11 +776,14 @@ impl Transaction {
         };
         let message = expand(&rule.msg);
         let logdata = expand(&rule.logdata);
-        let tags = rule
-            .tags
-            .iter()
-            .map(|t| String::from_utf8_lossy(&t.expand(&resolver)).into_owned())
-            .collect();
+        let tags = match &rule.const_tags {
+            Some(t) => t.clone(),
+            None => rule
+                .tags
+                .iter()
+                .map(|t| String::from_utf8_lossy(&t.expand(&resolver)).into_owned())
+                .collect(),
+        };
         let disruptive_action = rule.disruptive.clone().unwrap_or(Disruptive::Pass);
         let would_disrupt = matches!(
             disruptive_action,
@@ -878,9 +884,24 @@ impl Transaction {
             scratch.gather(&self.data, t, starter);
         }
         let mut any = false;
+        // Whether any ctl target removal concerns this rule: decided once,
+        // not per value.
+        let removals =
+            !self.removed_targets_by_id.is_empty() || !self.removed_targets_by_tag.is_empty();
+        let removals = removals
+            && (self
+                .removed_targets_by_id
+                .iter()
+                .any(|(a, b, _)| (*a..=*b).contains(&starter.id))
+                || self
+                    .removed_targets_by_tag
+                    .iter()
+                    .any(|(t, _)| starter.has_tag(t)));
+        let check_exclusions =
+            !link.targets.is_empty() && (removals || !link.exclusions.is_empty());
         for n in 0..scratch.items.len() {
             let item = scratch.items[n];
-            if !link.targets.is_empty() && self.excluded(starter, link, &scratch, &item) {
+            if check_exclusions && self.excluded(starter, link, &scratch, &item, removals) {
                 continue;
             }
             let value = scratch.value(&self.data, &item);
@@ -908,10 +929,30 @@ impl Transaction {
                 }
                 continue;
             }
-            let cached = match item.src.cache_id() {
-                Some(id) => self.tcache.apply(&self.rs.tnodes, id, value, &link.tchain),
-                None => None,
+            let mut impossible = false;
+            let cached = match (item.src.cache_id(), &link.literals, &self.rs.prefilter) {
+                (Some(id), Some(ids), Some(pf)) => self
+                    .tcache
+                    .apply_with_literals(&self.rs.tnodes, pf, id, value, &link.tchain)
+                    .map(|(v, bits)| {
+                        // No required literal in the value: the operator
+                        // cannot match, so it is not run.
+                        impossible = bits.is_some_and(|b| !pf.any(b, ids));
+                        v
+                    }),
+                (Some(id), _, _) => self.tcache.apply(&self.rs.tnodes, id, value, &link.tchain),
+                (None, _, _) => None,
             };
+            if impossible {
+                if link.negated {
+                    let matched = cached.unwrap_or_default().to_vec();
+                    let name = scratch.name(&self.data, &item);
+                    self.on_value_match(starter, link, name, matched);
+                    any = true;
+                    *last = self.last_match();
+                }
+                continue;
+            }
             let tested: Cow<'_, [u8]> = match cached {
                 Some(c) => Cow::Borrowed(c),
                 None => apply_uncached(&link.transformations, value),
@@ -970,7 +1011,14 @@ impl Transaction {
         ))
     }
 
-    fn excluded(&self, starter: &Rule, link: &Rule, scratch: &Scratch, item: &Item) -> bool {
+    fn excluded(
+        &self,
+        starter: &Rule,
+        link: &Rule,
+        scratch: &Scratch,
+        item: &Item,
+        removals: bool,
+    ) -> bool {
         let key = scratch.key(&self.data, item);
         let hit = |t: &Target| {
             t.var == item.var
@@ -981,6 +1029,9 @@ impl Transaction {
         };
         if link.exclusions.iter().any(hit) {
             return true;
+        }
+        if !removals {
+            return false;
         }
         let id = starter.id;
         self.removed_targets_by_id
@@ -1020,14 +1071,19 @@ impl Transaction {
             data: &self.data,
             rule: Some(rule),
         };
-        let key = sv.key.expand(&resolver).to_ascii_lowercase();
+        let key = sv.key.expand(&resolver);
+        let key: Cow<'_, [u8]> = if key.iter().any(u8::is_ascii_uppercase) {
+            Cow::Owned(key.to_ascii_lowercase())
+        } else {
+            key
+        };
         let value: Option<Vec<u8>> = match &sv.op {
             SetVarOp::Unset => None,
             SetVarOp::SetOne => Some(b"1".to_vec()),
             SetVarOp::Set(v) => Some(v.expand(&resolver).into_owned()),
             SetVarOp::Add(v) | SetVarOp::Sub(v) => {
                 let operand = stoi(&v.expand(&resolver));
-                let current = self.data.maps[mi].get(&key).map_or(0, |c| stoi(c));
+                let current = self.data.maps[mi].get(&*key).map_or(0, |c| stoi(c));
                 let result = if matches!(sv.op, SetVarOp::Add(_)) {
                     current + operand
                 } else {
@@ -1040,11 +1096,13 @@ impl Transaction {
         let map = &mut self.data.maps[mi];
         match value {
             None => {
-                map.remove(&key);
+                map.remove(&*key);
             }
             Some(v) => {
-                if map.len() < MAX_COLLECTION_ENTRIES || map.contains_key(&key) {
-                    map.insert(key, v);
+                if let Some(slot) = map.get_mut(&*key) {
+                    *slot = v;
+                } else if map.len() < MAX_COLLECTION_ENTRIES {
+                    map.insert(key.into_owned(), v);
                 }
             }
         }

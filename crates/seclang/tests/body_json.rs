@@ -394,3 +394,40 @@ fn arbitrary_bytes_never_panic() {
         assert_eq!(a, parse_with(&body, &BodyLimits::default()));
     }
 }
+
+/// ModSecurity regression "request-body-parser-json" (depth 5 vs 4) and
+/// "secargumentslimit" (5 JSON args fit in a capacity of 5, not of 4).
+#[test]
+fn modsecurity_regression_limits() {
+    let body = "{\n   \"key1\":\n{\n   \"key2\":\n{\n   \"key3\":\n{\n   \"key4\":\n{\n   \"key5\":\"thevalue\"\n}}}}}";
+    let at = |depth| {
+        parse_with(
+            body.as_bytes(),
+            &BodyLimits {
+                json_depth: depth,
+                ..BodyLimits::default()
+            },
+        )
+    };
+    let ok5 = at(5);
+    assert_eq!(ok5.error, None);
+    assert_eq!(
+        args(&ok5),
+        kv(&[("json.key1.key2.key3.key4.key5", "thevalue")])
+    );
+    assert!(at(4).error.is_some());
+
+    let five = br#"{"k1":"v1","k2":"v2","k3":"v3","k4":"v4","k5":"v5"}"#;
+    let cap = |n| {
+        parse_with(
+            five,
+            &BodyLimits {
+                max_args: n,
+                ..BodyLimits::default()
+            },
+        )
+    };
+    assert_eq!(cap(5).error, None);
+    assert!(cap(4).error.is_some() && cap(4).args_limit_exceeded);
+    assert!(parse("a").error.is_some());
+}

@@ -101,8 +101,7 @@ Content-Type: application/octet-stream\r\n\
     assert_eq!(m.info.filenames, vec![b"me.png".to_vec(), b"".to_vec()]);
     let headers: Vec<(String, String)> = m
         .info
-        .part_headers
-        .iter()
+        .part_header_lines()
         .map(|(n, l)| {
             (
                 String::from_utf8_lossy(n).into_owned(),
@@ -255,11 +254,12 @@ fn multipart_header_folding() {
     assert!(!m.info.flags.invalid_header_folding);
     assert_eq!(m.error, None);
     assert_eq!(args(&m), kv(&[("a", "1")]));
+    let lines: Vec<(&[u8], &[u8])> = m.info.part_header_lines().collect();
     assert_eq!(
-        m.info.part_headers,
+        lines,
         vec![(
-            b"a".to_vec(),
-            b"Content-Disposition: form-data; name=\"a\"".to_vec()
+            &b"a"[..],
+            &b"Content-Disposition: form-data; name=\"a\""[..]
         )]
     );
     assert!(strict(&m));
@@ -563,10 +563,7 @@ fn invalid_content_disposition_codes() {
         let body = format!("--b0und\r\nContent-Disposition: {v}\r\n\r\nx\r\n--b0und\r\nContent-Disposition: form-data; name=z\r\n\r\nok\r\n--b0und--\r\n");
         parse(CT, &body)
     };
-    // The message names ModSecurity's code. Parsing goes on: the header
-    // lines of a rejected part are read as headers until the next delimiter.
-    let m = cd("form-data; foo=bar");
-    assert!(m.info.part_headers.is_empty() || m.error.is_some());
+    // The message names ModSecurity's code.
     let cases = [
         ("form-data; foo=bar", "(-11)"),
         ("form-data x", "(-2)"),
@@ -833,4 +830,97 @@ fn arbitrary_bytes_never_panic() {
         let b = multipart::parse(CT.as_bytes(), &body, &BodyLimits::default());
         assert_eq!(a, b);
     }
+}
+
+#[test]
+fn flag_variables_name_every_multipart_variable() {
+    let body = "preamble\n--b0und\nContent-Disposition: form-data; name='a'\n\nv\n--b0und--\nafter";
+    let m = parse("multipart/form-data boundary=\"b0und\"", body);
+    let vars = m.info.flag_variables(m.error.is_some());
+    let get = |name: &str| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    assert_eq!(get("MULTIPART_BOUNDARY_QUOTED"), 1);
+    assert_eq!(get("MULTIPART_MISSING_SEMICOLON"), 1);
+    assert_eq!(get("MULTIPART_DATA_BEFORE"), 1);
+    assert_eq!(get("MULTIPART_DATA_AFTER"), 1);
+    assert_eq!(get("MULTIPART_LF_LINE"), 1);
+    assert_eq!(get("MULTIPART_INVALID_QUOTING"), 1);
+    assert_eq!(get("MULTIPART_CRLF_LF_LINES"), 0);
+    assert_eq!(get("MULTIPART_HEADER_FOLDING"), 0);
+    // A delimiter matched after the first one: ModSecurity's 2.
+    assert_eq!(get("MULTIPART_UNMATCHED_BOUNDARY"), 2);
+    assert_eq!(get("MULTIPART_STRICT_ERROR"), 1);
+    let mut names: Vec<&str> = vars.iter().map(|(n, _)| *n).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), 14);
+    let clean = parse(CT, &fields(&[("a", "1")]));
+    let clean_vars = clean.info.flag_variables(false);
+    for (name, value) in clean_vars {
+        let want = if name == "MULTIPART_UNMATCHED_BOUNDARY" {
+            2
+        } else {
+            0
+        };
+        assert_eq!(value, want, "{name}");
+    }
+}
+
+#[test]
+fn many_headers_in_one_part_are_linear() {
+    // 200k distinct header lines in one part: the duplicate check must not
+    // be quadratic.
+    let mut body = String::from("--b0und\r\nContent-Disposition: form-data; name=\"a\"\r\n");
+    for i in 0..200_000 {
+        body += &format!("h{i}:\r\n");
+    }
+    body += "\r\nv\r\n--b0und--\r\n";
+    let start = std::time::Instant::now();
+    let m = parse(CT, &body);
+    assert_eq!(m.error, None);
+    assert_eq!(m.info.part_header_lines().count(), 200_001);
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn long_name_with_many_header_lines_is_stored_once() {
+    // A 4000-byte name and 100k header lines: per-line copies of the name
+    // would be 400 MB; grouped per part it is stored once.
+    let name = "n".repeat(4000);
+    let mut body = format!("--b0und\r\nContent-Disposition: form-data; name=\"{name}\"\r\n");
+    for i in 0..100_000 {
+        body += &format!("h{i}:\r\n");
+    }
+    body += "\r\nv\r\n--b0und--\r\n";
+    let m = parse(CT, &body);
+    assert_eq!(m.error, None);
+    assert_eq!(m.info.part_headers.len(), 1);
+    assert_eq!(m.info.part_headers[0].name.len(), 4000);
+    assert_eq!(m.info.part_headers[0].lines.len(), 100_001);
+}
+
+#[test]
+fn endless_folding_after_the_limit_stays_linear_and_bounded() {
+    // ModSecurity keeps appending (and copying) after "Part header too
+    // long."; here the value stops growing at the limit.
+    let mut body =
+        String::from("--b0und\r\nContent-Disposition: form-data; name=a\r\nX-Long: a\r\n");
+    body += &" yyyyyyyy\r\n".repeat(200_000);
+    body += "\r\nv\r\n--b0und--\r\n";
+    let start = std::time::Instant::now();
+    let m = parse(CT, &body);
+    assert_eq!(m.error.as_deref(), Some("Multipart: Part header too long."));
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+    let longest = m
+        .info
+        .part_header_lines()
+        .map(|(_, l)| l.len())
+        .max()
+        .unwrap_or(0);
+    assert!(longest <= multipart::LINE_BUF + "X-Long: ".len());
+    assert!(longest > multipart::LINE_BUF - 20);
 }

@@ -247,3 +247,18 @@ fn arbitrary_bytes_never_panic() {
         assert_eq!(a, xml::parse(&body, &BodyLimits::default()));
     }
 }
+
+#[test]
+fn one_huge_tag_then_many_small_ones_stays_linear() {
+    let mut s = String::from("<r><a");
+    for i in 0..50_000 {
+        s += &format!(" k{i}=\"v\"");
+    }
+    s += "/>";
+    s += &"<b x=\"1\"/>".repeat(100_000);
+    s += "</r>";
+    let start = std::time::Instant::now();
+    let d = doc(&s);
+    assert_eq!(d.attributes.len(), 150_000);
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+}

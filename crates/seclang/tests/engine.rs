@@ -56,10 +56,7 @@ fn deny_with_status_and_expanded_message() {
     let m = &tx.matched_rules()[0];
     assert_eq!(m.logdata, "ip 192.0.2.7");
     assert_eq!(m.severity, Some(2));
-    assert_eq!(
-        m.tags,
-        vec!["t1".to_string(), "host/example.org".to_string()]
-    );
+    assert_eq!(&m.tags[..], ["t1", "host/example.org"]);
     assert_eq!(
         (m.ver.as_deref(), m.rev.as_deref()),
         (Some("v1"), Some("2"))

@@ -509,6 +509,69 @@ fn rx_pcre_syntax_is_translated() {
 }
 
 #[test]
+fn rx_caret_is_false_at_the_end_after_a_final_newline() {
+    // PCRE multi-line `^` does not hold at the very end of an input ending
+    // with `\n` (checked against PCRE2 with `grep -zP`).
+    check(
+        "rx",
+        "^$",
+        &[
+            (b"abc\n", false),
+            (b"\n", true),
+            (b"abc\n\n", true),
+            (b"", true),
+            (b"abc", false),
+        ],
+    );
+    check("rx", "x|^$", &[(b"abc\n", false), (b"x\n", true)]);
+    check("rx", r"^\s*$", &[(b"abc\n", false), (b"abc\n \n", true)]);
+    check(
+        "rx",
+        "^(?:a|b)*$",
+        &[(b"c\n", false), (b"c\nab\n", true), (b"ab\n", true)],
+    );
+    check(
+        "rx",
+        "(?i)^(?:[a-z]|&amp;)*$",
+        &[(b"x\"\n", false), (b"x&AMP;\n", true)],
+    );
+    check("rx", "$", &[(b"abc\n", true)]);
+    // Captures come from the PCRE-valid match.
+    let o = op("rx", "^(a*)$");
+    let mut ctx = Ctx::capturing();
+    assert!(!o.evaluate(b"b\n", &mut ctx));
+    assert!(ctx.captures.is_empty());
+    assert!(o.evaluate(b"aa\n", &mut ctx));
+    assert_eq!(ctx.capture(1), Some(&b"aa"[..]));
+    let o = op("rx", "(x)|^()$");
+    let mut ctx = Ctx::capturing();
+    assert!(o.evaluate(b"ab\nx\n", &mut ctx));
+    assert_eq!(ctx.capture(0), Some(&b"x"[..]));
+    // An empty match at the end that needs no `^` still counts.
+    let o = op("rx", r"^a|()\z");
+    let mut ctx = Ctx::capturing();
+    assert!(o.evaluate(b"q\n", &mut ctx));
+    assert_eq!(ctx.capture(1), Some(&b""[..]));
+    assert!(eval(&*o, b"q\n"));
+}
+
+#[test]
+fn rx_extended_mode() {
+    // PCRE `x`: white space and `#` comments are skipped, even when the
+    // comment holds what would be syntax errors; classes keep spaces.
+    check(
+        "rx",
+        "(?x) a b c # comment [ ( \\\n d+",
+        &[(b"abcdd", true), (b"abc d", false)],
+    );
+    check("rx", r"(?x)a\ b", &[(b"a b", true), (b"ab", false)]);
+    check("rx", "(?x:a b)c d", &[(b"abc d", true), (b"abcd", false)]);
+    check("rx", "(?x)a(?-x) b", &[(b"a b", true), (b"ab", false)]);
+    check("rx", "(?x)[ ]a", &[(b" a", true), (b"a", false)]);
+    check("rx", "(?x)^ $", &[(b"abc\n", false), (b"", true)]);
+}
+
+#[test]
 fn rx_refuses_backtracking_constructs() {
     for (pattern, needle) in [
         (r"(a)\1", "backreference"),
@@ -573,6 +636,11 @@ fn rx_macro_pattern() {
     let mut ctx = Ctx::default().with("TX", "prefix", "id");
     assert!(o.evaluate(b"id42", &mut ctx));
     assert!(!o.evaluate(b"x42", &mut ctx));
+    // PCRE's `^` applies to expanded patterns too.
+    let o = op("rx", "^%{tx.body}$");
+    let mut ctx = Ctx::default().with("TX", "body", "a*");
+    assert!(!o.evaluate(b"b\n", &mut ctx));
+    assert!(o.evaluate(b"aa\n", &mut ctx));
     // An expanded pattern that does not compile does not match.
     let mut ctx = Ctx::default().with("TX", "prefix", "(");
     assert!(!o.evaluate(b"(42", &mut ctx));
@@ -1407,4 +1475,22 @@ fn tricky_required_literals_hold_on_generated_matches() {
         checked += n;
     }
     assert!(checked > 1000);
+}
+
+#[test]
+fn verify_cc_work_is_bounded_on_long_digit_runs() {
+    // `\d+` over 200,000 digits: every offset yields a candidate nearly as
+    // long as the input (quadratic in ModSecurity). The work budget ends
+    // the loop; a valid number early in the input is still found.
+    let o = op("verifyCC", r"\d+");
+    let mut input = vec![b'1'; 200_000];
+    input[199_999] = b'2';
+    let started = std::time::Instant::now();
+    let _ = eval(&*o, &input);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(eval(&*o, b"4111111111111111 and then more text"));
 }

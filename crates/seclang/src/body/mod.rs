@@ -39,19 +39,27 @@
 //!
 //! | variable                         | source                                                   |
 //! |----------------------------------|----------------------------------------------------------|
+//! | REQBODY_PROCESSOR                | [`Processor::name`]                                      |
 //! | ARGS_POST, ARGS (body part)      | [`BodyOutcome::args`] (order kept, duplicates kept)      |
 //! | REQBODY_ERROR, REQBODY_PROCESSOR_ERROR | `error.is_some()` as `1`/`0`                       |
 //! | REQBODY_ERROR_MSG, REQBODY_PROCESSOR_ERROR_MSG | [`BodyError::message`]                     |
 //! | URLENCODED_ERROR                 | [`BodyOutcome::urlencoded_error`]                        |
-//! | FILES, FILES_NAMES, FILES_SIZES, FILES_TMP_CONTENT | [`MultipartInfo::files`]               |
+//! | FILES (name → filename), FILES_NAMES, FILES_SIZES (name → size), FILES_TMP_CONTENT (name → content) | [`MultipartInfo::files`] |
 //! | FILES_COMBINED_SIZE              | [`MultipartInfo::files_combined_size`]                   |
-//! | MULTIPART_PART_HEADERS           | [`MultipartInfo::part_headers`] (key = part name)        |
+//! | MULTIPART_PART_HEADERS           | [`MultipartInfo::part_header_lines`] (key = part name)   |
 //! | MULTIPART_NAME, MULTIPART_FILENAME | [`MultipartInfo::names`], [`MultipartInfo::filenames`] |
-//! | MULTIPART_BOUNDARY_QUOTED, … flags | [`MultipartInfo::flags`] (`bool` → `1`/`0`)            |
-//! | MULTIPART_UNMATCHED_BOUNDARY     | [`MultipartInfo::unmatched_boundary_value`] (0, 1 or 2)  |
-//! | MULTIPART_CRLF_LF_LINES          | [`MultipartFlags::crlf_lf_lines`]                        |
-//! | MULTIPART_STRICT_ERROR           | [`MultipartInfo::strict_error`]                          |
-//! | XML:/\*, XML://@\*               | [`BodyOutcome::xml`] ([`XmlDoc`])                        |
+//! | MULTIPART_BOUNDARY_QUOTED, …, MULTIPART_UNMATCHED_BOUNDARY, MULTIPART_CRLF_LF_LINES, MULTIPART_STRICT_ERROR | [`MultipartInfo::flag_variables`] (all 14 by name, ModSecurity's values) |
+//! | `XML:/*`                         | [`XmlDoc::root_text`] (ModSecurity: one value) or [`XmlDoc::texts`] (Coraza: one per text node) |
+//! | `XML://@*`                       | [`XmlDoc::attributes`] values                            |
+//!
+//! Only the `/*` and `//@*` XPath targets (the ones CRS uses) are served;
+//! other XPath expressions have no document tree to run on and should be
+//! refused when rules are loaded. `SecRequestBodyNoFilesLimit` for
+//! multipart compares [`MultipartInfo::no_files_length`].
+//!
+//! JSON arguments: Coraza puts them in ARGS_POST (and so ARGS); ModSecurity
+//! v3 adds them to ARGS only. Putting them in both is what CRS expects from
+//! either engine (its rules read ARGS).
 //!
 //! The arguments limit (`SecArgumentsLimit`) counts ARGS_GET and ARGS_POST
 //! together in ModSecurity: pass the capacity still free (limit minus the
@@ -62,7 +70,7 @@ pub mod multipart;
 pub mod urlencoded;
 pub mod xml;
 
-pub use multipart::{FilePart, MultipartFlags, MultipartInfo};
+pub use multipart::{FilePart, MultipartFlags, MultipartInfo, PartHeaders};
 pub use xml::XmlDoc;
 
 /// Default for [`BodyLimits::max_args`]: 1000 arguments, the value
@@ -72,7 +80,8 @@ pub use xml::XmlDoc;
 pub const DEFAULT_MAX_ARGS: usize = 1000;
 
 /// Default for [`BodyLimits::json_depth`]: 10000 nested containers, as
-/// ModSecurity's `SecRequestBodyJsonDepthLimit` default. Bounds the parser's
+/// ModSecurity's compiled-in `SecRequestBodyJsonDepthLimit` default (its
+/// recommended configuration sets 512). Bounds the parser's
 /// explicit stack (never the thread stack) and the length of argument names
 /// built from nested keys.
 pub const DEFAULT_JSON_DEPTH: usize = 10_000;

@@ -22,6 +22,8 @@
 //! - [`MultipartInfo::strict_error`] also includes errors ModSecurity only
 //!   reports through REQBODY_ERROR (bad part headers, missing final boundary).
 
+use std::collections::HashMap;
+
 use memchr::memmem;
 
 use super::BodyLimits;
@@ -95,6 +97,16 @@ pub struct FilePart {
     pub content_truncated: bool,
 }
 
+/// The header lines of one part (`MULTIPART_PART_HEADERS:<name>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartHeaders {
+    /// The part's `name` (empty for a part without one).
+    pub name: Vec<u8>,
+    /// Raw header lines without line ending; a folded header is one line,
+    /// joined with a space.
+    pub lines: Vec<Vec<u8>>,
+}
+
 /// Multipart-specific results.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MultipartInfo {
@@ -104,9 +116,10 @@ pub struct MultipartInfo {
     pub files: Vec<FilePart>,
     /// FILES_COMBINED_SIZE: sum of all file sizes.
     pub files_combined_size: u64,
-    /// MULTIPART_PART_HEADERS: (part name, raw header line without line
-    /// ending; a folded header is joined with a space).
-    pub part_headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// MULTIPART_PART_HEADERS, grouped by part (the name is stored once
+    /// per part, not once per line, so many header lines under a long name
+    /// cannot multiply memory). See [`MultipartInfo::part_header_lines`].
+    pub part_headers: Vec<PartHeaders>,
     /// MULTIPART_NAME: every `name=` value seen in Content-Disposition.
     pub names: Vec<Vec<u8>>,
     /// MULTIPART_FILENAME: every `filename=` value seen.
@@ -123,6 +136,53 @@ pub struct MultipartInfo {
 }
 
 impl MultipartInfo {
+    /// MULTIPART_PART_HEADERS as (part name, header line) pairs, in body
+    /// order.
+    pub fn part_header_lines(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.part_headers
+            .iter()
+            .flat_map(|p| p.lines.iter().map(move |l| (&p.name[..], &l[..])))
+    }
+
+    /// Every single-valued MULTIPART_* variable with its value as
+    /// ModSecurity sets it, by variable name (upper case), e.g.
+    /// `("MULTIPART_LF_LINE", 1)`. `reqbody_error` is whether the processor
+    /// reported an error (for MULTIPART_STRICT_ERROR).
+    pub fn flag_variables(&self, reqbody_error: bool) -> [(&'static str, u8); 14] {
+        let f = &self.flags;
+        [
+            ("MULTIPART_BOUNDARY_QUOTED", f.boundary_quoted.into()),
+            (
+                "MULTIPART_BOUNDARY_WHITESPACE",
+                f.boundary_whitespace.into(),
+            ),
+            ("MULTIPART_DATA_BEFORE", f.data_before.into()),
+            ("MULTIPART_DATA_AFTER", f.data_after.into()),
+            ("MULTIPART_HEADER_FOLDING", f.header_folding.into()),
+            ("MULTIPART_LF_LINE", f.lf_line.into()),
+            ("MULTIPART_MISSING_SEMICOLON", f.missing_semicolon.into()),
+            ("MULTIPART_INVALID_QUOTING", f.invalid_quoting.into()),
+            ("MULTIPART_INVALID_PART", f.invalid_part.into()),
+            (
+                "MULTIPART_INVALID_HEADER_FOLDING",
+                f.invalid_header_folding.into(),
+            ),
+            (
+                "MULTIPART_FILE_LIMIT_EXCEEDED",
+                f.file_limit_exceeded.into(),
+            ),
+            (
+                "MULTIPART_UNMATCHED_BOUNDARY",
+                self.unmatched_boundary_value,
+            ),
+            ("MULTIPART_CRLF_LF_LINES", f.crlf_lf_lines().into()),
+            (
+                "MULTIPART_STRICT_ERROR",
+                self.strict_error(reqbody_error).into(),
+            ),
+        ]
+    }
+
     /// MULTIPART_STRICT_ERROR: any strictness flag (except the unmatched
     /// boundary and CRLF/LF mix, which ModSecurity leaves out) or a body
     /// error. Pass `reqbody_error` = whether the processor reported an error.
@@ -191,16 +251,44 @@ struct Part {
     name: Vec<u8>,
     filename: Vec<u8>,
     is_file: bool,
-    /// (name, value) of the part headers, names compared case-insensitively.
+    /// (name, value) of the part headers.
     headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Lower-cased header name → index in `headers`: duplicate checks stay
+    /// O(1) however many headers a part has.
+    header_index: HashMap<Vec<u8>, usize>,
     last_header: Option<usize>,
     last_header_line: Vec<u8>,
+    /// The last header was folded: its MULTIPART_PART_HEADERS line is
+    /// rebuilt from name and value once, when the header ends (rebuilding
+    /// it at every continuation line would be quadratic).
+    last_folded: bool,
     header_lines: Vec<Vec<u8>>,
     value: Vec<u8>,
     size: u64,
     content_truncated: bool,
     keep_content: bool,
     counted: bool,
+}
+
+impl Part {
+    /// Records the last complete header line in `header_lines`.
+    fn flush_last_line(&mut self) {
+        if std::mem::take(&mut self.last_folded) {
+            if let Some((name, value)) = self.last_header.and_then(|i| self.headers.get(i)) {
+                let mut line = Vec::with_capacity(name.len() + 2 + value.len());
+                line.extend_from_slice(name);
+                line.extend_from_slice(b": ");
+                line.extend_from_slice(value);
+                self.header_lines.push(line);
+                self.last_header_line.clear();
+                return;
+            }
+        }
+        if !self.last_header_line.is_empty() {
+            self.header_lines
+                .push(std::mem::take(&mut self.last_header_line));
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -406,10 +494,7 @@ impl Parser<'_> {
         };
         if content.is_empty() {
             // End of the part headers.
-            if !part.last_header_line.is_empty() {
-                part.header_lines
-                    .push(std::mem::take(&mut part.last_header_line));
-            }
+            part.flush_last_line();
             let msg = self.end_of_headers();
             if let Err(msg) = msg {
                 self.set_error(msg);
@@ -430,23 +515,19 @@ impl Parser<'_> {
                 return;
             };
             let more = chomp(&content[ws..]);
-            let (name, value) = &mut part.headers[idx];
-            value.push(b' ');
-            value.extend_from_slice(more);
-            if value.len() > LINE_BUF {
+            let value = &mut part.headers[idx].1;
+            // Refused before growing, so the value stays bounded however
+            // many continuation lines follow.
+            if value.len() + 1 + more.len() > LINE_BUF {
                 self.set_error("Multipart: Part header too long.");
                 return;
             }
-            let mut line = name.clone();
-            line.extend_from_slice(b": ");
-            line.extend_from_slice(value);
-            part.last_header_line = line;
+            value.push(b' ');
+            value.extend_from_slice(more);
+            part.last_folded = true;
             return;
         }
-        if !part.last_header_line.is_empty() {
-            part.header_lines
-                .push(std::mem::take(&mut part.last_header_line));
-        }
+        part.flush_last_line();
         let Some(colon) = memchr::memchr(b':', content) else {
             let msg = format!(
                 "Multipart: Invalid part header (colon missing): {}",
@@ -470,14 +551,12 @@ impl Parser<'_> {
             .take_while(|&&c| c == b' ' || c == b'\t')
             .count();
         let value = chomp(&value[ws..]);
-        if part
-            .headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
+        let key = name.to_ascii_lowercase();
+        if part.header_index.contains_key(&key) {
             // ModSecurity ignores a duplicate header without an error.
             return;
         }
+        part.header_index.insert(key, part.headers.len());
         part.headers.push((name.to_vec(), value.to_vec()));
         part.last_header = Some(part.headers.len() - 1);
         part.last_header_line = content.to_vec();
@@ -489,9 +568,9 @@ impl Parser<'_> {
             return Ok(());
         };
         let Some(cd) = part
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(b"Content-Disposition"))
+            .header_index
+            .get(&b"content-disposition"[..])
+            .and_then(|&i| part.headers.get(i))
             .map(|(_, v)| v.clone())
         else {
             return Err("Multipart: Part missing Content-Disposition header.".into());
@@ -576,8 +655,11 @@ impl Parser<'_> {
     /// A delimiter: finish the current part, start the next one.
     fn process_boundary(&mut self, last: bool) {
         if let Some(part) = self.part.take() {
-            for line in part.header_lines {
-                self.out.info.part_headers.push((part.name.clone(), line));
+            if !part.header_lines.is_empty() {
+                self.out.info.part_headers.push(PartHeaders {
+                    name: part.name.clone(),
+                    lines: part.header_lines,
+                });
             }
             if part.name.is_empty() {
                 self.out.info.flags.invalid_part = true;

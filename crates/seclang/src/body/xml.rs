@@ -340,7 +340,13 @@ impl<'a> Parser<'a> {
                 if stack.len() >= self.depth_limit {
                     return self.err("maximum depth exceeded");
                 }
-                seen_attrs.clear();
+                // clear() costs the table's capacity: after one huge tag,
+                // start small again so many small tags stay cheap.
+                if seen_attrs.capacity() > 256 {
+                    seen_attrs = HashSet::new();
+                } else {
+                    seen_attrs.clear();
+                }
                 let empty = self.attributes(&mut seen_attrs)?;
                 if !empty {
                     stack.push(name);

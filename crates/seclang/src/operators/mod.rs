@@ -10,6 +10,29 @@
 //! Operators ModSecurity has but this engine does not (`@rbl`, `@geoLookup`,
 //! `@inspectFile`, `@gsbLookup`, `@fuzzyHash`, …) are refused by [`compile`]
 //! with an `unsupported operator @name` error, never silently ignored.
+//!
+//! | operator | matches when | argument |
+//! |---|---|---|
+//! | `@rx` | the PCRE pattern matches (bytes, DOTALL, MULTILINE) | pattern, macros allowed |
+//! | `@pm` | one of the phrases occurs (ASCII case-insensitive) | phrases separated by spaces |
+//! | `@pmFromFile`, `@pmf` | one of the file's phrases occurs | data file, one phrase a line |
+//! | `@contains`, `@strmatch` | the argument occurs in the input | string, macros allowed |
+//! | `@containsWord` | the argument occurs as a word (non-letters around) | string, macros allowed |
+//! | `@beginsWith`, `@endsWith`, `@streq` | prefix / suffix / equality | string, macros allowed |
+//! | `@within` | the input occurs in the argument (empty input: always) | string, macros allowed |
+//! | `@eq`, `@ge`, `@gt`, `@le`, `@lt` | integer comparison (C `atoll`/`stoi` parsing) | integer, macros allowed |
+//! | `@ipMatch` | the input address is in a listed address/network | IPv4/IPv6 addresses, CIDRs, comma-separated |
+//! | `@ipMatchFromFile`, `@ipMatchF` | as `@ipMatch`, list from a file | data file |
+//! | `@detectSQLi`, `@detectXSS` | libinjection-compatible detection | none |
+//! | `@validateByteRange` | a byte is **outside** the ranges | `1-255`, `9,10,13,32-126` |
+//! | `@validateUrlEncoding` | a `%` escape is **invalid** | none |
+//! | `@validateUtf8Encoding` | the input is **not** valid UTF-8 | none |
+//! | `@verifyCC`, `@verifyCPF`, `@verifySSN` | a regex candidate passes the checksum | candidate pattern |
+//! | `@unconditionalMatch` / `@noMatch` | always / never | none |
+//!
+//! Data files are read through [`CompileContext::files`], relative to
+//! [`CompileContext::base_dir`]. Each operator's module documents its exact
+//! ModSecurity semantics and any difference.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -46,7 +69,11 @@ mod verify_cpf;
 mod verify_ssn;
 mod within;
 
-pub use rx::translate_pcre;
+pub use rx::{
+    translate_pcre, MACRO_REGEX_SIZE_LIMIT, MAX_REQUIRED_LITERALS, REGEX_DFA_SIZE_LIMIT,
+    REGEX_SIZE_LIMIT,
+};
+pub use verify_cc::MAX_CANDIDATE_BYTES;
 
 /// What an operator may ask of the transaction while it evaluates.
 pub trait OperatorContext {

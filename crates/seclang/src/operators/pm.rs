@@ -24,7 +24,7 @@
 //! Same as ModSecurity v3 (an argument with no phrase is refused instead of
 //! never matching).
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::{AhoCorasick, MatchKind};
 
 use super::{is_c_space, Operator, OperatorContext};
 
@@ -96,21 +96,14 @@ impl Pm {
         if phrases.is_empty() {
             return Err(format!("@{operator} needs at least one phrase"));
         }
+        // The crate picks the automaton (a DFA for small phrase lists, a
+        // contiguous NFA for big ones, bounding memory for large data files).
         let automaton = AhoCorasick::builder()
             .ascii_case_insensitive(true)
             // Standard semantics report the occurrence that ends first, as
             // ModSecurity's ACMP returns at the first accepting state.
             .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
             .build(&phrases)
-            .or_else(|_| {
-                // A DFA over a huge phrase list can exceed the automaton's
-                // size limits; the contiguous NFA has none of that cost.
-                AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .build(&phrases)
-            })
             .map_err(|e| format!("@{operator}: cannot build the phrase automaton: {e}"))?;
         Ok(Pm { automaton, phrases })
     }

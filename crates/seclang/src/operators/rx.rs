@@ -22,13 +22,17 @@
 //! punctuation are literals; `{` that does not start a counted repetition is
 //! a literal; `\Q..\E`, `\e`, `\cX`, octal `\0nn`/`\o{}`, `\x{..}`, `\h`,
 //! `\v` (vertical space, *not* VT), `\R`, `\N`, `\Z`, `\G` and `(?#..)` are
-//! rewritten; inside classes `[`, `&`, `~` and a `-` next to a class escape
-//! (`[\w-.]`) are literals, as in PCRE1 (PCRE2 refuses `[\w-.]`; this engine
-//! accepts it on purpose).
+//! rewritten; in `(?x)` mode white space and `#` comments are dropped;
+//! inside classes `[`, `&`, `~` and a `-` next to a class escape (`[\w-.]`)
+//! are literals, as in PCRE1 (PCRE2 refuses `[\w-.]`; this engine accepts it
+//! on purpose).
 //!
-//! Validation: on all 318 CRS v4 `@rx` patterns and ~17,000 payloads from the
-//! CRS regression tests, the translated regexes match exactly the same
-//! inputs as PCRE2 (`grep -P` with `(?sm)` in the C locale).
+//! Validation (one-off, against PCRE2 through `grep -P` with `(?sm)` in the
+//! C locale): on all 318 CRS v4 `@rx` patterns, the translated regexes
+//! match exactly the same records as PCRE2 among ~17,000 payloads of the
+//! CRS regression tests and ~25,000 variants with embedded and trailing
+//! newlines, and `TX:0` equals PCRE2's first match on all 280,438
+//! (pattern, payload) matches.
 //!
 //! Differences from ModSecurity v3: constructs that need backtracking are
 //! refused with an error naming the construct and the pattern —
@@ -38,8 +42,18 @@
 //! no `SecPcreMatchLimit`: matching is linear, so it cannot be exceeded.
 //! Capture groups follow leftmost-first semantics, which gives the same
 //! groups as PCRE's backtracking for the supported syntax.
+//!
+//! PCRE's multi-line `^` never matches at the very end of an input that
+//! ends with `\n` (the `regex` crate's does): `^$` does not match `"abc\n"`.
+//! When every `^` of a pattern can only hold at the start of a match (`^$`,
+//! `^(?:a|b)*$`, `x|^$`, `(?:^|[^\\])\\`, the forms CRS uses), an empty
+//! match at that end is re-checked with a `^`-free copy of the pattern, which
+//! gives PCRE's result. Known deviation: for a `^` elsewhere (`a\n^$`,
+//! `(?:a)?^b`, a repeated `^`) the `regex` crate's `^` is kept.
 
-use regex::bytes::{Regex, RegexBuilder};
+use std::sync::OnceLock;
+
+use regex::bytes::{CaptureLocations, Regex, RegexBuilder};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{self, Class, ClassBytes, ClassBytesRange, Hir, HirKind};
 
@@ -83,10 +97,33 @@ enum Kind {
     /// A constant pattern, compiled once.
     Compiled {
         regex: Regex,
+        /// For [`Caret::Leading`] patterns: the pattern with `^` never
+        /// matching, to re-check an empty match at the end of an input
+        /// ending with `\n` (where PCRE's `^` is false). Compiled on first
+        /// use: few inputs end with a newline.
+        without_caret: Option<LazyRegex>,
         literals: Option<Vec<Vec<u8>>>,
     },
     /// A pattern with macros, expanded and compiled per evaluation.
     Macro(MacroString),
+}
+
+/// A translated pattern compiled on first use.
+#[derive(Debug)]
+struct LazyRegex {
+    pattern: String,
+    regex: OnceLock<Option<Regex>>,
+}
+
+impl LazyRegex {
+    /// The compiled regex; `None` only if it does not compile, which
+    /// cannot happen for a `^`-free copy of a pattern that compiled (it is
+    /// the same pattern with an empty class in place of each `^`).
+    fn get(&self) -> Option<&Regex> {
+        self.regex
+            .get_or_init(|| build(&self.pattern, REGEX_SIZE_LIMIT).ok())
+            .as_ref()
+    }
 }
 
 /// Builds a regex from an already translated pattern.
@@ -111,14 +148,44 @@ impl Rx {
         if argument.is_empty() {
             return Ok(Rx { kind: Kind::Always });
         }
-        let translated =
-            translate_pcre(argument.as_bytes()).map_err(|e| format!("@rx {argument:?}: {e}"))?;
-        let regex = build(&translated, REGEX_SIZE_LIMIT)
-            .map_err(|e| format!("@rx {argument:?}: cannot compile: {e}"))?;
-        let literals = required_literals_of(&translated);
+        let translation =
+            translate(argument.as_bytes(), "^").map_err(|e| format!("@rx {argument:?}: {e}"))?;
+        let compile = |pattern: &str| {
+            build(pattern, REGEX_SIZE_LIMIT)
+                .map_err(|e| format!("@rx {argument:?}: cannot compile: {e}"))
+        };
+        let regex = compile(&translation.pattern)?;
+        let without_caret = match translation.caret {
+            Caret::Leading => {
+                let never = translate(argument.as_bytes(), NEVER)
+                    .map_err(|e| format!("@rx {argument:?}: {e}"))?;
+                Some(LazyRegex {
+                    pattern: never.pattern,
+                    regex: OnceLock::new(),
+                })
+            }
+            Caret::None | Caret::Other => None,
+        };
+        let literals = required_literals_of(&translation.pattern);
         Ok(Rx {
-            kind: Kind::Compiled { regex, literals },
+            kind: Kind::Compiled {
+                regex,
+                without_caret,
+                literals,
+            },
         })
+    }
+}
+
+/// An assertion that never holds, written for `^` in the re-check regex.
+const NEVER: &str = r"[^\x00-\xFF]";
+
+/// Stores the groups of a match as `TX:0`..`TX:9`.
+fn store(locations: &CaptureLocations, input: &[u8], ctx: &mut dyn OperatorContext) {
+    for index in 0..locations.len().min(MAX_CAPTURES) {
+        if let Some((start, end)) = locations.get(index) {
+            ctx.set_capture(index, &input[start..end]);
+        }
     }
 }
 
@@ -131,28 +198,81 @@ fn run(regex: &Regex, input: &[u8], ctx: &mut dyn OperatorContext) -> bool {
     if regex.captures_read(&mut locations, input).is_none() {
         return false;
     }
-    for index in 0..locations.len().min(MAX_CAPTURES) {
-        if let Some((start, end)) = locations.get(index) {
-            ctx.set_capture(index, &input[start..end]);
+    store(&locations, input, ctx);
+    true
+}
+
+/// Runs a [`Caret::Leading`] pattern with PCRE's `^`: on an input ending
+/// with `\n`, `^` is false at the end. Every `^` sits at the start of the
+/// match, so only a match starting at the end can have used it there; the
+/// leftmost match is kept when it starts earlier, else the `^`-free
+/// pattern decides whether an empty match at the end exists.
+fn run_pcre_caret(
+    regex: &Regex,
+    without_caret: &Regex,
+    input: &[u8],
+    ctx: &mut dyn OperatorContext,
+) -> bool {
+    let end = input.len();
+    if !ctx.capturing() {
+        return match regex.find(input) {
+            None => false,
+            Some(m) if m.start() < end => true,
+            Some(_) => without_caret.find_at(input, end).is_some(),
+        };
+    }
+    let mut locations = regex.capture_locations();
+    match regex.captures_read(&mut locations, input) {
+        None => false,
+        Some(m) if m.start() < end => {
+            store(&locations, input, ctx);
+            true
+        }
+        Some(_) => {
+            let mut locations = without_caret.capture_locations();
+            if without_caret
+                .captures_read_at(&mut locations, input, end)
+                .is_some()
+            {
+                store(&locations, input, ctx);
+                true
+            } else {
+                false
+            }
         }
     }
-    true
 }
 
 impl Operator for Rx {
     fn evaluate(&self, input: &[u8], ctx: &mut dyn OperatorContext) -> bool {
         match &self.kind {
             Kind::Always => true,
+            Kind::Compiled {
+                regex,
+                without_caret: Some(lazy),
+                ..
+            } if input.last() == Some(&b'\n') => match lazy.get() {
+                Some(without_caret) => run_pcre_caret(regex, without_caret, input, ctx),
+                None => run(regex, input, ctx),
+            },
             Kind::Compiled { regex, .. } => run(regex, input, ctx),
             Kind::Macro(pattern) => {
                 let expanded = ctx.expand(pattern);
-                let regex = translate_pcre(&expanded)
-                    .ok()
-                    .and_then(|t| build(&t, MACRO_REGEX_SIZE_LIMIT).ok());
-                match regex {
-                    Some(regex) => run(&regex, input, ctx),
-                    None => false,
+                let Ok(translation) = translate(&expanded, "^") else {
+                    return false;
+                };
+                let Ok(regex) = build(&translation.pattern, MACRO_REGEX_SIZE_LIMIT) else {
+                    return false;
+                };
+                if translation.caret == Caret::Leading && input.last() == Some(&b'\n') {
+                    let without_caret = translate(&expanded, NEVER)
+                        .ok()
+                        .and_then(|t| build(&t.pattern, MACRO_REGEX_SIZE_LIMIT).ok());
+                    if let Some(without_caret) = without_caret {
+                        return run_pcre_caret(&regex, &without_caret, input, ctx);
+                    }
                 }
+                run(&regex, input, ctx)
             }
         }
     }
@@ -178,12 +298,44 @@ impl Operator for Rx {
 /// `dot_matches_new_line` and `multi_line`. Constructs `regex` cannot run in
 /// linear time are refused with a message naming them.
 pub fn translate_pcre(pattern: &[u8]) -> Result<String, String> {
+    translate(pattern, "^").map(|t| t.pattern)
+}
+
+/// How a pattern uses PCRE's multi-line `^`, which (unlike the `regex`
+/// crate's) never matches at the end of an input ending with `\n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caret {
+    /// No `^` outside a class.
+    None,
+    /// Every `^` can only hold where the match starts (it opens the pattern
+    /// or an alternative of a leading group, and is not repeated): a match
+    /// needing `^` at the end is the empty match there, which is re-checked.
+    Leading,
+    /// Some `^` may hold elsewhere in a match: the documented deviation.
+    Other,
+}
+
+/// A translated pattern and how it uses `^`.
+struct Translation {
+    pattern: String,
+    caret: Caret,
+}
+
+/// Translates `pattern`, writing `caret` for each `^` outside a class.
+fn translate(pattern: &[u8], caret: &'static str) -> Result<Translation, String> {
     Translator {
         p: pattern,
         i: 0,
         out: String::with_capacity(pattern.len() + 16),
         after_quantifier: false,
         groups: 0,
+        caret,
+        leading: true,
+        open: Vec::new(),
+        extended: false,
+        prev_has_caret: false,
+        caret_seen: false,
+        caret_elsewhere: false,
     }
     .run()
 }
@@ -197,6 +349,19 @@ struct Translator<'a> {
     /// Capturing groups opened so far: decides whether `\12` is a
     /// backreference or octal, as in PCRE.
     groups: usize,
+    /// What to write for `^`.
+    caret: &'static str,
+    /// Nothing that consumes input can precede the cursor in a match.
+    leading: bool,
+    /// Open groups.
+    open: Vec<Group>,
+    /// PCRE's `x` flag is on: white space and `#` comments are skipped.
+    extended: bool,
+    /// The previous token is `^` or a group holding one (a quantifier on
+    /// it repeats the `^`).
+    prev_has_caret: bool,
+    caret_seen: bool,
+    caret_elsewhere: bool,
 }
 
 /// Appends byte `b` as a literal that means the same inside and outside a
@@ -211,6 +376,17 @@ fn push_literal(out: &mut String, b: u8) {
 
 fn hex_value(b: u8) -> Option<u32> {
     (b as char).to_digit(16)
+}
+
+/// An open group while translating.
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    /// Nothing that consumes input can precede the group's start.
+    leading: bool,
+    /// The group holds a `^`.
+    has_caret: bool,
+    /// The `x` flag outside the group, restored at its `)`.
+    outer_extended: bool,
 }
 
 /// What a backslash sequence inside a class stands for.
@@ -230,13 +406,86 @@ impl Translator<'_> {
         self.p[self.i..].starts_with(s)
     }
 
-    fn run(mut self) -> Result<String, String> {
+    fn push_group(&mut self) {
+        self.open.push(Group {
+            leading: self.leading,
+            has_caret: false,
+            outer_extended: self.extended,
+        });
+    }
+
+    /// Applies inline flags (`x`, `-x`, `ix-s`) to the `x` state.
+    fn apply_flags(&mut self, flags: &[u8]) {
+        let mut on = true;
+        for &f in flags {
+            match f {
+                b'-' => on = false,
+                b'x' => self.extended = on,
+                _ => {}
+            }
+        }
+    }
+
+    fn run(mut self) -> Result<Translation, String> {
         while let Some(c) = self.peek(0) {
+            if self.extended {
+                // PCRE `x` mode: white space and `#` comments are not part
+                // of the pattern (they do not even separate a quantifier).
+                if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+                    self.i += 1;
+                    continue;
+                }
+                if c == b'#' {
+                    let rest = &self.p[self.i..];
+                    self.i += rest
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(rest.len(), |n| n + 1);
+                    continue;
+                }
+            }
             let was_quantifier = std::mem::replace(&mut self.after_quantifier, false);
+            let prev_has_caret = std::mem::replace(&mut self.prev_has_caret, false);
+            // Tokens that may consume input end the leading position;
+            // the arms for `(`, `)`, `|` and `^` set it themselves.
+            let was_leading = std::mem::replace(&mut self.leading, false);
+            if matches!(c, b'*' | b'+' | b'?' | b'{') && prev_has_caret {
+                // `^` under a quantifier can hold at any iteration.
+                self.caret_elsewhere = true;
+            }
             match c {
                 b'\\' => self.escape()?,
                 b'[' => self.class()?,
-                b'(' => self.group()?,
+                b'(' => {
+                    self.leading = was_leading;
+                    self.group()?;
+                }
+                b')' => {
+                    if let Some(group) = self.open.pop() {
+                        self.prev_has_caret = group.has_caret;
+                        self.extended = group.outer_extended;
+                    }
+                    self.out.push(')');
+                    self.i += 1;
+                }
+                b'|' => {
+                    self.leading = self.open.last().is_none_or(|g| g.leading);
+                    self.out.push('|');
+                    self.i += 1;
+                }
+                b'^' => {
+                    self.caret_seen = true;
+                    if !was_leading {
+                        self.caret_elsewhere = true;
+                    }
+                    for group in &mut self.open {
+                        group.has_caret = true;
+                    }
+                    self.leading = was_leading;
+                    self.prev_has_caret = true;
+                    self.out.push_str(self.caret);
+                    self.i += 1;
+                }
                 b'*' | b'+' | b'?' => {
                     if was_quantifier {
                         if c == b'+' {
@@ -278,7 +527,15 @@ impl Translator<'_> {
                 }
             }
         }
-        Ok(self.out)
+        let caret = match (self.caret_seen, self.caret_elsewhere) {
+            (false, _) => Caret::None,
+            (true, false) => Caret::Leading,
+            (true, true) => Caret::Other,
+        };
+        Ok(Translation {
+            pattern: self.out,
+            caret,
+        })
     }
 
     /// Length of `{n}`, `{n,}` or `{n,m}` at the cursor, if that is what is there.
@@ -310,6 +567,7 @@ impl Translator<'_> {
         }
         if !self.starts_with(b"(?") {
             self.groups += 1;
+            self.push_group();
             self.out.push('(');
             self.i += 1;
             return Ok(());
@@ -347,6 +605,7 @@ impl Translator<'_> {
                     Some(end) => {
                         let name = String::from_utf8_lossy(&rest[1..1 + end]).into_owned();
                         self.groups += 1;
+                        self.push_group();
                         self.out.push_str("(?P<");
                         self.out.push_str(&name);
                         self.out.push('>');
@@ -356,12 +615,22 @@ impl Translator<'_> {
                     None => Err("unterminated group name".into()),
                 }
             }
-            Some(b'<') | Some(b'P') | Some(b':') => {
-                if rest.first() != Some(&b':') {
-                    self.groups += 1;
-                }
+            Some(b':') => {
+                self.push_group();
+                self.out.push_str("(?:");
+                self.i += 3;
+                Ok(())
+            }
+            Some(b'<') | Some(b'P') => {
+                // Named group: copy `(?<name>` / `(?P<name>` as written.
+                let Some(end) = rest.iter().position(|&b| b == b'>') else {
+                    return Err("unterminated group name".into());
+                };
+                self.groups += 1;
+                self.push_group();
                 self.out.push_str("(?");
-                self.i += 2;
+                self.out.push_str(&String::from_utf8_lossy(&rest[..=end]));
+                self.i += 2 + end + 1;
                 Ok(())
             }
             _ => {
@@ -378,7 +647,24 @@ impl Translator<'_> {
                     ));
                 }
                 self.out.push_str("(?");
-                self.i += 2;
+                self.out.push_str(&String::from_utf8_lossy(flags));
+                self.i += 2 + flags_len;
+                let flags = flags.to_vec();
+                match self.peek(0) {
+                    Some(b')') => {
+                        // `(?i)`: flags for the rest of the group, no group.
+                        self.apply_flags(&flags);
+                        self.out.push(')');
+                        self.i += 1;
+                    }
+                    Some(b':') => {
+                        self.push_group();
+                        self.apply_flags(&flags);
+                        self.out.push(':');
+                        self.i += 1;
+                    }
+                    _ => return Err("unterminated inline flag group".into()),
+                }
                 Ok(())
             }
         }

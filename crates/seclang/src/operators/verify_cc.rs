@@ -12,13 +12,23 @@
 //! SecRule ARGS "@verifyCC \d{13,16}" "id:14,block,capture,logdata:'%{TX.0}'"
 //! ```
 //!
-//! Same as ModSecurity v3; the candidate loop skips offsets that would find
-//! the same candidate again, so it runs in linear time.
+//! Same as ModSecurity v3, with two changes to bound the work: the
+//! candidate loop skips offsets that would find the same candidate again,
+//! and it stops (no match) once [`MAX_CANDIDATE_BYTES`] of candidates have
+//! been checked in one evaluation.
 
 use regex::bytes::Regex;
 
 use super::rx::{build, translate_pcre, REGEX_SIZE_LIMIT};
 use super::{Operator, OperatorContext};
+
+/// Total bytes of candidates `@verifyCC`/`@verifyCPF`/`@verifySSN` check in
+/// one evaluation (default 4 MiB). A pattern with unbounded matches (`\d+`)
+/// over a long run of digits would otherwise do quadratic work: each offset
+/// yields a candidate almost as long as the input. ModSecurity has no bound.
+/// Real card/CPF/SSN patterns match at most ~25 bytes, so this still allows
+/// over 150,000 candidates.
+pub const MAX_CANDIDATE_BYTES: usize = 4 << 20;
 
 /// Compiles the candidate regex of `@verifyCC`/`@verifyCPF`/`@verifySSN`.
 pub(crate) fn candidate_regex(operator: &str, argument: &str) -> Result<Regex, String> {
@@ -36,7 +46,8 @@ pub(crate) fn candidate_regex(operator: &str, argument: &str) -> Result<Regex, S
 /// Tries `verify` on each candidate: for every start offset, the leftmost
 /// match at or after it (ModSecurity's loop). Offsets between two match
 /// starts yield the same match, so they are skipped. On success with
-/// `capture`, `TX:0` is the candidate.
+/// `capture`, `TX:0` is the candidate. Gives up (false) after
+/// [`MAX_CANDIDATE_BYTES`] of candidates.
 pub(crate) fn scan(
     regex: &Regex,
     input: &[u8],
@@ -44,9 +55,14 @@ pub(crate) fn scan(
     verify: fn(&[u8]) -> bool,
 ) -> bool {
     let mut offset = 0;
+    let mut budget = MAX_CANDIDATE_BYTES;
     while offset < input.len() {
         let Some(m) = regex.find_at(input, offset) else {
             return false;
+        };
+        budget = match budget.checked_sub(m.len().max(1)) {
+            Some(left) => left,
+            None => return false,
         };
         if verify(m.as_bytes()) {
             if ctx.capturing() {

@@ -70,7 +70,7 @@ pub(crate) fn is_cpf(candidate: &[u8]) -> bool {
     if count < 11 || TRIVIAL.contains(&&text) {
         return false;
     }
-    let digits: Vec<u32> = text.iter().map(|b| u32::from(b - b'0')).collect();
+    let digits = text.map(|b| u32::from(b - b'0'));
     let first = check_digit(&digits[..9]);
     let second = check_digit(&digits[..10]);
     digits[9] == first && digits[10] == second

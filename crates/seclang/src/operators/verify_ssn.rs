@@ -22,12 +22,17 @@ use super::{Operator, OperatorContext};
 
 /// ModSecurity's SSN plausibility check on one candidate.
 pub(crate) fn is_ssn(candidate: &[u8]) -> bool {
-    let digits: Vec<u32> = candidate
-        .iter()
-        .filter(|b| b.is_ascii_digit())
-        .map(|b| u32::from(b - b'0'))
-        .collect();
-    if digits.len() != 9 {
+    let mut digits = [0u32; 9];
+    let mut count = 0;
+    for &b in candidate {
+        if b.is_ascii_digit() {
+            if count < 9 {
+                digits[count] = u32::from(b - b'0');
+            }
+            count += 1;
+        }
+    }
+    if count != 9 {
         return false;
     }
     let ascending = digits.windows(2).all(|w| w[0] + 1 == w[1]);
