@@ -1,0 +1,10 @@
+//! Fuzz target: arbitrary bytes as a SecLang rules file through
+//! RulesetBuilder::add_str and build. The invariants live in
+//! `engine_harness.rs`, shared with the corpus replay test
+//! (`tests/fuzz_corpus.rs`).
+#![no_main]
+
+#[path = "../engine_harness.rs"]
+mod engine_harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| engine_harness::seclang_parser(data));
