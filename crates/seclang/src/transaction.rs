@@ -398,6 +398,19 @@ impl Transaction {
 
     /// Runs phase 1.
     pub fn process_request_headers(&mut self) -> Option<Intervention> {
+        // ModSecurity knows the body processor from Content-Type before
+        // phase 1 (CRS 920400 reads REQBODY_PROCESSOR there).
+        if self.phases_done == 0 && self.request_body_access {
+            let processor = self
+                .data
+                .coll(Var::RequestHeaders)
+                .get(b"content-type")
+                .and_then(body::processor_for_content_type);
+            if let Some(p) = processor {
+                self.data_dirty = true;
+                self.data.set_scalar(Var::ReqbodyProcessor, p.name());
+            }
+        }
         self.run_phase(1)
     }
 
@@ -489,8 +502,10 @@ impl Transaction {
                 no_files_length = m.no_files_length;
             }
         }
-        // ModSecurity v3 fills REQUEST_BODY whatever the processor.
-        if !body.is_empty() || self.force_body_variable {
+        // As ModSecurity v2 and Coraza (and the CRS tests): REQUEST_BODY
+        // holds the raw body only without a processor or with URLENCODED,
+        // unless ctl:forceRequestBodyVariable asks for it.
+        if self.force_body_variable || matches!(processor, None | Some(Processor::Urlencoded)) {
             self.data.set_scalar(Var::RequestBody, body.clone());
         }
         self.request_body = body;

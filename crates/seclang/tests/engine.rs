@@ -661,3 +661,36 @@ SecRule REQUEST_HEADERS:Content-Type "@rx json" "id:4,phase:1,pass,nolog,ctl:req
         .message
         .starts_with("JSON parsing error"));
 }
+
+#[test]
+fn modsecurity_variable_presence_rules() {
+    let rs = rules(
+        r#"
+SecRule REQUEST_HEADERS:Content-Type "@rx xml" "id:200000,phase:1,pass,nolog,ctl:requestBodyProcessor=XML"
+SecRule REQBODY_PROCESSOR "@streq MULTIPART" "id:1,phase:1,pass"
+SecRule REQUEST_BASENAME "!@endsWith .pdf" "id:2,phase:1,pass"
+SecRule QUERY_STRING "@streq " "id:3,phase:1,pass"
+SecRule REQUEST_BODY "@rx ." "id:4,phase:2,pass"
+"#,
+    );
+    // Scalars always have a (possibly empty) value; the body processor is
+    // known from Content-Type in phase 1.
+    let mut tx = get(
+        &rs,
+        "/",
+        &[("Content-Type", "multipart/form-data; boundary=x")],
+    );
+    tx.process_request_headers();
+    assert_eq!(ids(&tx), vec![1, 2, 3]);
+
+    // REQUEST_BODY is filled without a processor or with URLENCODED only.
+    let mut tx = post(&rs, "application/xml", b"<a>x</a>");
+    tx.process_request_body();
+    assert!(!ids(&tx).contains(&4), "{:?}", ids(&tx));
+    let mut tx = post(&rs, "application/x-www-form-urlencoded", b"a=1");
+    tx.process_request_body();
+    assert!(ids(&tx).contains(&4));
+    let mut tx = post(&rs, "text/plain", b"hello");
+    tx.process_request_body();
+    assert!(ids(&tx).contains(&4));
+}
