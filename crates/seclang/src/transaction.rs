@@ -313,6 +313,43 @@ impl Transaction {
         }
     }
 
+    /// Starts a new transaction in this one's memory (against the same rule
+    /// set): all state is reset as by [`Ruleset::transaction`], while the
+    /// buffers (collections, transformation cache, scratch) keep their
+    /// capacity. A server can keep one per connection or worker to avoid
+    /// the per-transaction setup allocations.
+    pub fn reset(&mut self, input: TransactionInput) {
+        let mut tcache = std::mem::take(&mut self.tcache);
+        tcache.clear();
+        let scratch = std::mem::take(&mut self.scratch);
+        let mut matched = std::mem::take(&mut self.matched);
+        matched.clear();
+        let mut request_body = std::mem::take(&mut self.request_body);
+        request_body.clear();
+        let mut response_body = std::mem::take(&mut self.response_body);
+        response_body.clear();
+        let mut colls = std::mem::take(&mut self.data.colls);
+        for c in &mut colls {
+            c.entries.clear();
+        }
+        let (value_buf, name_buf, setvar_buf) = (
+            std::mem::take(&mut self.value_buf),
+            std::mem::take(&mut self.name_buf),
+            std::mem::take(&mut self.setvar_buf),
+        );
+        let mut fresh = Transaction::new(self.rs.clone(), input);
+        fresh.tcache = tcache;
+        fresh.scratch = scratch;
+        fresh.matched = matched;
+        fresh.request_body = request_body;
+        fresh.response_body = response_body;
+        fresh.data.colls = colls;
+        fresh.value_buf = value_buf;
+        fresh.name_buf = name_buf;
+        fresh.setvar_buf = setvar_buf;
+        *self = fresh;
+    }
+
     // ----- feeding the request -------------------------------------------------
 
     /// The request line: method, URI as sent (origin or absolute form), and

@@ -694,3 +694,19 @@ SecRule REQUEST_BODY "@rx ." "id:4,phase:2,pass"
     tx.process_request_body();
     assert!(ids(&tx).contains(&4));
 }
+
+#[test]
+fn reset_starts_a_clean_transaction() {
+    let rs = rules(SCORING);
+    let mut tx = get(&rs, "/?q=select+1", &[("User-Agent", "scanner")]);
+    tx.process_request_headers();
+    assert!(tx.process_request_body().is_some());
+    tx.reset(input());
+    assert!(tx.matched_rules().is_empty() && tx.intervention().is_none());
+    assert_eq!(tx_var(&tx, "inbound_anomaly_score_pl1"), "<unset>");
+    tx.request_line("GET", "/?q=fine", "HTTP/1.1");
+    tx.process_request_headers();
+    assert!(tx.process_request_body().is_none());
+    assert_eq!(tx_var(&tx, "blocking_inbound_anomaly_score"), "0");
+    assert_eq!(tx.variable("ARGS", Some("q")), Some(b"fine".to_vec()));
+}
