@@ -671,8 +671,15 @@ impl Transaction {
         self.run_phase(4)
     }
 
-    /// Runs phase 5 (always, even after an intervention).
+    /// Runs phase 5 (always, even after an intervention; phase 4 first when
+    /// the response headers were processed but the response body was not).
     pub fn process_logging(&mut self) -> Option<Intervention> {
+        // The response headers were inspected but the body phase was not
+        // requested (no body to inspect): phase 4 rules still run, as in
+        // ModSecurity, whose connectors always process the response body.
+        if self.phases_done == 3 {
+            let _ = self.process_response_body();
+        }
         self.run_phase(5);
         None
     }

@@ -710,3 +710,19 @@ fn reset_starts_a_clean_transaction() {
     assert_eq!(tx_var(&tx, "blocking_inbound_anomaly_score"), "0");
     assert_eq!(tx.variable("ARGS", Some("q")), Some(b"fine".to_vec()));
 }
+
+#[test]
+fn logging_runs_phase_4_after_response_headers() {
+    let rs = rules(
+        "SecRule RESPONSE_HEADERS:X-Leak \"@rx .\" \"id:1,phase:4,pass\"\nSecAction \"id:2,phase:5,pass\"",
+    );
+    let mut tx = get(&rs, "/", &[]);
+    tx.process_request_headers();
+    tx.process_request_body();
+    tx.response_status(200, "HTTP/1.1");
+    tx.response_header("X-Leak", "secret");
+    tx.process_response_headers();
+    assert!(!tx.wants_response_body());
+    tx.process_logging();
+    assert_eq!(ids(&tx), vec![1, 2]);
+}
