@@ -1229,7 +1229,15 @@ impl Transaction {
                     self.removed_targets_by_tag.push((id, t.clone()));
                 }
             }
-            Ctl::RequestBodyProcessor(p) => self.body_processor = Some(p.clone()),
+            Ctl::RequestBodyProcessor(p) => {
+                // Visible at once (CRS 901340 tests REQBODY_PROCESSOR in
+                // phase 1 after rule 200000 chose XML), as ModSecurity v3.
+                self.data.set_scalar(Var::ReqbodyProcessor, p.as_str());
+                // Cached transformations of the old value must go now, not
+                // at the next phase.
+                self.tcache.clear();
+                self.body_processor = Some(p.clone());
+            }
             Ctl::RequestBodyAccess(b) => self.request_body_access = *b,
             Ctl::ForceRequestBodyVariable(b) => self.force_body_variable = *b,
             Ctl::ResponseBodyAccess(b) => self.response_body_access = *b,

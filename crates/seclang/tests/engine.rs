@@ -726,3 +726,21 @@ fn logging_runs_phase_4_after_response_headers() {
     tx.process_logging();
     assert_eq!(ids(&tx), vec![1, 2]);
 }
+
+#[test]
+fn ctl_body_processor_is_visible_at_once() {
+    // CRS 901340 forces REQUEST_BODY when no processor is known; after
+    // rule 200000 picked XML it must not.
+    let rs = rules(
+        r#"
+SecRule REQUEST_HEADERS:Content-Type "@rx xml" "id:200000,phase:1,pass,nolog,ctl:requestBodyProcessor=XML"
+SecRule REQBODY_PROCESSOR "!@rx (?:URLENCODED|MULTIPART|XML|JSON)" "id:901340,phase:1,pass,nolog,ctl:forceRequestBodyVariable=On"
+SecRule REQUEST_BODY "@contains clonetransformer" "id:944120,phase:2,deny"
+"#,
+    );
+    let mut tx = post(&rs, "application/xml", b"<a><clonetransformer/>v</a>");
+    assert!(tx.process_request_body().is_none(), "{:?}", ids(&tx));
+    assert_eq!(ids(&tx), vec![200000]);
+    let mut tx = post(&rs, "application/octet-stream", b"clonetransformer");
+    assert_eq!(tx.process_request_body().map(|i| i.rule_id), Some(944120));
+}
