@@ -533,7 +533,12 @@ impl<T> Guarded<T> {
         while self.rpos < self.rlen {
             if self.head.is_empty() {
                 self.info = HeadInfo::default();
-                self.arm(Timer::Header);
+                // The deadline runs from accept for the first request (a
+                // late first byte earns no extra time), from the first byte
+                // for later ones.
+                if self.timer_kind != Timer::Header {
+                    self.arm(Timer::Header);
+                }
             }
             let avail = &self.rbuf[self.rpos..self.rlen];
             let (take, line_end) = match memchr::memchr(b'\n', avail) {
@@ -1007,6 +1012,24 @@ mod tests {
         let mut buf = vec![0u8; 64];
         let e = g.read(&mut buf).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn header_timeout_runs_from_accept() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut g = Guarded::new(server, limits(), Arc::default(), Arc::from("s"), false);
+        use tokio::io::AsyncWriteExt;
+        let start = Instant::now();
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            client.write_all(b"GET / HT").await.unwrap();
+            client
+        });
+        let mut buf = vec![0u8; 64];
+        let e = g.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(start.elapsed() < Duration::from_secs(6));
+        drop(writer.await);
     }
 
     #[tokio::test(start_paused = true)]

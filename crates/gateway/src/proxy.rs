@@ -53,10 +53,16 @@ impl Default for RequestIds {
 impl RequestIds {
     /// A new unique id.
     pub fn next(&self) -> HeaderValue {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let s = format!("{:08x}{:012x}", self.prefix, n & 0xffff_ffff_ffff);
+        // 8 hex digits of prefix + 12 of counter, formatted without a heap String.
+        let v = (u128::from(self.prefix) << 48) | u128::from(n & 0xffff_ffff_ffff);
+        let mut buf = [0u8; 20];
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = HEX[((v >> (4 * (19 - i))) & 0xf) as usize];
+        }
         // Hex digits are always a valid header value.
-        HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("0"))
+        HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
     }
 }
 
@@ -452,6 +458,8 @@ async fn forward(
     // Request headers for the upstream.
     let h = &mut parts.headers;
     strip_hop_by_hop(h);
+    // Room for the forwarding headers: at most one table growth.
+    h.reserve(4);
     if let Some(u) = upgrade_value {
         h.insert(header::UPGRADE, u);
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -737,6 +745,10 @@ mod tests {
         let b = ids.next();
         assert_ne!(a, b);
         assert_eq!(a.len(), 20);
+        assert!(a.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        let parse = |v: &HeaderValue| u128::from_str_radix(v.to_str().unwrap(), 16).unwrap();
+        // Same process prefix, consecutive counter.
+        assert_eq!(parse(&b) - parse(&a), 1);
         assert!(valid_request_id(&a));
         assert!(!valid_request_id(&HeaderValue::from_static("has space")));
         assert!(!valid_request_id(

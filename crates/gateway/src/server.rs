@@ -498,6 +498,7 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        tracing::info!("shutdown complete: all connections drained");
     }
 
     /// Serves until SIGTERM/SIGINT (graceful shutdown), reloading on SIGHUP.
