@@ -347,6 +347,9 @@ pub struct Guarded<T> {
     /// After the marker: hyper gets no more bytes.
     halted: bool,
     timer: Pin<Box<Sleep>>,
+    /// Where `timer` must fire; applied lazily when a read waits.
+    deadline: Instant,
+    timer_dirty: bool,
     timer_kind: Timer,
     /// Whether the first request line has been seen (h2 preface detection).
     first: bool,
@@ -388,6 +391,8 @@ impl<T> Guarded<T> {
             hold_pos: 0,
             halted: false,
             timer: Box::pin(tokio::time::sleep(limits.header_timeout)),
+            deadline: Instant::now() + limits.header_timeout,
+            timer_dirty: false,
             timer_kind,
             first: true,
             wtimer: None,
@@ -407,7 +412,11 @@ impl<T> Guarded<T> {
             Timer::Header => self.limits.header_timeout,
             Timer::Idle => self.limits.idle_timeout,
         };
-        self.timer.as_mut().reset(Instant::now() + d);
+        // The timer itself is only moved when a read has to wait: under
+        // load most requests arrive without waiting, and a timer-wheel
+        // update per arm would be wasted work.
+        self.deadline = Instant::now() + d;
+        self.timer_dirty = true;
     }
 
     fn reject(&mut self, why: Reject) {
@@ -750,6 +759,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
                     if this.timer_kind == Timer::Off {
                         return Poll::Pending;
                     }
+                    if this.timer_dirty {
+                        this.timer_dirty = false;
+                        this.timer.as_mut().reset(this.deadline);
+                    }
                     ready!(this.timer.as_mut().poll(cx));
                     match this.timer_kind {
                         Timer::Header => {
@@ -770,6 +783,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
                         _ => {
                             // A response is still in flight: look again later.
                             this.arm(Timer::Idle);
+                            this.timer_dirty = false;
+                            this.timer.as_mut().reset(this.deadline);
                             let _ = this.timer.as_mut().poll(cx);
                             return Poll::Pending;
                         }

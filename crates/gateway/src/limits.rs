@@ -130,6 +130,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("duration `{s}` needs a unit: ms, s, m or h (e.g. \"30s\")"))?;
     let (num, unit) = s.split_at(split);
+    let unit = unit.trim();
     if num.is_empty() {
         return Err(format!(
             "duration `{s}` must start with a number (e.g. \"30s\")"
@@ -199,7 +200,10 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert!(parse_duration("30").unwrap_err().contains("needs a unit"));
         assert!(parse_duration("s").is_err());
-        assert!(parse_duration("3 days").is_err());
+        assert!(parse_duration("3 days")
+            .unwrap_err()
+            .contains("unit `days`"));
+        assert_eq!(parse_duration("3 s"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("10y").is_err());
         assert!(parse_duration("99999999999999999999s").is_err());
         assert!(parse_duration("9000h").is_err());

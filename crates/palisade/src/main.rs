@@ -13,6 +13,12 @@ use gateway::config::{self, Config, EMBEDDED_DEFAULT, EMBEDDED_NAME};
 use gateway::demo::{spawn_echo, EchoOptions};
 use gateway::Gateway;
 
+// The proxy allocates small, short-lived objects per request (header maps,
+// bodies, log records) across tasks; mimalloc's thread-local free lists cost
+// less CPU per request than glibc malloc here.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Name of the pid file in the data directory.
 const PID_FILE: &str = "palisade.pid";
 
