@@ -320,3 +320,84 @@ fn trickled_body_below_min_rate_is_cut() {
     );
     assert!(up.requests_to("/trickle").is_empty());
 }
+
+// --- Expect: 100-continue (RFC 9110 §10.1.1) ------------------------------------
+
+#[test]
+fn expect_continue_over_limit_gets_413_instead_of_100() {
+    let (up, p) = start(&["max_body_bytes = 1000"]);
+    let mut c = Conn::open(p.addr());
+    c.send(b"POST /big HTTP/1.1\r\nHost: test.local\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    // The client holds its body back; the first thing it hears must be the
+    // refusal, not an invitation to send 5000 bytes.
+    let first = c
+        .read_exact_within(12, IO_TIMEOUT)
+        .expect("an answer without the body");
+    assert_eq!(
+        &first,
+        b"HTTP/1.1 413",
+        "{:?}",
+        String::from_utf8_lossy(&first)
+    );
+    assert!(up.requests_to("/big").is_empty());
+}
+
+#[test]
+fn expect_continue_within_limit_gets_100_then_forwards_body() {
+    let (up, p) = start(&["max_body_bytes = 1000"]);
+    let mut c = Conn::open(p.addr());
+    c.send(b"POST /small HTTP/1.1\r\nHost: test.local\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    let first = c.read_exact_within(12, IO_TIMEOUT).expect("100 Continue");
+    assert_eq!(
+        &first,
+        b"HTTP/1.1 100",
+        "{:?}",
+        String::from_utf8_lossy(&first)
+    );
+    // Consume the rest of the interim response head.
+    let mut rest = Vec::new();
+    while !rest.ends_with(b"\r\n\r\n") {
+        rest.extend(
+            c.read_exact_within(1, IO_TIMEOUT)
+                .expect("end of the 100 response"),
+        );
+        assert!(rest.len() < 4096, "100 response head never ends");
+    }
+    c.send(b"hello").unwrap();
+    let r = c.read_response();
+    assert_eq!(r.status, 200, "{}", p.logs());
+    assert_eq!(up.requests_to("/small")[0].body, b"hello");
+}
+
+// --- total connection cap -----------------------------------------------------------
+
+#[test]
+fn total_connection_cap_refuses_extra_connections() {
+    let (up, p) = start(&["max_connections = 3"]);
+    let held: Vec<Conn> = (0..3)
+        .map(|i| {
+            let mut c = Conn::open(p.addr());
+            let r = c.roundtrip(
+                format!("GET /held-{i} HTTP/1.1\r\nHost: test.local\r\n\r\n").as_bytes(),
+            );
+            assert_eq!(r.status, 200);
+            c
+        })
+        .collect();
+    match try_roundtrip(
+        p.addr(),
+        b"GET /fourth HTTP/1.1\r\nHost: test.local\r\nConnection: close\r\n\r\n",
+    ) {
+        Ok(r) => assert!(
+            r.status >= 400,
+            "fourth connection served with {}",
+            r.status
+        ),
+        Err(ReadError::Closed(_)) | Err(ReadError::Io(_)) => {}
+        Err(e) => panic!("fourth connection neither answered nor closed: {e:?}"),
+    }
+    assert!(up.requests_to("/fourth").is_empty());
+    drop(held);
+}

@@ -282,9 +282,20 @@ impl Palisade {
     /// Like [`Palisade::start_toml`], but returns the failure (exit status,
     /// stderr) instead of panicking, for tests about start-up errors.
     pub fn try_start_toml(toml: &str) -> Result<Palisade, String> {
-        let port = free_port();
-        let admin_port = free_port();
-        Palisade::try_start_on(toml, port, admin_port)
+        // A port from free_port() can be taken by a parallel test before
+        // palisade binds it; that is the harness's race, not palisade's
+        // failure, so it is retried on fresh ports (bounded).
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let admin_port = free_port();
+            match Palisade::try_start_on(toml, port, admin_port) {
+                Ok(p) => return Ok(p),
+                Err(e) if e.to_ascii_lowercase().contains("in use") => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
     }
 
     /// Starts on given ports (for tests that need the port before start).
