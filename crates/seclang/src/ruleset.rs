@@ -130,6 +130,8 @@ pub struct Rule {
     pub severity: Option<u8>,
     /// `tag`s.
     pub tags: Vec<MacroString>,
+    /// Interned ids of the tags (as written), for ctl removals by tag.
+    pub(crate) tag_ids: Box<[u32]>,
     /// The tags as strings when none holds a macro (shared by every match).
     pub(crate) const_tags: Option<Arc<[String]>>,
     /// `ver`.
@@ -221,6 +223,8 @@ pub struct Ruleset {
     pub(crate) prefilter: Option<Prefilter>,
     /// Whether any rule reads MATCHED_VARS(_NAMES) (else they are not kept).
     pub(crate) uses_matched_vars: bool,
+    /// Every tag (as written) → its id.
+    tag_index: HashMap<String, u32>,
     rule_count: usize,
 }
 
@@ -287,6 +291,11 @@ impl Ruleset {
     /// Compiles a rules file (following its `Include`s).
     pub fn from_file(path: impl AsRef<Path>, loader: &dyn FileLoader) -> Result<Ruleset, Error> {
         RulesetBuilder::new(loader).add_file(path)?.build()
+    }
+
+    /// The interned id of a tag some rule carries.
+    pub(crate) fn tag_id(&self, tag: &str) -> Option<u32> {
+        self.tag_index.get(tag).copied()
     }
 
     /// The engine settings.
@@ -499,6 +508,7 @@ fn compile(directives: Vec<Spanned>, loader: &dyn FileLoader) -> Result<Ruleset,
         ci_literals: Vec::new(),
         cs_literals: Vec::new(),
         uses_matched_vars: false,
+        tag_index: HashMap::new(),
         literal_index: HashMap::new(),
         operators: HashMap::new(),
         tnodes: vec![TNode {
@@ -528,6 +538,7 @@ fn compile(directives: Vec<Spanned>, loader: &dyn FileLoader) -> Result<Ruleset,
         phases,
         prefilter: Prefilter::new(&compiler.ci_literals, &compiler.cs_literals),
         uses_matched_vars: compiler.uses_matched_vars,
+        tag_index: compiler.tag_index,
         tnodes: compiler.tnodes,
         rule_count,
     })
@@ -643,6 +654,7 @@ struct Compiler<'a> {
     ci_literals: Vec<Vec<u8>>,
     cs_literals: Vec<Vec<u8>>,
     uses_matched_vars: bool,
+    tag_index: HashMap<String, u32>,
     literal_index: HashMap<(Vec<u8>, bool), u32>,
     operators: HashMap<(String, String, PathBuf), Arc<dyn Operator>>,
     tnodes: Vec<TNode>,
@@ -802,6 +814,15 @@ impl Compiler<'_> {
                         .collect(),
                 );
             }
+            rule.tag_ids = rule
+                .tags
+                .iter()
+                .map(|t| {
+                    let text = macro_text(t);
+                    let n = self.tag_index.len() as u32;
+                    *self.tag_index.entry(text).or_insert(n)
+                })
+                .collect();
             rule.chain = next.take();
             next = Some(Box::new(rule));
         }
@@ -885,6 +906,7 @@ impl Compiler<'_> {
             logdata: None,
             severity: None,
             tags: Vec::new(),
+            tag_ids: Box::default(),
             const_tags: None,
             ver: None,
             rev: None,

@@ -206,9 +206,10 @@ pub struct Transaction {
     audit_engine: Option<String>,
     audit_log_parts: Option<String>,
     removed_ids: Vec<(u64, u64)>,
-    removed_tags: Vec<String>,
+    /// Interned tag ids (see `Ruleset::tag_id`).
+    removed_tags: Vec<u32>,
     removed_targets_by_id: Vec<(u64, u64, Vec<Target>)>,
-    removed_targets_by_tag: Vec<(String, Vec<Target>)>,
+    removed_targets_by_tag: Vec<(u32, Vec<Target>)>,
     matched: Vec<MatchedRule>,
     intervention: Option<Intervention>,
     allow: Option<AllowScope>,
@@ -771,7 +772,7 @@ impl Transaction {
         self.removed_ids
             .iter()
             .any(|&(a, b)| (a..=b).contains(&rule.id))
-            || self.removed_tags.iter().any(|t| rule.has_tag(t))
+            || self.removed_tags.iter().any(|t| rule.tag_ids.contains(t))
     }
 
     /// Evaluates a rule (chain); `Some` when it fully matched.
@@ -908,7 +909,7 @@ impl Transaction {
                 || self
                     .removed_targets_by_tag
                     .iter()
-                    .any(|(t, _)| starter.has_tag(t)));
+                    .any(|(t, _)| starter.tag_ids.contains(t)));
         let check_exclusions =
             !link.targets.is_empty() && (removals || !link.exclusions.is_empty());
         for n in 0..scratch.items.len() {
@@ -1044,7 +1045,7 @@ impl Transaction {
             || self
                 .removed_targets_by_tag
                 .iter()
-                .any(|(tag, ts)| starter.has_tag(tag) && ts.iter().any(hit))
+                .any(|(tag, ts)| starter.tag_ids.contains(tag) && ts.iter().any(hit))
     }
 
     /// A value matched: MATCHED_VAR(S), captures, setvars.
@@ -1155,12 +1156,19 @@ impl Transaction {
         match ctl {
             Ctl::RuleEngine(m) => self.engine = *m,
             Ctl::RuleRemoveById(a, b) => self.removed_ids.push((*a, *b)),
-            Ctl::RuleRemoveByTag(re) => self.removed_tags.push(re.clone()),
+            // A tag no rule carries removes nothing.
+            Ctl::RuleRemoveByTag(tag) => {
+                if let Some(id) = self.rs.tag_id(tag) {
+                    self.removed_tags.push(id);
+                }
+            }
             Ctl::RuleRemoveTargetById(a, b, t) => {
                 self.removed_targets_by_id.push((*a, *b, t.clone()))
             }
             Ctl::RuleRemoveTargetByTag(re, t) => {
-                self.removed_targets_by_tag.push((re.clone(), t.clone()))
+                if let Some(id) = self.rs.tag_id(re) {
+                    self.removed_targets_by_tag.push((id, t.clone()));
+                }
             }
             Ctl::RequestBodyProcessor(p) => self.body_processor = Some(p.clone()),
             Ctl::RequestBodyAccess(b) => self.request_body_access = *b,
