@@ -128,7 +128,7 @@ impl InProcess {
         let uri = lossy(&req.uri);
         tx.request_line(&lossy(&req.method), &uri, &lossy(&req.version));
         for (n, v) in &req.headers {
-            tx.request_header(&lossy(n), &lossy(v));
+            tx.request_header(n, v);
         }
         let mut decided = tx.process_request_headers();
         if decided.is_none() && !req.body.is_empty() {
