@@ -313,6 +313,43 @@ impl Transaction {
         }
     }
 
+    /// Starts a new transaction in this one's memory (against the same rule
+    /// set): all state is reset as by [`Ruleset::transaction`], while the
+    /// buffers (collections, transformation cache, scratch) keep their
+    /// capacity. A server can keep one per connection or worker to avoid
+    /// the per-transaction setup allocations.
+    pub fn reset(&mut self, input: TransactionInput) {
+        let mut tcache = std::mem::take(&mut self.tcache);
+        tcache.clear();
+        let scratch = std::mem::take(&mut self.scratch);
+        let mut matched = std::mem::take(&mut self.matched);
+        matched.clear();
+        let mut request_body = std::mem::take(&mut self.request_body);
+        request_body.clear();
+        let mut response_body = std::mem::take(&mut self.response_body);
+        response_body.clear();
+        let mut colls = std::mem::take(&mut self.data.colls);
+        for c in &mut colls {
+            c.entries.clear();
+        }
+        let (value_buf, name_buf, setvar_buf) = (
+            std::mem::take(&mut self.value_buf),
+            std::mem::take(&mut self.name_buf),
+            std::mem::take(&mut self.setvar_buf),
+        );
+        let mut fresh = Transaction::new(self.rs.clone(), input);
+        fresh.tcache = tcache;
+        fresh.scratch = scratch;
+        fresh.matched = matched;
+        fresh.request_body = request_body;
+        fresh.response_body = response_body;
+        fresh.data.colls = colls;
+        fresh.value_buf = value_buf;
+        fresh.name_buf = name_buf;
+        fresh.setvar_buf = setvar_buf;
+        *self = fresh;
+    }
+
     // ----- feeding the request -------------------------------------------------
 
     /// The request line: method, URI as sent (origin or absolute form), and
@@ -398,6 +435,19 @@ impl Transaction {
 
     /// Runs phase 1.
     pub fn process_request_headers(&mut self) -> Option<Intervention> {
+        // ModSecurity knows the body processor from Content-Type before
+        // phase 1 (CRS 920400 reads REQBODY_PROCESSOR there).
+        if self.phases_done == 0 && self.request_body_access {
+            let processor = self
+                .data
+                .coll(Var::RequestHeaders)
+                .get(b"content-type")
+                .and_then(body::processor_for_content_type);
+            if let Some(p) = processor {
+                self.data_dirty = true;
+                self.data.set_scalar(Var::ReqbodyProcessor, p.name());
+            }
+        }
         self.run_phase(1)
     }
 
@@ -489,8 +539,10 @@ impl Transaction {
                 no_files_length = m.no_files_length;
             }
         }
-        // ModSecurity v3 fills REQUEST_BODY whatever the processor.
-        if !body.is_empty() || self.force_body_variable {
+        // As ModSecurity v2 and Coraza (and the CRS tests): REQUEST_BODY
+        // holds the raw body only without a processor or with URLENCODED,
+        // unless ctl:forceRequestBodyVariable asks for it.
+        if self.force_body_variable || matches!(processor, None | Some(Processor::Urlencoded)) {
             self.data.set_scalar(Var::RequestBody, body.clone());
         }
         self.request_body = body;
@@ -619,8 +671,15 @@ impl Transaction {
         self.run_phase(4)
     }
 
-    /// Runs phase 5 (always, even after an intervention).
+    /// Runs phase 5 (always, even after an intervention; phase 4 first when
+    /// the response headers were processed but the response body was not).
     pub fn process_logging(&mut self) -> Option<Intervention> {
+        // The response headers were inspected but the body phase was not
+        // requested (no body to inspect): phase 4 rules still run, as in
+        // ModSecurity, whose connectors always process the response body.
+        if self.phases_done == 3 {
+            let _ = self.process_response_body();
+        }
         self.run_phase(5);
         None
     }
@@ -1170,7 +1229,15 @@ impl Transaction {
                     self.removed_targets_by_tag.push((id, t.clone()));
                 }
             }
-            Ctl::RequestBodyProcessor(p) => self.body_processor = Some(p.clone()),
+            Ctl::RequestBodyProcessor(p) => {
+                // Visible at once (CRS 901340 tests REQBODY_PROCESSOR in
+                // phase 1 after rule 200000 chose XML), as ModSecurity v3.
+                self.data.set_scalar(Var::ReqbodyProcessor, p.as_str());
+                // Cached transformations of the old value must go now, not
+                // at the next phase.
+                self.tcache.clear();
+                self.body_processor = Some(p.clone());
+            }
             Ctl::RequestBodyAccess(b) => self.request_body_access = *b,
             Ctl::ForceRequestBodyVariable(b) => self.force_body_variable = *b,
             Ctl::ResponseBodyAccess(b) => self.response_body_access = *b,

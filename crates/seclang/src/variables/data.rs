@@ -529,13 +529,17 @@ impl Scratch {
                 self.push_temp(var, None, &full);
             }
             v => {
-                if data.scalar(v).is_some() {
+                if let Some(c) = data.computed(v) {
+                    self.push_temp(var, None, c.as_bytes());
+                } else {
+                    // A scalar always has one value, empty while unset, as
+                    // ModSecurity v3's anchored variables and Coraza's
+                    // simple variables (`REQUEST_BASENAME "!@endsWith .pdf"`
+                    // matches `GET /`).
                     self.items.push(Item {
                         var,
                         src: Src::Scalar(v),
                     });
-                } else if let Some(c) = data.computed(v) {
-                    self.push_temp(var, None, c.as_bytes());
                 }
             }
         }
