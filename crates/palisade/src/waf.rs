@@ -255,7 +255,7 @@ pub fn eval(rules: &[PathBuf], request: &Path, response: Option<&Path>) -> Resul
     });
     tx.request_line(&lossy(&req.method), &lossy(&req.uri), &lossy(&req.version));
     for (n, v) in &req.headers {
-        tx.request_header(&lossy(n), &lossy(v));
+        tx.request_header(n, v);
     }
     let mut decided = tx.process_request_headers();
     if decided.is_none() && !req.body.is_empty() {
@@ -282,7 +282,7 @@ pub fn eval(rules: &[PathBuf], request: &Path, response: Option<&Path>) -> Resul
                 "message": m.message,
                 "data": m.logdata,
                 "severity": m.severity,
-                "tags": m.tags,
+                "tags": &m.tags[..],
                 "file": m.file.display().to_string(),
                 "line": m.line,
                 "matched_var": m.matched_var_name,

@@ -254,7 +254,7 @@ pub fn exchange(rs: &Arc<Ruleset>, req: &Request<'_>) -> Transaction {
     });
     tx.request_line(&req.method, &req.uri, &req.protocol);
     for (n, v) in &req.headers {
-        tx.request_header(n, v);
+        tx.request_header(n.as_bytes(), v.as_bytes());
     }
     let stopped = tx.process_request_headers().is_some()
         || (!req.body.is_empty() && tx.append_request_body(req.body).is_some())
