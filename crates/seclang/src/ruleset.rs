@@ -130,10 +130,12 @@ pub struct Rule {
     pub severity: Option<u8>,
     /// `tag`s.
     pub tags: Vec<MacroString>,
+    /// Interned ids of the tags (as written), for ctl removals by tag.
+    pub(crate) tag_ids: Box<[u32]>,
     /// The tags as strings when none holds a macro (shared by every match).
     pub(crate) const_tags: Option<Arc<[String]>>,
     /// `ver`.
-    pub ver: Option<String>,
+    pub ver: Option<Arc<str>>,
     /// `rev`.
     pub rev: Option<String>,
     /// `maturity`.
@@ -219,6 +221,10 @@ pub struct Ruleset {
     pub(crate) phases: [Vec<Entry>; 5],
     pub(crate) tnodes: Vec<TNode>,
     pub(crate) prefilter: Option<Prefilter>,
+    /// Whether any rule reads MATCHED_VARS(_NAMES) (else they are not kept).
+    pub(crate) uses_matched_vars: bool,
+    /// Every tag (as written) → its id.
+    tag_index: HashMap<String, u32>,
     rule_count: usize,
 }
 
@@ -285,6 +291,11 @@ impl Ruleset {
     /// Compiles a rules file (following its `Include`s).
     pub fn from_file(path: impl AsRef<Path>, loader: &dyn FileLoader) -> Result<Ruleset, Error> {
         RulesetBuilder::new(loader).add_file(path)?.build()
+    }
+
+    /// The interned id of a tag some rule carries.
+    pub(crate) fn tag_id(&self, tag: &str) -> Option<u32> {
+        self.tag_index.get(tag).copied()
     }
 
     /// The engine settings.
@@ -496,6 +507,8 @@ fn compile(directives: Vec<Spanned>, loader: &dyn FileLoader) -> Result<Ruleset,
         loader,
         ci_literals: Vec::new(),
         cs_literals: Vec::new(),
+        uses_matched_vars: false,
+        tag_index: HashMap::new(),
         literal_index: HashMap::new(),
         operators: HashMap::new(),
         tnodes: vec![TNode {
@@ -524,6 +537,8 @@ fn compile(directives: Vec<Spanned>, loader: &dyn FileLoader) -> Result<Ruleset,
         config,
         phases,
         prefilter: Prefilter::new(&compiler.ci_literals, &compiler.cs_literals),
+        uses_matched_vars: compiler.uses_matched_vars,
+        tag_index: compiler.tag_index,
         tnodes: compiler.tnodes,
         rule_count,
     })
@@ -638,6 +653,8 @@ struct Compiler<'a> {
     loader: &'a dyn FileLoader,
     ci_literals: Vec<Vec<u8>>,
     cs_literals: Vec<Vec<u8>>,
+    uses_matched_vars: bool,
+    tag_index: HashMap<String, u32>,
     literal_index: HashMap<(Vec<u8>, bool), u32>,
     operators: HashMap<(String, String, PathBuf), Arc<dyn Operator>>,
     tnodes: Vec<TNode>,
@@ -797,6 +814,15 @@ impl Compiler<'_> {
                         .collect(),
                 );
             }
+            rule.tag_ids = rule
+                .tags
+                .iter()
+                .map(|t| {
+                    let text = macro_text(t);
+                    let n = self.tag_index.len() as u32;
+                    *self.tag_index.entry(text).or_insert(n)
+                })
+                .collect();
             rule.chain = next.take();
             next = Some(Box::new(rule));
         }
@@ -815,6 +841,10 @@ impl Compiler<'_> {
         default_actions: &[Action],
     ) -> Result<Rule, Error> {
         let operator = self.operator(pos, id, ast)?;
+        self.uses_matched_vars |= ast
+            .targets
+            .iter()
+            .any(|t| matches!(t.var, Var::MatchedVars | Var::MatchedVarsNames));
         let mut targets = Vec::new();
         let mut exclusions = Vec::new();
         for t in &ast.targets {
@@ -876,6 +906,7 @@ impl Compiler<'_> {
             logdata: None,
             severity: None,
             tags: Vec::new(),
+            tag_ids: Box::default(),
             const_tags: None,
             ver: None,
             rev: None,
@@ -901,7 +932,7 @@ impl Compiler<'_> {
                 Action::LogData(m) => rule.logdata = Some(m.clone()),
                 Action::Severity(s) => rule.severity = Some(*s),
                 Action::Tag(t) => rule.tags.push(t.clone()),
-                Action::Ver(v) => rule.ver = Some(v.clone()),
+                Action::Ver(v) => rule.ver = Some(Arc::from(v.as_str())),
                 Action::Rev(v) => rule.rev = Some(v.clone()),
                 Action::Maturity(v) => rule.maturity = Some(*v),
                 Action::Accuracy(v) => rule.accuracy = Some(*v),

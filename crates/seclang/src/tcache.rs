@@ -115,26 +115,12 @@ impl Prefilter {
     }
 }
 
-/// The result of step `step` of `chain` (`None` = the input itself).
-fn resolve<'a>(
-    map: &IdMap<(u64, u32), Slot>,
-    arena: &'a [Vec<u8>],
-    src: u64,
-    input: &'a [u8],
-    chain: &[u32],
-    step: Option<usize>,
-) -> &'a [u8] {
-    let mut step = step;
-    while let Some(j) = step {
-        match map.get(&(src, chain[j])) {
-            Some(Slot::Owned(s)) => return &arena[*s as usize],
-            Some(Slot::Same) => step = j.checked_sub(1),
-            // Steps are inserted in order, so an earlier step is always
-            // present when a later one is; fall back to the input.
-            None => return input,
-        }
+/// The bytes a slot stands for.
+fn bytes<'a>(arena: &'a [Vec<u8>], input: &'a [u8], slot: Slot) -> &'a [u8] {
+    match slot {
+        Slot::Input => input,
+        Slot::Owned(s) => &arena[s as usize],
     }
-    input
 }
 
 /// Marks a case-sensitive literal id in a rule's list (the bit index is
@@ -169,8 +155,9 @@ pub const MAX_CACHE_ENTRIES: usize = 65_536;
 
 #[derive(Clone, Copy, Debug)]
 enum Slot {
-    /// Same bytes as the previous step of the chain.
-    Same,
+    /// The untransformed value (every step so far changed nothing), so a
+    /// hit is always a single probe.
+    Input,
     /// Bytes in the arena.
     Owned(u32),
 }
@@ -218,40 +205,36 @@ impl TCache {
         if chain.is_empty() {
             return Some(input);
         }
+        // Longest cached prefix (usually the whole chain: one probe).
         let mut done = chain.len();
-        while done > 0 && !self.map.contains_key(&(src, chain[done - 1])) {
+        let mut slot = Slot::Input;
+        while done > 0 {
+            if let Some(&s) = self.map.get(&(src, chain[done - 1])) {
+                slot = s;
+                break;
+            }
             done -= 1;
         }
         if done < chain.len() && self.map.len() + chain.len() > MAX_CACHE_ENTRIES {
             return None;
         }
-        for j in done..chain.len() {
-            let Some(t) = nodes[chain[j] as usize].transformation else {
-                self.map.insert((src, chain[j]), Slot::Same);
-                continue;
-            };
-            let slot = {
-                let cur = resolve(&self.map, &self.arena, src, input, chain, j.checked_sub(1));
-                match (t.apply)(cur) {
-                    std::borrow::Cow::Borrowed(b) if b.len() == cur.len() => None,
-                    std::borrow::Cow::Borrowed(b) => Some(Err(b.to_vec())),
-                    std::borrow::Cow::Owned(v) => Some(Ok(v)),
+        for &node in &chain[done..] {
+            if let Some(t) = nodes[node as usize].transformation {
+                let next = {
+                    let cur = bytes(&self.arena, input, slot);
+                    match (t.apply)(cur) {
+                        std::borrow::Cow::Borrowed(b) if b.len() == cur.len() => None,
+                        std::borrow::Cow::Borrowed(b) => Some(b.to_vec()),
+                        std::borrow::Cow::Owned(v) => Some(v),
+                    }
+                };
+                if let Some(v) = next {
+                    slot = Slot::Owned(self.store_owned(v));
                 }
-            };
-            let slot = match slot {
-                None => Slot::Same,
-                Some(Ok(v)) | Some(Err(v)) => Slot::Owned(self.store_owned(v)),
-            };
-            self.map.insert((src, chain[j]), slot);
+            }
+            self.map.insert((src, node), slot);
         }
-        Some(resolve(
-            &self.map,
-            &self.arena,
-            src,
-            input,
-            chain,
-            Some(chain.len() - 1),
-        ))
+        Some(bytes(&self.arena, input, slot))
     }
 
     /// Like [`TCache::apply`], also returning which literals of `pf` occur in
@@ -266,10 +249,11 @@ impl TCache {
     ) -> Option<(&'a [u8], Option<&'a [u64]>)> {
         self.apply(nodes, src, input, chain)?;
         let node = chain.last().copied().unwrap_or(0);
-        let value = match chain.len() {
-            0 => input,
-            n => resolve(&self.map, &self.arena, src, input, chain, Some(n - 1)),
+        let slot = match chain.last() {
+            Some(&last) => self.map.get(&(src, last)).copied().unwrap_or(Slot::Input),
+            None => Slot::Input,
         };
+        let value = bytes(&self.arena, input, slot);
         let offset = match self.lits.get(&(src, node)) {
             Some(&o) => o,
             None if self.lits.len() >= MAX_LITERAL_SETS => return Some((value, None)),
@@ -352,5 +336,55 @@ mod tests {
         assert_eq!(c.used, 2);
         c.clear();
         assert_eq!(c.apply(&nodes, 7, b"q", &[1]).unwrap(), b"Q");
+    }
+
+    #[test]
+    fn cached_chains_agree_with_uncached() {
+        let names = [
+            "lowercase",
+            "urlDecodeUni",
+            "compressWhitespace",
+            "trim",
+            "removeNulls",
+        ];
+        let tfs: Vec<Transformation> = names
+            .iter()
+            .map(|n| crate::transformations::lookup(n).unwrap())
+            .collect();
+        // Prefix tree over every chain of length 1..=3 of the five.
+        let mut nodes = vec![TNode {
+            transformation: None,
+        }];
+        let mut index = HashMap::new();
+        let mut chains = Vec::new();
+        for a in 0..5 {
+            for b in 0..=5 {
+                for c in 0..=5 {
+                    let chain: Vec<usize> = [a, b, c].into_iter().filter(|&i| i < 5).collect();
+                    let mut node = 0u32;
+                    let mut ids = Vec::new();
+                    for &t in &chain {
+                        node = *index.entry((node, t)).or_insert_with(|| {
+                            nodes.push(TNode {
+                                transformation: Some(tfs[t]),
+                            });
+                            (nodes.len() - 1) as u32
+                        });
+                        ids.push(node);
+                    }
+                    chains.push((chain, ids));
+                }
+            }
+        }
+        let inputs: [&[u8]; 4] = [b"  Hello%20WORLD\0 ", b"plain", b"A%00B  c", b""];
+        let mut cache = TCache::default();
+        for (src, input) in inputs.iter().enumerate() {
+            for (chain, ids) in &chains {
+                let list: Vec<Transformation> = chain.iter().map(|&i| tfs[i]).collect();
+                let expected = apply_uncached(&list, input).into_owned();
+                let got = cache.apply(&nodes, src as u64, input, ids).unwrap();
+                assert_eq!(got, expected.as_slice(), "{chain:?} on {input:?}");
+            }
+        }
     }
 }

@@ -16,6 +16,7 @@
 //! once; calling a later phase first runs the skipped earlier ones.
 
 use std::borrow::Cow;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -120,7 +121,7 @@ pub struct MatchedRule {
     /// Tags (expanded; shared with the rule when they hold no macro).
     pub tags: Arc<[String]>,
     /// `ver`.
-    pub ver: Option<String>,
+    pub ver: Option<Arc<str>>,
     /// `rev`.
     pub rev: Option<String>,
     /// `maturity`.
@@ -205,9 +206,10 @@ pub struct Transaction {
     audit_engine: Option<String>,
     audit_log_parts: Option<String>,
     removed_ids: Vec<(u64, u64)>,
-    removed_tags: Vec<String>,
+    /// Interned tag ids (see `Ruleset::tag_id`).
+    removed_tags: Vec<u32>,
     removed_targets_by_id: Vec<(u64, u64, Vec<Target>)>,
-    removed_targets_by_tag: Vec<(String, Vec<Target>)>,
+    removed_targets_by_tag: Vec<(u32, Vec<Target>)>,
     matched: Vec<MatchedRule>,
     intervention: Option<Intervention>,
     allow: Option<AllowScope>,
@@ -217,6 +219,11 @@ pub struct Transaction {
     response_body: Vec<u8>,
     response_body_truncated: bool,
     data_dirty: bool,
+    /// Spare buffers (previous MATCHED_VAR, MATCHED_VAR_NAME, setvar value)
+    /// so matching does not allocate in steady state.
+    value_buf: Vec<u8>,
+    name_buf: Vec<u8>,
+    setvar_buf: Vec<u8>,
 }
 
 impl Ruleset {
@@ -300,7 +307,47 @@ impl Transaction {
             response_body: Vec::new(),
             response_body_truncated: false,
             data_dirty: true,
+            value_buf: Vec::new(),
+            name_buf: Vec::new(),
+            setvar_buf: Vec::new(),
         }
+    }
+
+    /// Starts a new transaction in this one's memory (against the same rule
+    /// set): all state is reset as by [`Ruleset::transaction`], while the
+    /// buffers (collections, transformation cache, scratch) keep their
+    /// capacity. A server can keep one per connection or worker to avoid
+    /// the per-transaction setup allocations.
+    pub fn reset(&mut self, input: TransactionInput) {
+        let mut tcache = std::mem::take(&mut self.tcache);
+        tcache.clear();
+        let scratch = std::mem::take(&mut self.scratch);
+        let mut matched = std::mem::take(&mut self.matched);
+        matched.clear();
+        let mut request_body = std::mem::take(&mut self.request_body);
+        request_body.clear();
+        let mut response_body = std::mem::take(&mut self.response_body);
+        response_body.clear();
+        let mut colls = std::mem::take(&mut self.data.colls);
+        for c in &mut colls {
+            c.entries.clear();
+        }
+        let (value_buf, name_buf, setvar_buf) = (
+            std::mem::take(&mut self.value_buf),
+            std::mem::take(&mut self.name_buf),
+            std::mem::take(&mut self.setvar_buf),
+        );
+        let mut fresh = Transaction::new(self.rs.clone(), input);
+        fresh.tcache = tcache;
+        fresh.scratch = scratch;
+        fresh.matched = matched;
+        fresh.request_body = request_body;
+        fresh.response_body = response_body;
+        fresh.data.colls = colls;
+        fresh.value_buf = value_buf;
+        fresh.name_buf = name_buf;
+        fresh.setvar_buf = setvar_buf;
+        *self = fresh;
     }
 
     // ----- feeding the request -------------------------------------------------
@@ -360,26 +407,47 @@ impl Transaction {
     }
 
     /// One request header (call once per header line, in order).
-    pub fn request_header(&mut self, name: &str, value: &str) {
+    /// Header names and values are bytes: obs-text and invalid UTF-8 are
+    /// inspected as sent.
+    pub fn request_header(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let (name, value) = (name.as_ref(), value.as_ref());
         self.data_dirty = true;
-        self.data
-            .coll_mut(Var::RequestHeaders)
-            .push(name.as_bytes(), value.as_bytes());
-        if name.eq_ignore_ascii_case("cookie") {
+        self.data.coll_mut(Var::RequestHeaders).push(name, value);
+        if name.eq_ignore_ascii_case(b"cookie") {
             let cookies = self.data.coll_mut(Var::RequestCookies);
-            for part in value.split(';') {
-                let part = part.trim_start();
+            for part in value.split(|&b| b == b';') {
+                let start = part
+                    .iter()
+                    .position(|b| !b.is_ascii_whitespace())
+                    .unwrap_or(part.len());
+                let part = &part[start..];
                 if part.is_empty() {
                     continue;
                 }
-                let (k, v) = part.split_once('=').unwrap_or((part, ""));
-                cookies.push(k.as_bytes(), v.as_bytes());
+                let (k, v) = match part.iter().position(|&b| b == b'=') {
+                    Some(p) => (&part[..p], &part[p + 1..]),
+                    None => (part, &b""[..]),
+                };
+                cookies.push(k, v);
             }
         }
     }
 
     /// Runs phase 1.
     pub fn process_request_headers(&mut self) -> Option<Intervention> {
+        // ModSecurity knows the body processor from Content-Type before
+        // phase 1 (CRS 920400 reads REQBODY_PROCESSOR there).
+        if self.phases_done == 0 && self.request_body_access {
+            let processor = self
+                .data
+                .coll(Var::RequestHeaders)
+                .get(b"content-type")
+                .and_then(body::processor_for_content_type);
+            if let Some(p) = processor {
+                self.data_dirty = true;
+                self.data.set_scalar(Var::ReqbodyProcessor, p.name());
+            }
+        }
         self.run_phase(1)
     }
 
@@ -471,8 +539,10 @@ impl Transaction {
                 no_files_length = m.no_files_length;
             }
         }
-        // ModSecurity v3 fills REQUEST_BODY whatever the processor.
-        if !body.is_empty() || self.force_body_variable {
+        // As ModSecurity v2 and Coraza (and the CRS tests): REQUEST_BODY
+        // holds the raw body only without a processor or with URLENCODED,
+        // unless ctl:forceRequestBodyVariable asks for it.
+        if self.force_body_variable || matches!(processor, None | Some(Processor::Urlencoded)) {
             self.data.set_scalar(Var::RequestBody, body.clone());
         }
         self.request_body = body;
@@ -506,14 +576,13 @@ impl Transaction {
     }
 
     /// One response header.
-    pub fn response_header(&mut self, name: &str, value: &str) {
+    pub fn response_header(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let (name, value) = (name.as_ref(), value.as_ref());
         self.data_dirty = true;
-        self.data
-            .coll_mut(Var::ResponseHeaders)
-            .push(name.as_bytes(), value.as_bytes());
-        if name.eq_ignore_ascii_case("content-type") {
+        self.data.coll_mut(Var::ResponseHeaders).push(name, value);
+        if name.eq_ignore_ascii_case(b"content-type") {
             self.data.set_scalar(Var::ResponseContentType, value);
-        } else if name.eq_ignore_ascii_case("content-length") {
+        } else if name.eq_ignore_ascii_case(b"content-length") {
             self.data.set_scalar(Var::ResponseContentLength, value);
         }
     }
@@ -602,8 +671,15 @@ impl Transaction {
         self.run_phase(4)
     }
 
-    /// Runs phase 5 (always, even after an intervention).
+    /// Runs phase 5 (always, even after an intervention; phase 4 first when
+    /// the response headers were processed but the response body was not).
     pub fn process_logging(&mut self) -> Option<Intervention> {
+        // The response headers were inspected but the body phase was not
+        // requested (no body to inspect): phase 4 rules still run, as in
+        // ModSecurity, whose connectors always process the response body.
+        if self.phases_done == 3 {
+            let _ = self.process_response_body();
+        }
         self.run_phase(5);
         None
     }
@@ -755,14 +831,13 @@ impl Transaction {
         self.removed_ids
             .iter()
             .any(|&(a, b)| (a..=b).contains(&rule.id))
-            || self.removed_tags.iter().any(|t| rule.has_tag(t))
+            || self.removed_tags.iter().any(|t| rule.tag_ids.contains(t))
     }
 
     /// Evaluates a rule (chain); `Some` when it fully matched.
     fn eval_rule(&mut self, rule: &Rule) -> Option<Flow> {
         self.data.matched_vars.clear();
-        let mut last: Option<(Vec<u8>, Vec<u8>)> = None;
-        if !self.eval_link(rule, rule, &mut last) {
+        if !self.eval_link(rule, rule) {
             return None;
         }
         let resolver = Resolver {
@@ -838,7 +913,9 @@ impl Transaction {
             self.data.highest_severity = Some(self.data.highest_severity.map_or(s, |h| h.min(s)));
         }
         if self.matched.len() < MAX_MATCHED_RULES {
-            let (name, value) = last.unwrap_or_default();
+            let name = self.data.matched_var_name.as_deref().unwrap_or_default();
+            let value = self.data.matched_var.as_deref().unwrap_or_default();
+            let value = value[..value.len().min(MAX_RECORDED_VALUE)].to_vec();
             self.matched.push(MatchedRule {
                 id: rule.id,
                 phase: rule.phase,
@@ -852,7 +929,7 @@ impl Transaction {
                 accuracy: rule.accuracy,
                 file: rule.file.clone(),
                 line: rule.line,
-                matched_var_name: String::from_utf8_lossy(&name).into_owned(),
+                matched_var_name: String::from_utf8_lossy(name).into_owned(),
                 matched_value: value,
                 disruptive: disrupted,
                 would_disrupt,
@@ -864,12 +941,7 @@ impl Transaction {
     }
 
     /// Evaluates one link and, when it matches, the rest of the chain.
-    fn eval_link(
-        &mut self,
-        starter: &Rule,
-        link: &Rule,
-        last: &mut Option<(Vec<u8>, Vec<u8>)>,
-    ) -> bool {
+    fn eval_link(&mut self, starter: &Rule, link: &Rule) -> bool {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.reset();
         if link.targets.is_empty() {
@@ -896,7 +968,7 @@ impl Transaction {
                 || self
                     .removed_targets_by_tag
                     .iter()
-                    .any(|(t, _)| starter.has_tag(t)));
+                    .any(|(t, _)| starter.tag_ids.contains(t)));
         let check_exclusions =
             !link.targets.is_empty() && (removals || !link.exclusions.is_empty());
         for n in 0..scratch.items.len() {
@@ -924,7 +996,6 @@ impl Transaction {
                         };
                         self.on_value_match(starter, link, name, candidate);
                         any = true;
-                        *last = self.last_match();
                     }
                 }
                 continue;
@@ -949,7 +1020,6 @@ impl Transaction {
                     let name = scratch.name(&self.data, &item);
                     self.on_value_match(starter, link, name, matched);
                     any = true;
-                    *last = self.last_match();
                 }
                 continue;
             }
@@ -965,15 +1035,18 @@ impl Transaction {
                 capturing: link.capture,
             };
             if link.operator.evaluate(&tested, &mut ctx) != link.negated {
-                let matched = tested.into_owned();
-                let name = if link.targets.is_empty() {
-                    Vec::new()
-                } else {
-                    scratch.name(&self.data, &item)
-                };
-                self.on_value_match(starter, link, name, matched);
+                // Reuse the buffers of the previous MATCHED_VAR(_NAME).
+                let mut value_buf = std::mem::take(&mut self.value_buf);
+                value_buf.clear();
+                value_buf.extend_from_slice(&tested);
+                drop(tested);
+                let mut name_buf = std::mem::take(&mut self.name_buf);
+                name_buf.clear();
+                if !link.targets.is_empty() {
+                    scratch.name_into(&self.data, &item, &mut name_buf);
+                }
+                self.on_value_match(starter, link, name_buf, value_buf);
                 any = true;
-                *last = self.last_match();
             }
         }
         self.scratch = scratch;
@@ -981,7 +1054,7 @@ impl Transaction {
             return false;
         }
         if let Some(next) = &link.chain {
-            if !self.eval_link(starter, next, last) {
+            if !self.eval_link(starter, next) {
                 return false;
             }
         }
@@ -1000,15 +1073,6 @@ impl Transaction {
             capturing: link.capture,
         };
         link.operator.evaluate(value, &mut ctx) != link.negated
-    }
-
-    fn last_match(&self) -> Option<(Vec<u8>, Vec<u8>)> {
-        let name = self.data.matched_var_name.as_ref()?;
-        let value = self.data.matched_var.as_ref()?;
-        Some((
-            name.clone(),
-            value[..value.len().min(MAX_RECORDED_VALUE)].to_vec(),
-        ))
     }
 
     fn excluded(
@@ -1040,24 +1104,37 @@ impl Transaction {
             || self
                 .removed_targets_by_tag
                 .iter()
-                .any(|(tag, ts)| starter.has_tag(tag) && ts.iter().any(hit))
+                .any(|(tag, ts)| starter.tag_ids.contains(tag) && ts.iter().any(hit))
     }
 
     /// A value matched: MATCHED_VAR(S), captures, setvars.
     fn on_value_match(&mut self, starter: &Rule, link: &Rule, name: Vec<u8>, value: Vec<u8>) {
         if link.capture && self.caps.set != 0 {
-            for i in 0..10 {
+            const KEYS: [&[u8]; 10] = [b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"];
+            for (i, key) in KEYS.iter().enumerate() {
                 if self.caps.set & (1 << i) != 0 {
-                    let v = self.caps.values[i].clone();
-                    self.data.maps[0].insert(i.to_string().into_bytes(), v);
+                    let v = &self.caps.values[i];
+                    match self.data.maps[0].get_mut(*key) {
+                        Some(slot) => {
+                            slot.clear();
+                            slot.extend_from_slice(v);
+                        }
+                        None => {
+                            self.data.maps[0].insert(key.to_vec(), v.clone());
+                        }
+                    }
                 }
             }
         }
-        if self.data.matched_vars.len() < MAX_MATCHED_VARS {
+        if self.rs.uses_matched_vars && self.data.matched_vars.len() < MAX_MATCHED_VARS {
             self.data.matched_vars.push((name.clone(), value.clone()));
         }
-        self.data.matched_var_name = Some(name);
-        self.data.matched_var = Some(value);
+        if let Some(old) = self.data.matched_var_name.replace(name) {
+            self.name_buf = old;
+        }
+        if let Some(old) = self.data.matched_var.replace(value) {
+            self.value_buf = old;
+        }
         for sv in &link.setvars {
             self.setvar(starter, sv);
         }
@@ -1077,10 +1154,16 @@ impl Transaction {
         } else {
             key
         };
-        let value: Option<Vec<u8>> = match &sv.op {
-            SetVarOp::Unset => None,
-            SetVarOp::SetOne => Some(b"1".to_vec()),
-            SetVarOp::Set(v) => Some(v.expand(&resolver).into_owned()),
+        let mut buf = std::mem::take(&mut self.setvar_buf);
+        buf.clear();
+        match &sv.op {
+            SetVarOp::Unset => {
+                self.data.maps[mi].remove(&*key);
+                self.setvar_buf = buf;
+                return;
+            }
+            SetVarOp::SetOne => buf.push(b'1'),
+            SetVarOp::Set(v) => buf.extend_from_slice(&v.expand(&resolver)),
             SetVarOp::Add(v) | SetVarOp::Sub(v) => {
                 let operand = stoi(&v.expand(&resolver));
                 let current = self.data.maps[mi].get(&*key).map_or(0, |c| stoi(c));
@@ -1089,23 +1172,18 @@ impl Transaction {
                 } else {
                     current - operand
                 };
-                // std::to_string of an int: wraps like the C++ int sum would.
-                Some((result as i32).to_string().into_bytes())
-            }
-        };
-        let map = &mut self.data.maps[mi];
-        match value {
-            None => {
-                map.remove(&*key);
-            }
-            Some(v) => {
-                if let Some(slot) = map.get_mut(&*key) {
-                    *slot = v;
-                } else if map.len() < MAX_COLLECTION_ENTRIES {
-                    map.insert(key.into_owned(), v);
-                }
+                // std::to_string of a C++ int: the sum wraps like an i32.
+                let _ = write!(buf, "{}", result as i32);
             }
         }
+        let map = &mut self.data.maps[mi];
+        if let Some(slot) = map.get_mut(&*key) {
+            slot.clear();
+            slot.extend_from_slice(&buf);
+        } else if map.len() < MAX_COLLECTION_ENTRIES {
+            map.insert(key.into_owned(), buf.clone());
+        }
+        self.setvar_buf = buf;
     }
 
     fn run_action(&mut self, rule: &Rule, action: &Action) {
@@ -1137,14 +1215,29 @@ impl Transaction {
         match ctl {
             Ctl::RuleEngine(m) => self.engine = *m,
             Ctl::RuleRemoveById(a, b) => self.removed_ids.push((*a, *b)),
-            Ctl::RuleRemoveByTag(re) => self.removed_tags.push(re.clone()),
+            // A tag no rule carries removes nothing.
+            Ctl::RuleRemoveByTag(tag) => {
+                if let Some(id) = self.rs.tag_id(tag) {
+                    self.removed_tags.push(id);
+                }
+            }
             Ctl::RuleRemoveTargetById(a, b, t) => {
                 self.removed_targets_by_id.push((*a, *b, t.clone()))
             }
             Ctl::RuleRemoveTargetByTag(re, t) => {
-                self.removed_targets_by_tag.push((re.clone(), t.clone()))
+                if let Some(id) = self.rs.tag_id(re) {
+                    self.removed_targets_by_tag.push((id, t.clone()));
+                }
             }
-            Ctl::RequestBodyProcessor(p) => self.body_processor = Some(p.clone()),
+            Ctl::RequestBodyProcessor(p) => {
+                // Visible at once (CRS 901340 tests REQBODY_PROCESSOR in
+                // phase 1 after rule 200000 chose XML), as ModSecurity v3.
+                self.data.set_scalar(Var::ReqbodyProcessor, p.as_str());
+                // Cached transformations of the old value must go now, not
+                // at the next phase.
+                self.tcache.clear();
+                self.body_processor = Some(p.clone());
+            }
             Ctl::RequestBodyAccess(b) => self.request_body_access = *b,
             Ctl::ForceRequestBodyVariable(b) => self.force_body_variable = *b,
             Ctl::ResponseBodyAccess(b) => self.response_body_access = *b,

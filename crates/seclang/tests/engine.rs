@@ -635,3 +635,112 @@ fn unsupported_xpath_is_refused() {
         Ruleset::from_str("SecRule XML:/a/b \"@rx x\" \"id:1\"", "x.conf", &FsLoader).unwrap_err();
     assert!(e.to_string().contains("XML"), "{e}");
 }
+
+#[test]
+fn hostile_input_is_bounded_and_inspected() {
+    let rs = rules(
+        r#"
+SecArgumentsLimit 100
+SecRule REQUEST_HEADERS:X-Bin "@rx \x00\xff" "id:1,phase:1,pass"
+SecRule &ARGS "@eq 100" "id:2,phase:1,pass"
+SecRule REQBODY_ERROR "@eq 1" "id:3,phase:2,pass,msg:'%{REQBODY_ERROR_MSG}'"
+SecRule REQUEST_HEADERS:Content-Type "@rx json" "id:4,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON"
+"#,
+    );
+    let query: String = (0..5000).map(|i| format!("a{i}=%00%ff&")).collect();
+    let mut tx = rs.transaction(input());
+    tx.request_line("POST", &format!("/?{query}"), "HTTP/1.1");
+    tx.request_header("X-Bin", b"\x00\xff".as_slice());
+    tx.request_header("Content-Type", "application/json");
+    assert!(tx.process_request_headers().is_none());
+    let deep = "[".repeat(100_000);
+    assert!(tx.append_request_body(deep.as_bytes()).is_none());
+    assert!(tx.process_request_body().is_none());
+    assert_eq!(ids(&tx), vec![1, 2, 4, 3]);
+    assert!(tx.matched_rules()[3]
+        .message
+        .starts_with("JSON parsing error"));
+}
+
+#[test]
+fn modsecurity_variable_presence_rules() {
+    let rs = rules(
+        r#"
+SecRule REQUEST_HEADERS:Content-Type "@rx xml" "id:200000,phase:1,pass,nolog,ctl:requestBodyProcessor=XML"
+SecRule REQBODY_PROCESSOR "@streq MULTIPART" "id:1,phase:1,pass"
+SecRule REQUEST_BASENAME "!@endsWith .pdf" "id:2,phase:1,pass"
+SecRule QUERY_STRING "@streq " "id:3,phase:1,pass"
+SecRule REQUEST_BODY "@rx ." "id:4,phase:2,pass"
+"#,
+    );
+    // Scalars always have a (possibly empty) value; the body processor is
+    // known from Content-Type in phase 1.
+    let mut tx = get(
+        &rs,
+        "/",
+        &[("Content-Type", "multipart/form-data; boundary=x")],
+    );
+    tx.process_request_headers();
+    assert_eq!(ids(&tx), vec![1, 2, 3]);
+
+    // REQUEST_BODY is filled without a processor or with URLENCODED only.
+    let mut tx = post(&rs, "application/xml", b"<a>x</a>");
+    tx.process_request_body();
+    assert!(!ids(&tx).contains(&4), "{:?}", ids(&tx));
+    let mut tx = post(&rs, "application/x-www-form-urlencoded", b"a=1");
+    tx.process_request_body();
+    assert!(ids(&tx).contains(&4));
+    let mut tx = post(&rs, "text/plain", b"hello");
+    tx.process_request_body();
+    assert!(ids(&tx).contains(&4));
+}
+
+#[test]
+fn reset_starts_a_clean_transaction() {
+    let rs = rules(SCORING);
+    let mut tx = get(&rs, "/?q=select+1", &[("User-Agent", "scanner")]);
+    tx.process_request_headers();
+    assert!(tx.process_request_body().is_some());
+    tx.reset(input());
+    assert!(tx.matched_rules().is_empty() && tx.intervention().is_none());
+    assert_eq!(tx_var(&tx, "inbound_anomaly_score_pl1"), "<unset>");
+    tx.request_line("GET", "/?q=fine", "HTTP/1.1");
+    tx.process_request_headers();
+    assert!(tx.process_request_body().is_none());
+    assert_eq!(tx_var(&tx, "blocking_inbound_anomaly_score"), "0");
+    assert_eq!(tx.variable("ARGS", Some("q")), Some(b"fine".to_vec()));
+}
+
+#[test]
+fn logging_runs_phase_4_after_response_headers() {
+    let rs = rules(
+        "SecRule RESPONSE_HEADERS:X-Leak \"@rx .\" \"id:1,phase:4,pass\"\nSecAction \"id:2,phase:5,pass\"",
+    );
+    let mut tx = get(&rs, "/", &[]);
+    tx.process_request_headers();
+    tx.process_request_body();
+    tx.response_status(200, "HTTP/1.1");
+    tx.response_header("X-Leak", "secret");
+    tx.process_response_headers();
+    assert!(!tx.wants_response_body());
+    tx.process_logging();
+    assert_eq!(ids(&tx), vec![1, 2]);
+}
+
+#[test]
+fn ctl_body_processor_is_visible_at_once() {
+    // CRS 901340 forces REQUEST_BODY when no processor is known; after
+    // rule 200000 picked XML it must not.
+    let rs = rules(
+        r#"
+SecRule REQUEST_HEADERS:Content-Type "@rx xml" "id:200000,phase:1,pass,nolog,ctl:requestBodyProcessor=XML"
+SecRule REQBODY_PROCESSOR "!@rx (?:URLENCODED|MULTIPART|XML|JSON)" "id:901340,phase:1,pass,nolog,ctl:forceRequestBodyVariable=On"
+SecRule REQUEST_BODY "@contains clonetransformer" "id:944120,phase:2,deny"
+"#,
+    );
+    let mut tx = post(&rs, "application/xml", b"<a><clonetransformer/>v</a>");
+    assert!(tx.process_request_body().is_none(), "{:?}", ids(&tx));
+    assert_eq!(ids(&tx), vec![200000]);
+    let mut tx = post(&rs, "application/octet-stream", b"clonetransformer");
+    assert_eq!(tx.process_request_body().map(|i| i.rule_id), Some(944120));
+}

@@ -125,7 +125,11 @@ impl Data {
                 .to_string(),
             Var::FilesCombinedSize => self.files_combined_size.to_string(),
             Var::FullRequestLength => self.full_request().len().to_string(),
-            Var::Duration => (self.now_micros - self.start_micros).max(0).to_string(),
+            Var::Duration => self
+                .now_micros
+                .saturating_sub(self.start_micros)
+                .max(0)
+                .to_string(),
             Var::HighestSeverity => self.highest_severity.unwrap_or(255).to_string(),
             Var::Time
             | Var::TimeDay
@@ -267,7 +271,7 @@ pub(crate) fn rule_value(rule: &Rule, key: &str) -> Option<String> {
         "id" => Some(rule.id.to_string()),
         "phase" => Some(rule.phase.to_string()),
         "severity" => rule.severity.map(|s| s.to_string()),
-        "ver" => rule.ver.clone(),
+        "ver" => rule.ver.as_deref().map(str::to_string),
         "rev" => rule.rev.clone(),
         "maturity" => rule.maturity.map(|s| s.to_string()),
         "accuracy" => rule.accuracy.map(|s| s.to_string()),
@@ -402,12 +406,18 @@ impl Scratch {
 
     /// `VAR` or `VAR:key`, as ModSecurity names matched variables.
     pub(crate) fn name(&self, data: &Data, item: &Item) -> Vec<u8> {
-        let mut out = item.var.name().as_bytes().to_vec();
+        let mut out = Vec::new();
+        self.name_into(data, item, &mut out);
+        out
+    }
+
+    /// [`Scratch::name`] appended to `out`.
+    pub(crate) fn name_into(&self, data: &Data, item: &Item, out: &mut Vec<u8>) {
+        out.extend_from_slice(item.var.name().as_bytes());
         if let Some(k) = self.key(data, item) {
             out.push(b':');
             out.extend_from_slice(k);
         }
-        out
     }
 
     /// Appends the values `target` selects (ignoring `exclude`).
@@ -519,13 +529,17 @@ impl Scratch {
                 self.push_temp(var, None, &full);
             }
             v => {
-                if data.scalar(v).is_some() {
+                if let Some(c) = data.computed(v) {
+                    self.push_temp(var, None, c.as_bytes());
+                } else {
+                    // A scalar always has one value, empty while unset, as
+                    // ModSecurity v3's anchored variables and Coraza's
+                    // simple variables (`REQUEST_BASENAME "!@endsWith .pdf"`
+                    // matches `GET /`).
                     self.items.push(Item {
                         var,
                         src: Src::Scalar(v),
                     });
-                } else if let Some(c) = data.computed(v) {
-                    self.push_temp(var, None, c.as_bytes());
                 }
             }
         }
