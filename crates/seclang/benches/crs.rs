@@ -12,7 +12,9 @@
 //! Options (after `--`): `--scenario NAME` (repeatable: get, form, json,
 //! attack), `--iters N` (fixed iteration count instead of timed batches,
 //! used by `scripts/bench-waf-engine.sh` under callgrind), `--secs S`
-//! (time per scenario, default 3), `--quiet` (no table, for profilers).
+//! (time per scenario, default 3), `--quiet` (no table, for profilers),
+//! `--literals` (list the PL1 request `@rx` rules the literal prefilter
+//! cannot skip, because no required literal could be extracted).
 //!
 //! Allocations are counted by `stats_alloc`'s instrumented system
 //! allocator: the workspace forbids `unsafe`, so the bench cannot implement
@@ -417,11 +419,58 @@ fn measure(rs: &Arc<Ruleset>, s: &Scenario, input: &TransactionInput, secs: f64)
     }
 }
 
+/// Lists the paranoia-level-1 request rules (phases 1-2, every chain link)
+/// whose `@rx` yields no required literal: they run their regex on every
+/// value, whatever the prefilter finds.
+fn report_literals(rs: &Ruleset) {
+    let loader = FsLoader;
+    let base = shared_dir().join("crs-v4/rules");
+    let ctx = seclang::operators::CompileContext {
+        files: &loader,
+        base_dir: &base,
+    };
+    let (mut with, mut without) = (0, Vec::new());
+    for phase in 1..=2u8 {
+        for rule in rs.rules(phase) {
+            let pl1 = rule.has_tag("paranoia-level/1")
+                || !rule
+                    .tags
+                    .iter()
+                    .filter_map(|t| t.as_constant())
+                    .any(|t| t.starts_with(b"paranoia-level/"));
+            if !pl1 {
+                continue;
+            }
+            let mut link = Some(rule);
+            while let Some(l) = link {
+                if l.operator_name.eq_ignore_ascii_case("rx") {
+                    let lits = seclang::operators::compile("rx", &l.operator_argument, &ctx)
+                        .ok()
+                        .and_then(|op| op.required_literals());
+                    match lits {
+                        Some(_) => with += 1,
+                        None => without.push((rule.id, l.targets.len(), l.operator_argument.len())),
+                    }
+                }
+                link = l.chain.as_deref();
+            }
+        }
+    }
+    println!(
+        "PL1 request @rx links: {with} with required literals (prefiltered), {} without:",
+        without.len()
+    );
+    for (id, targets, len) in without {
+        println!("  rule {id}: {targets} target(s), pattern {len} bytes");
+    }
+}
+
 struct Options {
     scenarios: Vec<String>,
     iters: Option<usize>,
     secs: f64,
     quiet: bool,
+    literals: bool,
 }
 
 fn options() -> Result<Options, String> {
@@ -430,6 +479,7 @@ fn options() -> Result<Options, String> {
         iters: None,
         secs: 3.0,
         quiet: false,
+        literals: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -446,6 +496,7 @@ fn options() -> Result<Options, String> {
                 o.secs = v.parse().map_err(|_| format!("--secs {v}"))?;
             }
             "--quiet" => o.quiet = true,
+            "--literals" => o.literals = true,
             // `cargo bench` passes `--bench`; libtest-style filters are ignored.
             _ => {}
         }
@@ -496,6 +547,11 @@ fn main() {
             load.as_secs_f64() * 1e3,
             load_allocs.bytes_allocated as f64 / 1e6,
         );
+    }
+
+    if opts.literals {
+        report_literals(&rs);
+        return;
     }
 
     if let Some(n) = opts.iters {
