@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # --- system packages the tests start for real (loopback only) -------------
+# "binary:package" pairs. The gateway's TLS tests drive Python's ssl module.
 apt_pkgs=()
-for pair in "nginx:nginx" "curl:curl"; do
+for pair in "python3:python3"; do
   bin=${pair%%:*}; pkg=${pair##*:}
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || apt_pkgs+=("$pkg")
 done
@@ -20,7 +21,7 @@ fi
 
 # --- Python clients used by interoperability tests -------------------------
 if [ -f tests/requirements.txt ]; then
-  python3 -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r tests/requirements.txt
 fi
 
 # --- Rust toolchain components ---------------------------------------------
