@@ -9,8 +9,10 @@
 # transaction and allocations per transaction. If valgrind is installed it
 # then counts instructions per transaction under callgrind (stable on a noisy
 # machine): BENCH_CALLGRIND=all|get|form|json|attack|none (default get),
-# BENCH_CALLGRIND_ITERS (default 20). The callgrind output file is kept in
-# $CARGO_TARGET_DIR/callgrind.<scenario>.out for callgrind_annotate.
+# BENCH_CALLGRIND_ITERS (default 20), BENCH_CALLGRIND_REUSE=1 to count the
+# exchange in a reused transaction (Transaction::reset) instead of a new one.
+# The callgrind output file is kept in $CARGO_TARGET_DIR/callgrind.<scenario>.out
+# for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,11 +48,17 @@ total_ir() { # callgrind file -> total Ir
     callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done { gsub(",", "", $1); print $1; done = 1 }'
 }
 echo
-echo "callgrind: instructions per transaction ($iters transactions per scenario)"
+reuse=()
+mode="new transaction each"
+if [ "${BENCH_CALLGRIND_REUSE:-0}" = 1 ]; then
+    reuse=(--reuse)
+    mode="one reused transaction"
+fi
+echo "callgrind: instructions per transaction ($iters transactions per scenario, $mode)"
 for s in "$@"; do
     out="$target_dir/callgrind.$s.out"
-    valgrind --tool=callgrind --collect-atstart=no --toggle-collect='crs::run' \
-        --callgrind-out-file="$out" "$bin" --scenario "$s" --iters "$iters" --quiet 2>/dev/null
+    valgrind --tool=callgrind --collect-atstart=no --toggle-collect='crs::run' --toggle-collect='crs::run_reused' \
+        --callgrind-out-file="$out" "$bin" --scenario "$s" --iters "$iters" --quiet "${reuse[@]}" 2>/dev/null
     ir="$(total_ir "$out")"
     printf '  %-8s %14s   (callgrind_annotate %s)\n' "$s" "$(printf "%'d" $((ir / iters)))" "$out"
 done

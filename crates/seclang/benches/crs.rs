@@ -14,7 +14,10 @@
 //! used by `scripts/bench-waf-engine.sh` under callgrind), `--secs S`
 //! (time per scenario, default 3), `--quiet` (no table, for profilers),
 //! `--literals` (list the PL1 request `@rx` rules the literal prefilter
-//! cannot skip, because no required literal could be extracted).
+//! cannot skip, because no required literal could be extracted), `--reuse`
+//! (with `--iters`: run in one reused transaction, `Transaction::reset`).
+//! The table shows each scenario twice: in a new transaction each time, and
+//! (`+reset`) in one transaction reused with `Transaction::reset`.
 //!
 //! Allocations are counted by `stats_alloc`'s instrumented system
 //! allocator: the workspace forbids `unsafe`, so the bench cannot implement
@@ -260,9 +263,24 @@ fn run(rs: &Arc<Ruleset>, s: &Scenario, input: &TransactionInput) -> Transaction
     exchange(rs, s, input)
 }
 
-/// One full exchange, phases 1 to 5; returns the transaction for checks.
+/// One full exchange, phases 1 to 5, in a new transaction; returns it for
+/// checks.
 fn exchange(rs: &Arc<Ruleset>, s: &Scenario, input: &TransactionInput) -> Transaction {
     let mut tx = rs.transaction(input.clone());
+    feed(&mut tx, s);
+    tx
+}
+
+/// One measured exchange in a reused transaction ([`Transaction::reset`]:
+/// what a server keeping one transaction per worker does).
+#[inline(never)]
+fn run_reused(tx: &mut Transaction, s: &Scenario, input: &TransactionInput) {
+    tx.reset(input.clone());
+    feed(tx, s);
+}
+
+/// Feeds the scenario's request and a 200 response through phases 1 to 5.
+fn feed(tx: &mut Transaction, s: &Scenario) {
     tx.request_line(s.method, s.uri, "HTTP/1.1");
     for (k, v) in BROWSER_HEADERS {
         tx.request_header(k, v);
@@ -276,15 +294,15 @@ fn exchange(rs: &Arc<Ruleset>, s: &Scenario, input: &TransactionInput) -> Transa
     }
     if tx.process_request_headers().is_some() {
         tx.process_logging();
-        return tx;
+        return;
     }
     if !s.body.is_empty() && tx.append_request_body(s.body.as_bytes()).is_some() {
         tx.process_logging();
-        return tx;
+        return;
     }
     if tx.process_request_body().is_some() {
         tx.process_logging();
-        return tx;
+        return;
     }
     tx.response_status(200, "HTTP/1.1");
     tx.response_header("Date", "Sat, 23 Nov 2024 13:00:00 GMT");
@@ -295,14 +313,13 @@ fn exchange(rs: &Arc<Ruleset>, s: &Scenario, input: &TransactionInput) -> Transa
     tx.response_header("X-Content-Type-Options", "nosniff");
     if tx.process_response_headers().is_some() {
         tx.process_logging();
-        return tx;
+        return;
     }
     if tx.wants_response_body() {
         tx.append_response_body(RESPONSE_BODY.as_bytes());
     }
     tx.process_response_body();
     tx.process_logging();
-    tx
 }
 
 fn anomaly_score(tx: &Transaction) -> i64 {
@@ -362,12 +379,13 @@ struct Measured {
     bytes: f64,
 }
 
-fn measure(rs: &Arc<Ruleset>, s: &Scenario, input: &TransactionInput, secs: f64) -> Measured {
+/// Times `one` (one whole exchange) and counts its allocations.
+fn measure(one: &mut dyn FnMut(), secs: f64) -> Measured {
     // Allocations: deterministic, so a few transactions suffice.
     const ALLOC_SAMPLE: usize = 20;
     let region = Region::new(GLOBAL);
     for _ in 0..ALLOC_SAMPLE {
-        drop(std::hint::black_box(run(rs, s, input)));
+        one();
     }
     let st = region.change();
     let n = ALLOC_SAMPLE as f64;
@@ -381,7 +399,7 @@ fn measure(rs: &Arc<Ruleset>, s: &Scenario, input: &TransactionInput, secs: f64)
     loop {
         let t = Instant::now();
         for _ in 0..batch {
-            drop(std::hint::black_box(run(rs, s, input)));
+            one();
         }
         if t.elapsed() >= batch_time / 4 || batch >= 1 << 24 {
             let per = t.elapsed().as_secs_f64() / batch as f64;
@@ -399,7 +417,7 @@ fn measure(rs: &Arc<Ruleset>, s: &Scenario, input: &TransactionInput, secs: f64)
         let cpu = thread_cpu_ns();
         let t = Instant::now();
         for _ in 0..batch {
-            drop(std::hint::black_box(run(rs, s, input)));
+            one();
         }
         rates.push(t.elapsed().as_secs_f64() / batch as f64);
         if let (Some(a), Some(b)) = (cpu, thread_cpu_ns()) {
@@ -471,6 +489,7 @@ struct Options {
     secs: f64,
     quiet: bool,
     literals: bool,
+    reuse: bool,
 }
 
 fn options() -> Result<Options, String> {
@@ -480,6 +499,7 @@ fn options() -> Result<Options, String> {
         secs: 3.0,
         quiet: false,
         literals: false,
+        reuse: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -497,6 +517,7 @@ fn options() -> Result<Options, String> {
             }
             "--quiet" => o.quiet = true,
             "--literals" => o.literals = true,
+            "--reuse" => o.reuse = true,
             // `cargo bench` passes `--bench`; libtest-style filters are ignored.
             _ => {}
         }
@@ -562,8 +583,15 @@ fn main() {
             drop(std::hint::black_box(exchange(&rs, s, &input)));
         }
         for s in &list {
-            for _ in 0..n {
-                drop(std::hint::black_box(run(&rs, s, &input)));
+            if opts.reuse {
+                let mut tx = exchange(&rs, s, &input);
+                for _ in 0..n {
+                    run_reused(&mut tx, s, &input);
+                }
+            } else {
+                for _ in 0..n {
+                    drop(std::hint::black_box(run(&rs, s, &input)));
+                }
             }
         }
         if !opts.quiet {
@@ -579,15 +607,27 @@ fn main() {
         if !ok {
             warnings += 1;
         }
-        let m = measure(&rs, s, &input, opts.secs);
-        rows.push((s, verdict, m));
+        let fresh = measure(
+            &mut || drop(std::hint::black_box(run(&rs, s, &input))),
+            opts.secs,
+        );
+        rows.push((s.name.to_string(), s, verdict.clone(), fresh));
+        let mut tx = exchange(&rs, s, &input);
+        let reused = measure(
+            &mut || {
+                run_reused(&mut tx, s, &input);
+                std::hint::black_box(&tx);
+            },
+            opts.secs,
+        );
+        rows.push((format!("{}+reset", s.name), s, verdict, reused));
     }
     if opts.quiet {
         return;
     }
     println!();
     println!(
-        "| {:<8} | {:>6} | {:>9} | {:>10} | {:>11} | {:>9} | {:>11} | {:<26} |",
+        "| {:<12} | {:>6} | {:>9} | {:>10} | {:>11} | {:>9} | {:>11} | {:<26} |",
         "scenario",
         "body B",
         "tx/s",
@@ -598,13 +638,13 @@ fn main() {
         "result"
     );
     println!(
-        "|{:-<10}|{:->8}|{:->11}|{:->12}|{:->13}|{:->11}|{:->13}|{:-<28}|",
+        "|{:-<14}|{:->8}|{:->11}|{:->12}|{:->13}|{:->11}|{:->13}|{:-<28}|",
         "", "", "", "", "", "", "", ""
     );
-    for (s, verdict, m) in &rows {
+    for (name, s, verdict, m) in &rows {
         println!(
-            "| {:<8} | {:>6} | {:>9.0} | {:>10} | {:>11.1} | {:>9.0} | {:>11.1} | {:<26} |",
-            s.name,
+            "| {:<12} | {:>6} | {:>9.0} | {:>10} | {:>11.1} | {:>9.0} | {:>11.1} | {:<26} |",
+            name,
             s.body.len(),
             m.per_sec,
             m.cpu_micros
@@ -626,6 +666,10 @@ fn main() {
             u
         });
     }
+    println!(
+        "  +reset: the same exchange in one reused Transaction (Transaction::reset), \
+         as a server keeping one per worker does"
+    );
     println!(
         "  tx/s = 1 / CPU time per transaction on one thread (wall time where CPU time is \
          unavailable); medians of timed batches"

@@ -178,7 +178,8 @@ pub struct Request<'a> {
     pub method: Cow<'a, str>,
     pub uri: Cow<'a, str>,
     pub protocol: Cow<'a, str>,
-    pub headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// Raw bytes: header values need not be UTF-8.
+    pub headers: Vec<(&'a [u8], &'a [u8])>,
     pub body: &'a [u8],
 }
 
@@ -219,7 +220,7 @@ pub fn split_request(data: &[u8]) -> Request<'_> {
                 None => (l, &[][..]),
             };
             let v = v.strip_prefix(b" ").unwrap_or(v);
-            (String::from_utf8_lossy(n), String::from_utf8_lossy(v))
+            (n, v)
         })
         .collect();
     Request {
@@ -253,8 +254,8 @@ pub fn exchange(rs: &Arc<Ruleset>, req: &Request<'_>) -> Transaction {
         env: Vec::new(),
     });
     tx.request_line(&req.method, &req.uri, &req.protocol);
-    for (n, v) in &req.headers {
-        tx.request_header(n.as_bytes(), v.as_bytes());
+    for &(n, v) in &req.headers {
+        tx.request_header(n, v);
     }
     let stopped = tx.process_request_headers().is_some()
         || (!req.body.is_empty() && tx.append_request_body(req.body).is_some())
