@@ -15,7 +15,7 @@ use ftw::{load, run_in_process, Filter};
 
 /// Fewest passing tests accepted (out of 5,082, with the in-process
 /// overrides applied). Raise it, never lower it.
-const PASS_FLOOR: usize = 5075;
+const PASS_FLOOR: usize = 5082;
 
 fn shared() -> PathBuf {
     std::env::var_os("PALISADE_SHARED")

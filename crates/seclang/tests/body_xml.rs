@@ -262,3 +262,22 @@ fn one_huge_tag_then_many_small_ones_stays_linear() {
     assert_eq!(d.attributes.len(), 150_000);
     assert!(start.elapsed() < std::time::Duration::from_secs(20));
 }
+
+/// XML 1.0 §3.3.3: a literal line break in an attribute value is a space,
+/// a character reference to one is the character itself. CRS 921120 and
+/// 932300-932321 rely on seeing the smuggled CR LF.
+#[test]
+fn attribute_value_normalisation_keeps_character_references() {
+    let doc = seclang::body::xml::parse(
+        b"<a probe=\"&#13;&#10;MAIL FROM:&lt;a@b.com&gt;\" lit=\"x\r\ny\ttab\"/>",
+        &seclang::body::BodyLimits::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        doc.attributes,
+        vec![
+            (b"probe".to_vec(), b"\r\nMAIL FROM:<a@b.com>".to_vec()),
+            (b"lit".to_vec(), b"x  y tab".to_vec()),
+        ]
+    );
+}

@@ -33,7 +33,8 @@ pub struct XmlDoc {
     /// dropped, in document order.
     pub texts: Vec<Vec<u8>>,
     /// `XML://@*`: (attribute name, value) in document order; values have
-    /// entities decoded and TAB/CR/LF normalised to spaces.
+    /// literal TAB/CR/LF normalised to spaces, then entities decoded (so
+    /// `&#13;&#10;` stays CR LF, as XML 1.0 §3.3.3 says).
     pub attributes: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -401,13 +402,27 @@ impl<'a> Parser<'a> {
             if raw.contains(&b'<') {
                 return self.err("'<' in attribute value");
             }
+            // XML 1.0 §3.3.3: literal TAB/CR/LF become spaces, but a
+            // character reference (`&#13;&#10;`) keeps the character it
+            // names, so normalise before decoding. CRS 921120/932300-321
+            // look for exactly such smuggled CR LF in attribute values.
+            let normalised: std::borrow::Cow<'_, [u8]> =
+                if raw.iter().any(|c| matches!(c, b'\t' | b'\n' | b'\r')) {
+                    raw.iter()
+                        .map(|&c| {
+                            if matches!(c, b'\t' | b'\n' | b'\r') {
+                                b' '
+                            } else {
+                                c
+                            }
+                        })
+                        .collect::<Vec<u8>>()
+                        .into()
+                } else {
+                    raw.into()
+                };
             let mut value = Vec::with_capacity(raw.len());
-            self.decode_into(raw, start, &mut value)?;
-            for c in &mut value {
-                if matches!(*c, b'\t' | b'\n' | b'\r') {
-                    *c = b' ';
-                }
-            }
+            self.decode_into(&normalised, start, &mut value)?;
             self.pos = start + len + 1;
             if !seen.insert(name) {
                 return self.err("duplicate attribute");
