@@ -126,7 +126,7 @@ impl InProcess {
             env: Vec::new(),
         });
         let uri = lossy(&req.uri);
-        tx.request_line(&lossy(&req.method), &uri, &lossy(&req.version));
+        tx.request_line(&req.method, &req.uri, &req.version);
         for (n, v) in &req.headers {
             tx.request_header(n, v);
         }

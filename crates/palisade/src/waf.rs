@@ -253,7 +253,7 @@ pub fn eval(rules: &[PathBuf], request: &Path, response: Option<&Path>) -> Resul
         unix_time_micros: now,
         env: Vec::new(),
     });
-    tx.request_line(&lossy(&req.method), &lossy(&req.uri), &lossy(&req.version));
+    tx.request_line(&req.method, &req.uri, &req.version);
     for (n, v) in &req.headers {
         tx.request_header(n, v);
     }

@@ -253,7 +253,11 @@ pub fn exchange(rs: &Arc<Ruleset>, req: &Request<'_>) -> Transaction {
         unix_time_micros: 1_700_000_000_000_000,
         env: Vec::new(),
     });
-    tx.request_line(&req.method, &req.uri, &req.protocol);
+    tx.request_line(
+        req.method.as_bytes(),
+        req.uri.as_bytes(),
+        req.protocol.as_bytes(),
+    );
     for &(n, v) in &req.headers {
         tx.request_header(n, v);
     }

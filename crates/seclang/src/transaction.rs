@@ -353,21 +353,35 @@ impl Transaction {
     // ----- feeding the request -------------------------------------------------
 
     /// The request line: method, URI as sent (origin or absolute form), and
-    /// protocol (`HTTP/1.1`).
-    pub fn request_line(&mut self, method: &str, uri: &str, protocol: &str) {
+    /// protocol (`HTTP/1.1`). Bytes, like headers: a raw byte >= 0x80 or
+    /// invalid UTF-8 in the target is inspected as sent (a lossy conversion
+    /// would hide it from `@validateUtf8Encoding` and `@validateByteRange`).
+    pub fn request_line(
+        &mut self,
+        method: impl AsRef<[u8]>,
+        uri: impl AsRef<[u8]>,
+        protocol: impl AsRef<[u8]>,
+    ) {
+        let (method, uri, protocol) = (method.as_ref(), uri.as_ref(), protocol.as_ref());
         self.data_dirty = true;
         let limit = self.arguments_limit();
         let d = &mut self.data;
         d.set_scalar(Var::RequestMethod, method);
         d.set_scalar(Var::RequestProtocol, protocol);
-        d.set_scalar(Var::RequestLine, format!("{method} {uri} {protocol}"));
+        let mut line = Vec::with_capacity(method.len() + uri.len() + protocol.len() + 2);
+        line.extend_from_slice(method);
+        line.push(b' ');
+        line.extend_from_slice(uri);
+        line.push(b' ');
+        line.extend_from_slice(protocol);
+        d.set_scalar(Var::RequestLine, line);
         d.set_scalar(Var::RequestUriRaw, uri);
-        let no_fragment = uri.split('#').next().unwrap_or("");
-        let (path_raw, query) = match no_fragment.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
+        let no_fragment = &uri[..memchr::memchr(b'#', uri).unwrap_or(uri.len())];
+        let (path_raw, query) = match memchr::memchr(b'?', no_fragment) {
+            Some(i) => (&no_fragment[..i], Some(&no_fragment[i + 1..])),
             None => (no_fragment, None),
         };
-        let path = uri_decode(path_raw.as_bytes(), false).into_owned();
+        let path = uri_decode(path_raw, false).into_owned();
         if let Some(pos) = path.iter().rposition(|&b| b == b'/' || b == b'\\') {
             if pos + 1 < path.len() {
                 d.set_scalar(Var::RequestBasename, &path[pos + 1..]);
@@ -377,7 +391,7 @@ impl Transaction {
         }
         d.set_scalar(Var::RequestFilename, path.clone());
         d.set_scalar(Var::PathInfo, path);
-        let decoded = uri_decode(no_fragment.as_bytes(), false).into_owned();
+        let decoded = uri_decode(no_fragment, false).into_owned();
         // REQUEST_URI never holds scheme and host, even for absolute-form requests.
         let request_uri = match decoded.first() {
             Some(b'/') | None => decoded,
@@ -392,7 +406,7 @@ impl Transaction {
         d.set_scalar(Var::RequestUri, request_uri);
         if let Some(q) = query {
             d.set_scalar(Var::QueryString, q);
-            let parsed = body::urlencoded::parse(q.as_bytes(), b'&', limit);
+            let parsed = body::urlencoded::parse(q, b'&', limit);
             d.coll_mut(Var::ArgsGet).entries.extend(parsed.args);
             if parsed.invalid_encoding {
                 d.set_scalar(Var::UrlencodedError, "1");

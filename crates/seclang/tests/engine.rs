@@ -649,7 +649,7 @@ SecRule REQUEST_HEADERS:Content-Type "@rx json" "id:4,phase:1,pass,nolog,ctl:req
     );
     let query: String = (0..5000).map(|i| format!("a{i}=%00%ff&")).collect();
     let mut tx = rs.transaction(input());
-    tx.request_line("POST", &format!("/?{query}"), "HTTP/1.1");
+    tx.request_line("POST", format!("/?{query}"), "HTTP/1.1");
     tx.request_header("X-Bin", b"\x00\xff".as_slice());
     tx.request_header("Content-Type", "application/json");
     assert!(tx.process_request_headers().is_none());
@@ -743,4 +743,27 @@ SecRule REQUEST_BODY "@contains clonetransformer" "id:944120,phase:2,deny"
     assert_eq!(ids(&tx), vec![200000]);
     let mut tx = post(&rs, "application/octet-stream", b"clonetransformer");
     assert_eq!(tx.process_request_body().map(|i| i.rule_id), Some(944120));
+}
+
+/// A raw invalid UTF-8 byte in the request target reaches the rules as
+/// sent: a lossy conversion would turn it into valid U+FFFD and hide it
+/// from @validateUtf8Encoding (an evasion of CRS 920250-style checks).
+#[test]
+fn raw_request_target_bytes_are_inspected_as_sent() {
+    let rs =
+        rules(r#"SecRule REQUEST_URI_RAW "@validateUtf8Encoding" "id:30,phase:1,deny,status:400""#);
+    let mut tx = rs.transaction(input());
+    tx.request_line(&b"GET"[..], &b"/caf\xe9?x=1"[..], &b"HTTP/1.1"[..]);
+    let i = tx
+        .process_request_headers()
+        .expect("invalid UTF-8 must be seen");
+    assert_eq!(i.rule_id, 30);
+    assert_eq!(
+        tx.variable("REQUEST_FILENAME", None).as_deref(),
+        Some(&b"/caf\xe9"[..])
+    );
+    assert_eq!(
+        tx.variable("QUERY_STRING", None).as_deref(),
+        Some(&b"x=1"[..])
+    );
 }
