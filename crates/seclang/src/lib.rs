@@ -36,6 +36,7 @@ pub mod macros;
 pub mod operators;
 pub mod parser;
 pub mod ruleset;
+pub mod store;
 mod tcache;
 pub mod transaction;
 pub mod transformations;
@@ -49,6 +50,7 @@ pub use loader::FsLoader;
 pub use macros::{MacroResolver, MacroString};
 pub use parser::ast::LimitAction;
 pub use ruleset::{Config, Rule, Ruleset, RulesetBuilder};
+pub use store::{CollectionStore, MemoryStore};
 pub use transaction::{
     Intervention, InterventionAction, MatchedRule, Transaction, TransactionInput,
 };

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::actions::ctl::EngineMode;
-use crate::actions::data::stoi;
+use crate::actions::data::{stoi, ExpireVar, InitCol};
 use crate::actions::{Action, AllowScope, Ctl, Disruptive, SetVar, SetVarOp};
 use crate::body::{self, BodyLimits, Processor};
 use crate::body_glue;
@@ -29,8 +29,9 @@ use crate::macros::MacroString;
 use crate::operators::OperatorContext;
 use crate::parser::ast::LimitAction;
 use crate::ruleset::{Entry, Rule, Ruleset};
+use crate::store::CollectionStore;
 use crate::tcache::{apply_uncached, TCache};
-use crate::variables::data::{map_index, Data, Item, Resolver, Scratch};
+use crate::variables::data::{map_index, Data, Item, Resolver, Scratch, MAPS};
 use crate::variables::{Target, Var};
 
 /// Most `MATCHED_VARS` entries kept per transaction (bounds memory when a
@@ -224,6 +225,13 @@ pub struct Transaction {
     value_buf: Vec<u8>,
     name_buf: Vec<u8>,
     setvar_buf: Vec<u8>,
+    /// Where `initcol` loads and the logging phase saves persistent
+    /// collections; `None`: they live for this transaction only.
+    store: Option<Arc<dyn CollectionStore>>,
+    /// Records opened by `initcol`: (collection index in MAPS, record key).
+    persisted: Vec<(usize, Vec<u8>)>,
+    /// `expirevar` deadlines: (collection index, variable, unix seconds).
+    expiries: Vec<(usize, Vec<u8>, i64)>,
 }
 
 impl Ruleset {
@@ -310,6 +318,9 @@ impl Transaction {
             value_buf: Vec::new(),
             name_buf: Vec::new(),
             setvar_buf: Vec::new(),
+            store: None,
+            persisted: Vec::new(),
+            expiries: Vec::new(),
         }
     }
 
@@ -338,6 +349,7 @@ impl Transaction {
             std::mem::take(&mut self.setvar_buf),
         );
         let mut fresh = Transaction::new(self.rs.clone(), input);
+        fresh.store = self.store.take();
         fresh.tcache = tcache;
         fresh.scratch = scratch;
         fresh.matched = matched;
@@ -695,7 +707,14 @@ impl Transaction {
             let _ = self.process_response_body();
         }
         self.run_phase(5);
+        self.persist_collections();
         None
+    }
+
+    /// Gives the transaction a store for persistent collections (`initcol`,
+    /// `expirevar`); kept across [`Transaction::reset`].
+    pub fn set_store(&mut self, store: Arc<dyn CollectionStore>) {
+        self.store = Some(store);
     }
 
     /// Tells the transaction the current time (for DURATION).
@@ -1149,6 +1168,16 @@ impl Transaction {
         if let Some(old) = self.data.matched_var.replace(value) {
             self.value_buf = old;
         }
+        // `initcol` must load the record before this rule's setvars change
+        // it (`initcol:ip=…,setvar:ip.hits=+1`); it is idempotent, so its
+        // later run with the other after-match actions is a no-op.
+        if self.store.is_some() && !link.setvars.is_empty() {
+            for action in &link.after_match {
+                if let Action::InitCol(ic) = action {
+                    self.initcol(starter, ic);
+                }
+            }
+        }
         for sv in &link.setvars {
             self.setvar(starter, sv);
         }
@@ -1200,6 +1229,83 @@ impl Transaction {
         self.setvar_buf = buf;
     }
 
+    /// `initcol:ip=%{REMOTE_ADDR}`: loads the record from the store (once
+    /// per collection and transaction, as ModSecurity does).
+    fn initcol(&mut self, rule: &Rule, ic: &InitCol) {
+        let Some(mi) = map_index(ic.collection) else {
+            return;
+        };
+        if mi == 0 || self.persisted.iter().any(|(m, _)| *m == mi) {
+            return;
+        }
+        let key = ic
+            .key
+            .expand(&Resolver {
+                data: &self.data,
+                rule: Some(rule),
+            })
+            .into_owned();
+        if let Some(store) = &self.store {
+            let now = self.data.now_micros.div_euclid(1_000_000);
+            for (name, value, expires) in store.load(ic.collection.name(), &key, now) {
+                let map = &mut self.data.maps[mi];
+                if map.len() < MAX_COLLECTION_ENTRIES {
+                    if let Some(at) = expires {
+                        self.expiries.push((mi, name.clone(), at));
+                    }
+                    map.insert(name, value);
+                }
+            }
+        }
+        self.persisted.push((mi, key));
+    }
+
+    /// `expirevar:ip.hits=60`: the variable disappears 60 s from now.
+    fn expirevar(&mut self, rule: &Rule, ev: &ExpireVar) {
+        let Some(mi) = map_index(ev.collection) else {
+            return;
+        };
+        let resolver = Resolver {
+            data: &self.data,
+            rule: Some(rule),
+        };
+        let name = ev.key.expand(&resolver).to_ascii_lowercase();
+        let secs = stoi(&ev.seconds.expand(&resolver));
+        let at = self
+            .data
+            .now_micros
+            .div_euclid(1_000_000)
+            .saturating_add(secs);
+        self.expiries.retain(|(m, n, _)| !(*m == mi && *n == name));
+        if self.expiries.len() < MAX_COLLECTION_ENTRIES {
+            self.expiries.push((mi, name, at));
+        }
+    }
+
+    /// Saves every record `initcol` opened (end of the logging phase).
+    fn persist_collections(&mut self) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let now = self.data.now_micros.div_euclid(1_000_000);
+        let timeout = i64::try_from(self.rs.config.collection_timeout).unwrap_or(i64::MAX);
+        for (mi, key) in std::mem::take(&mut self.persisted) {
+            let vars = self.data.maps[mi]
+                .iter()
+                .map(|(name, value)| {
+                    let expires = self
+                        .expiries
+                        .iter()
+                        .find(|(m, n, _)| *m == mi && n == name)
+                        .map(|(_, _, at)| *at);
+                    (name.clone(), value.clone(), expires)
+                })
+                .filter(|(_, _, expires)| expires.is_none_or(|at| at > now))
+                .collect();
+            store.save(MAPS[mi].name(), &key, vars, now, timeout);
+        }
+    }
+
     fn run_action(&mut self, rule: &Rule, action: &Action) {
         match action {
             Action::SetVar(sv) => self.setvar(rule, sv),
@@ -1216,10 +1322,8 @@ impl Transaction {
                     self.data.env.insert(name, value);
                 }
             }
-            // Collections live only as long as the transaction: initcol
-            // makes them usable (they always are) and expirevar has nothing
-            // to expire before the transaction ends.
-            Action::InitCol(_) | Action::ExpireVar(_) => {}
+            Action::InitCol(ic) => self.initcol(rule, ic),
+            Action::ExpireVar(ev) => self.expirevar(rule, ev),
             Action::Ctl(ctl) => self.ctl(ctl),
             _ => {}
         }

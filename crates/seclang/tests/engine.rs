@@ -767,3 +767,56 @@ fn raw_request_target_bytes_are_inspected_as_sent() {
         Some(&b"x=1"[..])
     );
 }
+
+/// `initcol` + `setvar` + `expirevar` keep per-client state across
+/// transactions through the caller's store: a simple rate rule blocks the
+/// third request from one address within a minute, not another address,
+/// and forgets after the variable expires.
+#[test]
+fn persistent_ip_collection_counts_across_transactions_and_expires() {
+    let rs = rules(
+        r#"SecAction "id:1,phase:1,nolog,pass,initcol:ip=%{REMOTE_ADDR},setvar:ip.hits=+1,expirevar:ip.hits=60"
+SecRule IP:hits "@gt 2" "id:2,phase:1,deny,status:429,msg:'%{ip.hits} requests'""#,
+    );
+    let store: Arc<dyn seclang::CollectionStore> = Arc::new(seclang::MemoryStore::new());
+    let request = |ip: &str, at_secs: i64| {
+        let mut tx = rs.transaction(TransactionInput {
+            client_ip: ip.into(),
+            unix_time_micros: at_secs * 1_000_000,
+            ..input()
+        });
+        tx.set_store(store.clone());
+        tx.request_line("GET", "/", "HTTP/1.1");
+        let decided = tx.process_request_headers().map(|i| (i.status, i.message));
+        tx.process_logging();
+        decided
+    };
+    let t0 = 1_700_000_000;
+    assert_eq!(request("192.0.2.1", t0), None);
+    assert_eq!(request("192.0.2.1", t0 + 1), None);
+    assert_eq!(
+        request("192.0.2.9", t0 + 1),
+        None,
+        "another client has its own record"
+    );
+    assert_eq!(
+        request("192.0.2.1", t0 + 2),
+        Some((429, "3 requests".into()))
+    );
+    // 60 s after the last write the counter has expired: back to 1.
+    assert_eq!(request("192.0.2.1", t0 + 63), None);
+}
+
+/// Without a store, collections live for one transaction only.
+#[test]
+fn without_a_store_collections_do_not_persist() {
+    let rs = rules(
+        r#"SecAction "id:1,phase:1,nolog,pass,initcol:ip=%{REMOTE_ADDR},setvar:ip.hits=+1"
+SecRule IP:hits "@gt 1" "id:2,phase:1,deny,status:429""#,
+    );
+    for _ in 0..3 {
+        let mut tx = get(&rs, "/", &[]);
+        assert!(tx.process_request_headers().is_none());
+        tx.process_logging();
+    }
+}

@@ -14,9 +14,11 @@
 //!   chain fails (ModSecurity v3 runs setvar "independent of the chained
 //!   rule result").
 //!
-//! Persistent collections (`IP`, `GLOBAL`, …) live only for the transaction:
-//! the engine has no storage. `initcol` is accepted and makes the collection
-//! usable; `expirevar` is accepted and has no effect within a transaction.
+//! Persistent collections (`IP`, `GLOBAL`, …): `initcol` loads the record
+//! from the transaction's [`CollectionStore`](crate::CollectionStore) (before
+//! the rule's setvars run), `expirevar` gives a variable a deadline, and the
+//! logging phase saves the record. Without a store they live for the
+//! transaction only.
 
 use super::{need, Action};
 use crate::macros::MacroString;
@@ -48,7 +50,7 @@ pub struct SetVar {
     pub op: SetVarOp,
 }
 
-/// A parsed `expirevar` (accepted; no effect within one transaction).
+/// A parsed `expirevar`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExpireVar {
     /// The collection.
