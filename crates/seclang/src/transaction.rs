@@ -241,6 +241,20 @@ impl Ruleset {
     }
 }
 
+/// Appends `chunk` to a body buffer kept within `limit` bytes; returns true
+/// (and marks the body truncated) when part of the chunk did not fit.
+fn buffer_within_limit(buf: &mut Vec<u8>, truncated: &mut bool, chunk: &[u8], limit: u64) -> bool {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let room = limit.saturating_sub(buf.len());
+    if chunk.len() > room {
+        buf.extend_from_slice(&chunk[..room]);
+        *truncated = true;
+        return true;
+    }
+    buf.extend_from_slice(chunk);
+    false
+}
+
 fn uri_decode(input: &[u8], plus_as_space: bool) -> Cow<'_, [u8]> {
     if !input
         .iter()
@@ -488,29 +502,19 @@ impl Transaction {
         if !self.request_body_access {
             return None;
         }
-        let limit = usize::try_from(self.rs.config.request_body_limit).unwrap_or(usize::MAX);
-        let room = limit.saturating_sub(self.request_body.len());
-        if chunk.len() > room {
-            self.request_body.extend_from_slice(&chunk[..room]);
-            self.request_body_truncated = true;
-            if self.rs.config.request_body_limit_action == LimitAction::Reject
-                && self.engine == EngineMode::On
-            {
-                let i = Intervention {
-                    status: 413,
-                    rule_id: 0,
-                    message: "Request body is larger than SecRequestBodyLimit".into(),
-                    redirect_url: None,
-                    action: InterventionAction::Deny,
-                    phase: 2,
-                };
-                self.intervention = Some(i.clone());
-                return Some(i);
-            }
-            return None;
-        }
-        self.request_body.extend_from_slice(chunk);
-        None
+        let overflow = buffer_within_limit(
+            &mut self.request_body,
+            &mut self.request_body_truncated,
+            chunk,
+            self.rs.config.request_body_limit,
+        );
+        let reject = self.rs.config.request_body_limit_action == LimitAction::Reject;
+        self.limit_intervention(
+            overflow && reject,
+            413,
+            "Request body is larger than SecRequestBodyLimit",
+            2,
+        )
     }
 
     /// Runs the body processor, then phase 2.
@@ -656,29 +660,43 @@ impl Transaction {
         if self.intervention.is_some() || !self.wants_response_body() {
             return None;
         }
-        let limit = usize::try_from(self.rs.config.response_body_limit).unwrap_or(usize::MAX);
-        let room = limit.saturating_sub(self.response_body.len());
-        if chunk.len() > room {
-            self.response_body.extend_from_slice(&chunk[..room]);
-            self.response_body_truncated = true;
-            if self.rs.config.response_body_limit_action == LimitAction::Reject
-                && self.engine == EngineMode::On
-            {
-                let i = Intervention {
-                    status: 500,
-                    rule_id: 0,
-                    message: "Response body is larger than SecResponseBodyLimit".into(),
-                    redirect_url: None,
-                    action: InterventionAction::Deny,
-                    phase: 4,
-                };
-                self.intervention = Some(i.clone());
-                return Some(i);
-            }
+        let overflow = buffer_within_limit(
+            &mut self.response_body,
+            &mut self.response_body_truncated,
+            chunk,
+            self.rs.config.response_body_limit,
+        );
+        let reject = self.rs.config.response_body_limit_action == LimitAction::Reject;
+        self.limit_intervention(
+            overflow && reject,
+            500,
+            "Response body is larger than SecResponseBodyLimit",
+            4,
+        )
+    }
+
+    /// The intervention for a body over its limit with `Reject` (only when
+    /// the engine is On: DetectionOnly never interrupts).
+    fn limit_intervention(
+        &mut self,
+        rejected: bool,
+        status: u16,
+        message: &str,
+        phase: u8,
+    ) -> Option<Intervention> {
+        if !rejected || self.engine != EngineMode::On {
             return None;
         }
-        self.response_body.extend_from_slice(chunk);
-        None
+        let i = Intervention {
+            status,
+            rule_id: 0,
+            message: message.into(),
+            redirect_url: None,
+            action: InterventionAction::Deny,
+            phase,
+        };
+        self.intervention = Some(i.clone());
+        Some(i)
     }
 
     /// Runs phase 4 (and earlier phases not yet run).
