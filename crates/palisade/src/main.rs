@@ -13,6 +13,7 @@ use gateway::config::{self, Config, EMBEDDED_DEFAULT, EMBEDDED_NAME};
 use gateway::demo::{spawn_echo, EchoOptions};
 use gateway::Gateway;
 
+mod rules_cmd;
 mod waf;
 
 // The proxy allocates small, short-lived objects per request (header maps,
@@ -78,6 +79,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: WafCmd,
     },
+    /// Manage the OWASP CRS: install a release, show what is found.
+    Crs {
+        #[command(subcommand)]
+        cmd: rules_cmd::CrsCmd,
+    },
     /// Tools for tests.
     #[command(hide = true)]
     Testing {
@@ -101,6 +107,8 @@ enum WafCmd {
         #[arg(long)]
         response: Option<PathBuf>,
     },
+    /// List the loaded rules: id, phase, file:line, tags, msg.
+    Rules(rules_cmd::RulesArgs),
     /// Parse and compile rule files; report every problem found.
     Lint {
         /// Rule files or directories of *.conf files, loaded in order.
@@ -154,6 +162,7 @@ fn main() -> ExitCode {
         }
         Cmd::CheckConfig { config } => check_config(&config),
         Cmd::Waf { cmd } => waf_cmd(cmd),
+        Cmd::Crs { cmd } => rules_cmd::crs_cmd(cmd),
         Cmd::Reload {
             config,
             pid_file,
@@ -224,6 +233,7 @@ fn waf_cmd(cmd: WafCmd) -> Result<(), Failure> {
             let text = serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?;
             print_stdout(&text)
         }
+        WafCmd::Rules(args) => rules_cmd::list(args),
         WafCmd::Lint { rules } => {
             let (directives, problems) = waf::lint(&rules).map_err(map)?;
             for p in &problems {
