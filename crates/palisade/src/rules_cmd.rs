@@ -273,6 +273,12 @@ pub fn crs_cmd(cmd: CrsCmd) -> Result<(), Failure> {
                 Some(how) => print_stdout(&format!("sha256 {} verified ({how})", done.sha256))?,
                 None => print_stdout(&format!("sha256 {} NOT verified", done.sha256))?,
             }
+            if let Some(v) = done.rules_version.as_ref().filter(|v| **v != done.version) {
+                eprintln!(
+                    "note: the archive's rules say OWASP_CRS/{v}, installed as version {}",
+                    done.version
+                );
+            }
             print_stdout(&format!(
                 "installed OWASP CRS {} in {} ({} rules); {} now points to it",
                 done.version,

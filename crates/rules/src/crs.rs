@@ -150,8 +150,8 @@ fn probe(dir: &Path, origin: Origin) -> Option<CrsInstall> {
     })
 }
 
-/// The CRS version of a directory, from `ver:'OWASP_CRS/X'` in its
-/// initialization rules or its setup file.
+/// The CRS version of a directory, from the `ver:'OWASP_CRS/X'` action
+/// in its initialization rules or its setup file.
 pub fn version_of(dir: &Path) -> Option<String> {
     let candidates = [
         dir.join("rules").join("REQUEST-901-INITIALIZATION.conf"),
@@ -160,12 +160,17 @@ pub fn version_of(dir: &Path) -> Option<String> {
     ];
     candidates.iter().find_map(|p| {
         let text = std::fs::read_to_string(p).ok()?;
-        let start = text.find("OWASP_CRS/")? + "OWASP_CRS/".len();
+        // The rules' own `ver:` action, not a version named in a comment.
+        const MARK: &str = "ver:'OWASP_CRS/";
+        let start = text.find(MARK)? + MARK.len();
         let rest = &text[start..];
-        let end = rest
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'))
-            .unwrap_or(rest.len());
-        (end > 0).then(|| rest[..end].to_owned())
+        let end = rest.find('\'')?;
+        let v = &rest[..end];
+        let ok = !v.is_empty()
+            && v.len() <= MAX_VERSION_LEN
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        ok.then(|| v.to_owned())
     })
 }
 
@@ -199,6 +204,9 @@ pub struct Installed {
     pub verified_with: Option<String>,
     /// Rules in the installed CRS (compiled once to check it loads).
     pub rule_count: usize,
+    /// The version the rules themselves carry (`ver:'OWASP_CRS/…'`), which
+    /// may differ from `version` when `--from` names another release.
+    pub rules_version: Option<String>,
 }
 
 /// Downloads (or reads), verifies, unpacks and activates a CRS archive
@@ -262,6 +270,7 @@ pub async fn install(data_dir: &Path, opts: &InstallOptions) -> Result<Installed
     switch_current(&crs_dir, &version)?;
 
     Ok(Installed {
+        rules_version: version_of(&target),
         path: target,
         version,
         source,

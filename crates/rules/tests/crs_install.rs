@@ -137,6 +137,7 @@ async fn install_from_a_local_server_then_locate_and_load() {
         .unwrap();
     let version = fixture_version();
     assert_eq!(done.version, version);
+    assert_eq!(done.rules_version.as_deref(), Some(version.as_str()));
     assert_eq!(done.sha256, sha(&archive));
     assert_eq!(
         done.verified_with.as_deref(),
@@ -340,6 +341,17 @@ fn unpack_refuses_hostile_entries() {
         crs::unpack(b"not an archive", dir.path()),
         Err(Error::Archive(_))
     ));
+}
+
+#[test]
+fn version_comes_from_the_ver_action() {
+    let v = fixture_version();
+    assert!(v.starts_with("4.") && !v.ends_with('.'), "{v}");
+    let setup =
+        std::fs::read_to_string(common::shared().join("crs-v4/crs-setup.conf.example")).unwrap();
+    assert!(setup.contains(&format!("ver:'OWASP_CRS/{v}'")), "{v}");
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(crs::version_of(dir.path()), None);
 }
 
 #[test]
