@@ -1,0 +1,456 @@
+//! [`Store`]: the one handle shield and identity use, whatever the backend.
+//!
+//! The backend is an enum, not a trait object: `async fn` in traits is not
+//! object safe without boxing every call's future, the hot paths (ban check,
+//! in-memory rate limit) must not allocate, and the set of backends is closed
+//! (adding one = one variant + one match arm per operation). Tests run the
+//! same conformance suite against every variant.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use crate::bancache::BanCache;
+use crate::config::{BackendKind, FailMode, FailureConfig, MemoryConfig, StateConfig};
+use crate::error::{Error, Result};
+use crate::memory::MemoryBackend;
+use crate::types::{check_key, now_micros, Ban, IpPrefix, Micros, Quota, RateDecision};
+
+/// How often expired entries are purged from memory (and SQLite). Default
+/// 30 s: expired entries are invisible anyway; this only returns memory.
+pub const JANITOR_INTERVAL: Duration = Duration::from_secs(30);
+
+/// At most one failure log line per class per this interval. Default 10 s:
+/// a dead Redis under full traffic must not flood the log; the counters in
+/// [`StatsSnapshot`] still count every failure.
+pub const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Classes of operations, each with its own [`FailMode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code)] // the SQLite/Redis backends (next commits) use every class
+pub(crate) enum OpClass {
+    RateLimit = 0,
+    Counters = 1,
+    Sessions = 2,
+    BanWrites = 3,
+}
+
+impl OpClass {
+    fn name(self) -> &'static str {
+        match self {
+            OpClass::RateLimit => "rate_limit",
+            OpClass::Counters => "counters",
+            OpClass::Sessions => "sessions",
+            OpClass::BanWrites => "ban_writes",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    failures: [AtomicU64; 4],
+    last_log_us: [AtomicU64; 4],
+    open: AtomicU64,
+    closed: AtomicU64,
+    local: AtomicU64,
+}
+
+/// Counters for metrics: how often the backend failed and what the failure
+/// modes decided.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StatsSnapshot {
+    /// Backend failures (timeouts, disconnections, I/O) of rate-limit checks.
+    pub failures_rate_limit: u64,
+    /// … of jail counters.
+    pub failures_counters: u64,
+    /// … of key/value (session) operations.
+    pub failures_sessions: u64,
+    /// … of ban writes.
+    pub failures_ban_writes: u64,
+    /// Operations decided by `open` after a failure.
+    pub decided_open: u64,
+    /// Operations decided by `closed` after a failure.
+    pub decided_closed: u64,
+    /// Operations served by node-local memory after a failure.
+    pub decided_local: u64,
+    /// Entries evicted from full in-memory tables (a flood of distinct keys).
+    pub evictions: u64,
+    /// Entries in the in-memory tables.
+    pub memory_entries: usize,
+    /// Bans in the node-local ban cache.
+    pub bans: usize,
+    /// Redis (re)connections made.
+    pub redis_connects: u64,
+}
+
+pub(crate) enum Backend {
+    Memory,
+}
+
+pub(crate) struct Inner {
+    kind: BackendKind,
+    backend: Backend,
+    local: MemoryBackend,
+    pub(crate) bans: Arc<BanCache>,
+    failure: FailureConfig,
+    stats: Stats,
+}
+
+/// A handle on the state store; cheap to clone, shared by all tasks.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.inner.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// An in-memory store (nothing persisted or shared). Needs no runtime;
+    /// starts the janitor when called inside one.
+    pub fn memory(cfg: &MemoryConfig) -> Store {
+        let inner = Inner {
+            kind: BackendKind::Memory,
+            backend: Backend::Memory,
+            local: MemoryBackend::new(cfg),
+            bans: Arc::new(BanCache::default()),
+            failure: FailureConfig::default(),
+            stats: Stats::default(),
+        };
+        Store::start(inner)
+    }
+
+    /// Opens the configured backend: validates `cfg`, creates or migrates the
+    /// SQLite schema and loads its bans, or connects to Redis and syncs bans.
+    /// An unreachable Redis is not an error here: the store starts degraded
+    /// and reconnects in the background.
+    pub async fn open(cfg: &StateConfig) -> Result<Store> {
+        cfg.validate()?;
+        match cfg.backend {
+            BackendKind::Memory => {
+                let s = Store::memory(&cfg.memory);
+                Ok(s.with_failure(cfg.failure.clone()))
+            }
+            other => Err(Error::Config(format!("backend {other:?} is not available"))),
+        }
+    }
+
+    fn with_failure(self, failure: FailureConfig) -> Store {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.failure = failure;
+                Store::start(inner)
+            }
+            Err(inner) => Store { inner },
+        }
+    }
+
+    fn start(inner: Inner) -> Store {
+        let inner = Arc::new(inner);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&inner);
+            rt.spawn(janitor(weak));
+        }
+        Store { inner }
+    }
+
+    /// Which backend this store uses.
+    pub fn backend(&self) -> BackendKind {
+        self.inner.kind
+    }
+
+    // ---------------------------------------------------------------- rate limits
+
+    /// GCRA check-and-update for `key`: counts `cost` requests against
+    /// `quota` if they fit. Atomic per key on every backend (exact under
+    /// concurrency, also across Redis nodes).
+    pub async fn rate_limit(
+        &self,
+        key: &str,
+        quota: &Quota,
+        cost: u32,
+        now: Micros,
+    ) -> Result<RateDecision> {
+        check_key(key)?;
+        quota.validate(cost)?;
+        match &self.inner.backend {
+            Backend::Memory => self.inner.local.rate_limit(key, quota, cost, now),
+        }
+    }
+
+    #[allow(dead_code)]
+    fn rate_limit_fallback(
+        &self,
+        mode: FailMode,
+        key: &str,
+        quota: &Quota,
+        cost: u32,
+        now: Micros,
+    ) -> Result<RateDecision> {
+        let d = match mode {
+            FailMode::Open => RateDecision {
+                allowed: true,
+                limit: quota.burst,
+                remaining: quota.burst.saturating_sub(cost),
+                retry_after: Duration::ZERO,
+                reset_after: Duration::ZERO,
+                degraded: true,
+            },
+            FailMode::Closed => RateDecision {
+                allowed: false,
+                limit: quota.burst,
+                remaining: 0,
+                retry_after: Duration::from_secs(1),
+                reset_after: Duration::from_secs(1),
+                degraded: true,
+            },
+            FailMode::Local => RateDecision {
+                degraded: true,
+                ..self.inner.local.rate_limit(key, quota, cost, now)?
+            },
+        };
+        Ok(d)
+    }
+
+    // ---------------------------------------------------------------- counters
+
+    /// Increments the counter `key` and returns the new count. The counter
+    /// starts at the first increment and vanishes `window` later (a fixed
+    /// window, as fail2ban's `findtime`).
+    pub async fn incr(&self, key: &str, window: Duration, now: Micros) -> Result<u64> {
+        check_key(key)?;
+        match &self.inner.backend {
+            Backend::Memory => self.inner.local.incr(key, window, now),
+        }
+    }
+
+    /// Adds `member` (e.g. a request path) to the distinct-value set `key`
+    /// and returns how many distinct members it holds, saturating at
+    /// [`MAX_DISTINCT_MEMBERS`](crate::MAX_DISTINCT_MEMBERS). The set starts
+    /// with its first member and vanishes `window` later.
+    pub async fn add_distinct(
+        &self,
+        key: &str,
+        member: &[u8],
+        window: Duration,
+        now: Micros,
+    ) -> Result<u64> {
+        check_key(key)?;
+        match &self.inner.backend {
+            Backend::Memory => self.inner.local.add_distinct(key, member, window, now),
+        }
+    }
+
+    // ---------------------------------------------------------------- bans
+
+    /// The active ban covering `ip`, if any: answered from the node-local
+    /// cache, never from the network (well under a microsecond).
+    pub fn ban_check(&self, ip: IpAddr, now: Micros) -> Option<Arc<Ban>> {
+        self.inner.bans.check(ip, now)
+    }
+
+    /// The ban on exactly `target` in the local cache, active or expired
+    /// (not yet purged): shield reads `offences` from it to escalate.
+    pub fn ban_get(&self, target: &IpPrefix) -> Option<Arc<Ban>> {
+        self.inner.bans.get(target)
+    }
+
+    /// Adds (or replaces) the ban on `ban.target`, effective on every node.
+    pub async fn ban_add(&self, ban: Ban) -> Result<()> {
+        ban.validate()?;
+        let now = now_micros();
+        match &self.inner.backend {
+            Backend::Memory => self.inner.bans.insert(ban, now),
+        }
+    }
+
+    /// Deletes the ban on exactly `target` on every node; true when one
+    /// existed.
+    pub async fn ban_delete(&self, target: &IpPrefix) -> Result<bool> {
+        match &self.inner.backend {
+            Backend::Memory => Ok(self.inner.bans.remove(target)),
+        }
+    }
+
+    /// Active bans at `now`, sorted by target.
+    pub async fn ban_list(&self, now: Micros) -> Result<Vec<Ban>> {
+        match &self.inner.backend {
+            Backend::Memory => Ok(self.inner.bans.list(now)),
+        }
+    }
+
+    // ---------------------------------------------------------------- key/value
+
+    /// The value of `key`, if set and not expired.
+    pub async fn kv_get(&self, key: &str, now: Micros) -> Result<Option<Vec<u8>>> {
+        check_key(key)?;
+        match &self.inner.backend {
+            Backend::Memory => self.inner.local.kv_get(key, now),
+        }
+    }
+
+    /// Sets `key` to `value`, expiring after `ttl` (`None` = never).
+    pub async fn kv_set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        now: Micros,
+    ) -> Result<()> {
+        check_key(key)?;
+        match &self.inner.backend {
+            Backend::Memory => self
+                .inner
+                .local
+                .kv_set(key, value, ttl, false, now)
+                .map(|_| ()),
+        }
+    }
+
+    /// Sets `key` only when it is absent; true when set. Marks one-time
+    /// things as used (a TOTP code within its window, a challenge nonce).
+    pub async fn kv_set_nx(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        now: Micros,
+    ) -> Result<bool> {
+        check_key(key)?;
+        match &self.inner.backend {
+            Backend::Memory => self.inner.local.kv_set(key, value, ttl, true, now),
+        }
+    }
+
+    /// Deletes `key`; true when it existed.
+    pub async fn kv_delete(&self, key: &str, now: Micros) -> Result<bool> {
+        check_key(key)?;
+        match &self.inner.backend {
+            Backend::Memory => self.inner.local.kv_delete(key, now),
+        }
+    }
+
+    /// Gets and deletes `key` atomically: exactly one caller gets the value.
+    pub async fn kv_take(&self, key: &str, now: Micros) -> Result<Option<Vec<u8>>> {
+        check_key(key)?;
+        match &self.inner.backend {
+            Backend::Memory => self.inner.local.kv_take(key, now),
+        }
+    }
+
+    /// Deletes `key` only if it holds `expected`, atomically; true when
+    /// deleted. One-time use of a challenge nonce bound to a value.
+    pub async fn kv_compare_delete(&self, key: &str, expected: &[u8], now: Micros) -> Result<bool> {
+        check_key(key)?;
+        match &self.inner.backend {
+            Backend::Memory => self.inner.local.kv_compare_delete(key, expected, now),
+        }
+    }
+
+    // ---------------------------------------------------------------- upkeep
+
+    /// Drops expired entries now (the janitor does this every
+    /// [`JANITOR_INTERVAL`]); returns how many.
+    pub async fn purge_expired(&self, now: Micros) -> Result<usize> {
+        Ok(self.inner.local.purge(now) + self.inner.bans.purge(now))
+    }
+
+    /// Failure and eviction counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        let s = &self.inner.stats;
+        StatsSnapshot {
+            failures_rate_limit: s.failures[0].load(Ordering::Relaxed),
+            failures_counters: s.failures[1].load(Ordering::Relaxed),
+            failures_sessions: s.failures[2].load(Ordering::Relaxed),
+            failures_ban_writes: s.failures[3].load(Ordering::Relaxed),
+            decided_open: s.open.load(Ordering::Relaxed),
+            decided_closed: s.closed.load(Ordering::Relaxed),
+            decided_local: s.local.load(Ordering::Relaxed),
+            evictions: self.inner.local.evictions(),
+            memory_entries: self.inner.local.entries(),
+            bans: self.inner.bans.len(),
+            redis_connects: 0,
+        }
+    }
+
+    /// Runs `op` against the backend; on a backend failure, records it and
+    /// lets `fallback` decide per the class's failure mode.
+    #[allow(dead_code)]
+    async fn guarded<T>(
+        &self,
+        class: OpClass,
+        op: impl Future<Output = Result<T>>,
+        fallback: impl FnOnce(FailMode) -> Result<T>,
+    ) -> Result<T> {
+        match op.await {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_backend_failure() => {
+                let mode = self.mode(class);
+                self.record_failure(class, mode, &e);
+                match mode {
+                    FailMode::Closed if class != OpClass::RateLimit => Err(e),
+                    m => fallback(m),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn mode(&self, class: OpClass) -> FailMode {
+        let f = &self.inner.failure;
+        match class {
+            OpClass::RateLimit => f.rate_limit,
+            OpClass::Counters => f.counters,
+            OpClass::Sessions => f.sessions,
+            OpClass::BanWrites => f.ban_writes,
+        }
+    }
+
+    fn record_failure(&self, class: OpClass, mode: FailMode, e: &Error) {
+        let s = &self.inner.stats;
+        let i = class as usize;
+        let n = s.failures[i].fetch_add(1, Ordering::Relaxed) + 1;
+        match mode {
+            FailMode::Open => s.open.fetch_add(1, Ordering::Relaxed),
+            FailMode::Closed => s.closed.fetch_add(1, Ordering::Relaxed),
+            FailMode::Local => s.local.fetch_add(1, Ordering::Relaxed),
+        };
+        let now = now_micros();
+        let last = s.last_log_us[i].load(Ordering::Relaxed);
+        let interval = u64::try_from(FAILURE_LOG_INTERVAL.as_micros()).unwrap_or(u64::MAX);
+        if now.saturating_sub(last) >= interval
+            && s.last_log_us[i]
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                target: "state",
+                class = class.name(),
+                mode = ?mode,
+                failures_total = n,
+                error = %e,
+                "state backend failed; applying the configured failure mode"
+            );
+        }
+    }
+}
+
+async fn janitor(weak: Weak<Inner>) {
+    let mut tick = tokio::time::interval(JANITOR_INTERVAL);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(inner) = weak.upgrade() else { return };
+        let now = now_micros();
+        inner.local.purge(now);
+        inner.bans.purge(now);
+    }
+}
