@@ -145,7 +145,6 @@ impl BanCache {
     }
 
     /// Replaces the whole table (a full resync from the shared backend).
-    #[allow(dead_code)] // used by the Redis backend (next commit)
     pub(crate) fn replace_all(&self, bans: impl IntoIterator<Item = Ban>) {
         let mut fresh = Index::default();
         for b in bans.into_iter().take(MAX_BANS) {

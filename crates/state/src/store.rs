@@ -16,7 +16,10 @@ use crate::bancache::BanCache;
 use crate::config::{BackendKind, FailMode, FailureConfig, MemoryConfig, StateConfig};
 use crate::error::{Error, Result};
 use crate::memory::MemoryBackend;
-use crate::types::{check_key, now_micros, Ban, IpPrefix, Micros, Quota, RateDecision};
+use crate::sqlite::{SqliteBackend, BAN_POLL_INTERVAL};
+use crate::types::{
+    check_key, check_value, now_micros, Ban, IpPrefix, Micros, Quota, RateDecision,
+};
 
 /// How often expired entries are purged from memory (and SQLite). Default
 /// 30 s: expired entries are invisible anyway; this only returns memory.
@@ -88,6 +91,7 @@ pub struct StatsSnapshot {
 
 pub(crate) enum Backend {
     Memory,
+    Sqlite(SqliteBackend),
 }
 
 pub(crate) struct Inner {
@@ -139,6 +143,22 @@ impl Store {
                 let s = Store::memory(&cfg.memory);
                 Ok(s.with_failure(cfg.failure.clone()))
             }
+            BackendKind::Sqlite => {
+                let db = SqliteBackend::open(&cfg.sqlite).await?;
+                let bans = Arc::new(BanCache::default());
+                bans.replace_all(db.load_bans().await?);
+                let inner = Inner {
+                    kind: BackendKind::Sqlite,
+                    backend: Backend::Sqlite(db),
+                    local: MemoryBackend::new(&cfg.memory),
+                    bans,
+                    failure: cfg.failure.clone(),
+                    stats: Stats::default(),
+                };
+                let store = Store::start(inner);
+                tokio::spawn(poll_sqlite_bans(Arc::downgrade(&store.inner)));
+                Ok(store)
+            }
             other => Err(Error::Config(format!("backend {other:?} is not available"))),
         }
     }
@@ -183,10 +203,20 @@ impl Store {
         quota.validate(cost)?;
         match &self.inner.backend {
             Backend::Memory => self.inner.local.rate_limit(key, quota, cost, now),
+            Backend::Sqlite(db) if !db.persist_counters() => {
+                self.inner.local.rate_limit(key, quota, cost, now)
+            }
+            Backend::Sqlite(db) => {
+                self.guarded(
+                    OpClass::RateLimit,
+                    db.rate_limit(key, quota, cost, now),
+                    |m| self.rate_limit_fallback(m, key, quota, cost, now),
+                )
+                .await
+            }
         }
     }
 
-    #[allow(dead_code)]
     fn rate_limit_fallback(
         &self,
         mode: FailMode,
@@ -227,8 +257,16 @@ impl Store {
     /// window, as fail2ban's `findtime`).
     pub async fn incr(&self, key: &str, window: Duration, now: Micros) -> Result<u64> {
         check_key(key)?;
+        let local = || self.inner.local.incr(key, window, now);
         match &self.inner.backend {
-            Backend::Memory => self.inner.local.incr(key, window, now),
+            Backend::Memory => local(),
+            Backend::Sqlite(db) if !db.persist_counters() => local(),
+            Backend::Sqlite(db) => {
+                self.guarded(OpClass::Counters, db.incr(key, window, now), |m| {
+                    counter_fallback(m, local)
+                })
+                .await
+            }
         }
     }
 
@@ -244,8 +282,18 @@ impl Store {
         now: Micros,
     ) -> Result<u64> {
         check_key(key)?;
+        let local = || self.inner.local.add_distinct(key, member, window, now);
         match &self.inner.backend {
-            Backend::Memory => self.inner.local.add_distinct(key, member, window, now),
+            Backend::Memory => local(),
+            Backend::Sqlite(db) if !db.persist_counters() => local(),
+            Backend::Sqlite(db) => {
+                self.guarded(
+                    OpClass::Counters,
+                    db.add_distinct(key, member, window, now),
+                    |m| counter_fallback(m, local),
+                )
+                .await
+            }
         }
     }
 
@@ -269,6 +317,14 @@ impl Store {
         let now = now_micros();
         match &self.inner.backend {
             Backend::Memory => self.inner.bans.insert(ban, now),
+            Backend::Sqlite(db) => {
+                // Written to disk first so a ban that was acknowledged
+                // survives a restart; with ban_writes = local a disk failure
+                // still bans on this node.
+                self.guarded(OpClass::BanWrites, db.ban_put(ban.clone()), |_| Ok(()))
+                    .await?;
+                self.inner.bans.insert(ban, now)
+            }
         }
     }
 
@@ -277,13 +333,19 @@ impl Store {
     pub async fn ban_delete(&self, target: &IpPrefix) -> Result<bool> {
         match &self.inner.backend {
             Backend::Memory => Ok(self.inner.bans.remove(target)),
+            Backend::Sqlite(db) => {
+                let on_disk = self
+                    .guarded(OpClass::BanWrites, db.ban_delete(*target), |_| Ok(false))
+                    .await?;
+                Ok(self.inner.bans.remove(target) || on_disk)
+            }
         }
     }
 
     /// Active bans at `now`, sorted by target.
     pub async fn ban_list(&self, now: Micros) -> Result<Vec<Ban>> {
         match &self.inner.backend {
-            Backend::Memory => Ok(self.inner.bans.list(now)),
+            Backend::Memory | Backend::Sqlite(_) => Ok(self.inner.bans.list(now)),
         }
     }
 
@@ -292,8 +354,13 @@ impl Store {
     /// The value of `key`, if set and not expired.
     pub async fn kv_get(&self, key: &str, now: Micros) -> Result<Option<Vec<u8>>> {
         check_key(key)?;
+        let local = || self.inner.local.kv_get(key, now);
         match &self.inner.backend {
-            Backend::Memory => self.inner.local.kv_get(key, now),
+            Backend::Memory => local(),
+            Backend::Sqlite(db) => {
+                self.guarded(OpClass::Sessions, db.kv_get(key, now), |_| local())
+                    .await
+            }
         }
     }
 
@@ -306,11 +373,17 @@ impl Store {
         now: Micros,
     ) -> Result<()> {
         check_key(key)?;
+        check_value(value)?;
+        let local = || self.inner.local.kv_set(key, value, ttl, false, now);
         match &self.inner.backend {
-            Backend::Memory => self
-                .inner
-                .local
-                .kv_set(key, value, ttl, false, now)
+            Backend::Memory => local().map(|_| ()),
+            Backend::Sqlite(db) => self
+                .guarded(
+                    OpClass::Sessions,
+                    db.kv_set(key, value, ttl, false, now),
+                    |_| local(),
+                )
+                .await
                 .map(|_| ()),
         }
     }
@@ -325,24 +398,44 @@ impl Store {
         now: Micros,
     ) -> Result<bool> {
         check_key(key)?;
+        check_value(value)?;
+        let local = || self.inner.local.kv_set(key, value, ttl, true, now);
         match &self.inner.backend {
-            Backend::Memory => self.inner.local.kv_set(key, value, ttl, true, now),
+            Backend::Memory => local(),
+            Backend::Sqlite(db) => {
+                self.guarded(
+                    OpClass::Sessions,
+                    db.kv_set(key, value, ttl, true, now),
+                    |_| local(),
+                )
+                .await
+            }
         }
     }
 
     /// Deletes `key`; true when it existed.
     pub async fn kv_delete(&self, key: &str, now: Micros) -> Result<bool> {
         check_key(key)?;
+        let local = || self.inner.local.kv_delete(key, now);
         match &self.inner.backend {
-            Backend::Memory => self.inner.local.kv_delete(key, now),
+            Backend::Memory => local(),
+            Backend::Sqlite(db) => {
+                self.guarded(OpClass::Sessions, db.kv_delete(key, now), |_| local())
+                    .await
+            }
         }
     }
 
     /// Gets and deletes `key` atomically: exactly one caller gets the value.
     pub async fn kv_take(&self, key: &str, now: Micros) -> Result<Option<Vec<u8>>> {
         check_key(key)?;
+        let local = || self.inner.local.kv_take(key, now);
         match &self.inner.backend {
-            Backend::Memory => self.inner.local.kv_take(key, now),
+            Backend::Memory => local(),
+            Backend::Sqlite(db) => {
+                self.guarded(OpClass::Sessions, db.kv_take(key, now), |_| local())
+                    .await
+            }
         }
     }
 
@@ -350,8 +443,17 @@ impl Store {
     /// deleted. One-time use of a challenge nonce bound to a value.
     pub async fn kv_compare_delete(&self, key: &str, expected: &[u8], now: Micros) -> Result<bool> {
         check_key(key)?;
+        let local = || self.inner.local.kv_compare_delete(key, expected, now);
         match &self.inner.backend {
-            Backend::Memory => self.inner.local.kv_compare_delete(key, expected, now),
+            Backend::Memory => local(),
+            Backend::Sqlite(db) => {
+                self.guarded(
+                    OpClass::Sessions,
+                    db.kv_compare_delete(key, expected, now),
+                    |_| local(),
+                )
+                .await
+            }
         }
     }
 
@@ -360,7 +462,7 @@ impl Store {
     /// Drops expired entries now (the janitor does this every
     /// [`JANITOR_INTERVAL`]); returns how many.
     pub async fn purge_expired(&self, now: Micros) -> Result<usize> {
-        Ok(self.inner.local.purge(now) + self.inner.bans.purge(now))
+        purge(&self.inner, now).await
     }
 
     /// Failure and eviction counters.
@@ -382,8 +484,8 @@ impl Store {
     }
 
     /// Runs `op` against the backend; on a backend failure, records it and
-    /// lets `fallback` decide per the class's failure mode.
-    #[allow(dead_code)]
+    /// lets `fallback` decide per the class's failure mode (`closed` returns
+    /// the error, except for rate limits, which then deny).
     async fn guarded<T>(
         &self,
         class: OpClass,
@@ -443,14 +545,46 @@ impl Store {
     }
 }
 
+/// `open` and `local` for counters: count nothing, or count on this node.
+fn counter_fallback(mode: FailMode, local: impl FnOnce() -> Result<u64>) -> Result<u64> {
+    match mode {
+        FailMode::Local => local(),
+        _ => Ok(0),
+    }
+}
+
+async fn purge(inner: &Inner, now: Micros) -> Result<usize> {
+    let mut n = inner.local.purge(now) + inner.bans.purge(now);
+    if let Backend::Sqlite(db) = &inner.backend {
+        n += db.purge(now).await?;
+    }
+    Ok(n)
+}
+
 async fn janitor(weak: Weak<Inner>) {
     let mut tick = tokio::time::interval(JANITOR_INTERVAL);
     tick.tick().await;
     loop {
         tick.tick().await;
         let Some(inner) = weak.upgrade() else { return };
-        let now = now_micros();
-        inner.local.purge(now);
-        inner.bans.purge(now);
+        if let Err(e) = purge(&inner, now_micros()).await {
+            tracing::warn!(target: "state", error = %e, "purging expired state failed");
+        }
+    }
+}
+
+/// Picks up ban changes other processes made to the SQLite file.
+async fn poll_sqlite_bans(weak: Weak<Inner>) {
+    let mut tick = tokio::time::interval(BAN_POLL_INTERVAL);
+    let mut last = None;
+    loop {
+        tick.tick().await;
+        let Some(inner) = weak.upgrade() else { return };
+        if let Backend::Sqlite(db) = &inner.backend {
+            match db.poll_bans(Arc::clone(&inner.bans), last).await {
+                Ok(v) => last = Some(v),
+                Err(e) => tracing::warn!(target: "state", error = %e, "polling sqlite bans failed"),
+            }
+        }
     }
 }

@@ -356,3 +356,14 @@ macro_rules! conformance {
 conformance!(memory, async {
     (Store::memory(&state::MemoryConfig::default()), ())
 });
+
+async fn sqlite_store(persist_counters: bool) -> (Store, common::TempDir) {
+    let dir = common::TempDir::new("conf");
+    let mut cfg = state::StateConfig::default();
+    cfg.sqlite.path = dir.path().join("state.db");
+    cfg.sqlite.persist_counters = persist_counters;
+    (Store::open(&cfg).await.unwrap(), dir)
+}
+
+conformance!(sqlite, sqlite_store(false));
+conformance!(sqlite_persist_counters, sqlite_store(true));
