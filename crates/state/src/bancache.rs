@@ -30,6 +30,12 @@ struct Index {
     /// Prefix lengths in use, most specific first.
     v4_active: Vec<u8>,
     v6_active: Vec<u8>,
+    /// Sequence number of the last local change.
+    seq: u64,
+    /// Targets changed locally (added or removed) and the sequence number
+    /// of the change, so a full resync built from an older snapshot does
+    /// not undo them. Pruned at each resync.
+    touched: HashMap<IpPrefix, u64>,
 }
 
 impl Default for Index {
@@ -40,6 +46,8 @@ impl Default for Index {
             v6_lens: [0; 129],
             v4_active: Vec::new(),
             v6_active: Vec::new(),
+            seq: 0,
+            touched: HashMap::new(),
         }
     }
 }
@@ -60,6 +68,12 @@ impl Index {
                 .filter(|&l| counts[l] > 0)
                 .map(|l| l as u8),
         );
+    }
+
+    fn touch(&mut self, target: IpPrefix) {
+        self.seq += 1;
+        let seq = self.seq;
+        self.touched.insert(target, seq);
     }
 
     fn insert(&mut self, ban: Arc<Ban>) {
@@ -125,6 +139,7 @@ impl BanCache {
                 )));
             }
         }
+        idx.touch(ban.target);
         idx.insert(Arc::new(ban));
         self.len.store(idx.map.len(), Ordering::Release);
         Ok(())
@@ -133,6 +148,7 @@ impl BanCache {
     /// Removes the ban on exactly `target`; true when one existed.
     pub(crate) fn remove(&self, target: &IpPrefix) -> bool {
         let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
+        idx.touch(*target);
         let removed = idx.remove(target);
         self.len.store(idx.map.len(), Ordering::Release);
         removed
@@ -144,13 +160,42 @@ impl BanCache {
         idx.map.get(target).cloned()
     }
 
+    /// A marker to take before reading a snapshot from the backend, for
+    /// [`BanCache::replace_all_since`].
+    pub(crate) fn seq(&self) -> u64 {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).seq
+    }
+
     /// Replaces the whole table (a full resync from the shared backend).
     pub(crate) fn replace_all(&self, bans: impl IntoIterator<Item = Ban>) {
+        self.replace_all_since(u64::MAX, bans);
+    }
+
+    /// Replaces the table with a snapshot read after [`BanCache::seq`]
+    /// returned `since`, keeping local changes made after that point (the
+    /// snapshot may predate them).
+    pub(crate) fn replace_all_since(&self, since: u64, bans: impl IntoIterator<Item = Ban>) {
         let mut fresh = Index::default();
         for b in bans.into_iter().take(MAX_BANS) {
             fresh.insert(Arc::new(b));
         }
         let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
+        let newer: Vec<(IpPrefix, u64)> = idx
+            .touched
+            .iter()
+            .filter(|(_, &s)| s > since)
+            .map(|(t, s)| (*t, *s))
+            .collect();
+        for (t, _) in &newer {
+            match idx.map.get(t) {
+                Some(b) => fresh.insert(Arc::clone(b)),
+                None => {
+                    fresh.remove(t);
+                }
+            }
+        }
+        fresh.seq = idx.seq;
+        fresh.touched = newer.into_iter().collect();
         *idx = fresh;
         self.len.store(idx.map.len(), Ordering::Release);
     }
@@ -228,5 +273,34 @@ mod tests {
         assert!(c.remove(&"2001:db8:1:2::/64".parse().unwrap()));
         assert_eq!(c.len(), 0);
         assert!(c.check("2001:db8:1:2::99".parse().unwrap(), 0).is_none());
+    }
+
+    #[test]
+    fn resync_from_an_older_snapshot_keeps_newer_local_changes() {
+        let c = BanCache::default();
+        c.insert(ban("192.0.2.1", None), 0).unwrap();
+        let since = c.seq();
+        // Snapshot read now holds 192.0.2.1 and 192.0.2.3; meanwhile this
+        // node adds .2 and deletes .1.
+        c.insert(ban("192.0.2.2", None), 0).unwrap();
+        c.remove(&"192.0.2.1".parse().unwrap());
+        c.replace_all_since(since, [ban("192.0.2.1", None), ban("192.0.2.3", None)]);
+        assert!(
+            c.check("192.0.2.1".parse().unwrap(), 0).is_none(),
+            "local delete kept"
+        );
+        assert!(
+            c.check("192.0.2.2".parse().unwrap(), 0).is_some(),
+            "local add kept"
+        );
+        assert!(
+            c.check("192.0.2.3".parse().unwrap(), 0).is_some(),
+            "remote ban loaded"
+        );
+        // A later snapshot is authoritative again.
+        let since = c.seq();
+        c.replace_all_since(since, [ban("192.0.2.3", None)]);
+        assert!(c.check("192.0.2.2".parse().unwrap(), 0).is_none());
+        assert_eq!(c.len(), 1);
     }
 }

@@ -79,7 +79,7 @@ impl StateConfig {
             ));
         }
         if self.backend == BackendKind::Redis {
-            // URL checked when the Redis backend lands.
+            crate::redis::RedisUrl::parse(&self.redis.url)?;
             if self.redis.connections == 0 || self.redis.connections > MAX_REDIS_CONNECTIONS {
                 return Err(Error::Config(format!(
                     "state.redis.connections must be 1..={MAX_REDIS_CONNECTIONS}"

@@ -28,6 +28,7 @@ pub mod config;
 mod error;
 mod gcra;
 mod memory;
+pub mod redis;
 mod sqlite;
 mod store;
 mod types;

@@ -133,8 +133,14 @@ impl SqliteBackend {
             .map_err(|_| Error::Unavailable("sqlite thread stopped".into()))?
     }
 
-    pub(crate) async fn load_bans(&self) -> Result<Vec<Ban>> {
-        self.call(read_bans).await
+    /// Every ban, with the data version they were read at (the starting
+    /// point for [`SqliteBackend::poll_bans`]).
+    pub(crate) async fn load_bans(&self) -> Result<(Vec<Ban>, i64)> {
+        self.call(|c| {
+            let v: i64 = c.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+            Ok((read_bans(c)?, v))
+        })
+        .await
     }
 
     /// Reloads the bans into `cache` when another connection changed the

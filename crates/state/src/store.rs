@@ -16,6 +16,7 @@ use crate::bancache::BanCache;
 use crate::config::{BackendKind, FailMode, FailureConfig, MemoryConfig, StateConfig};
 use crate::error::{Error, Result};
 use crate::memory::MemoryBackend;
+use crate::redis::RedisBackend;
 use crate::sqlite::{SqliteBackend, BAN_POLL_INTERVAL};
 use crate::types::{
     check_key, check_value, now_micros, Ban, IpPrefix, Micros, Quota, RateDecision,
@@ -92,6 +93,7 @@ pub struct StatsSnapshot {
 pub(crate) enum Backend {
     Memory,
     Sqlite(SqliteBackend),
+    Redis(Arc<RedisBackend>),
 }
 
 pub(crate) struct Inner {
@@ -146,7 +148,8 @@ impl Store {
             BackendKind::Sqlite => {
                 let db = SqliteBackend::open(&cfg.sqlite).await?;
                 let bans = Arc::new(BanCache::default());
-                bans.replace_all(db.load_bans().await?);
+                let (loaded, version) = db.load_bans().await?;
+                bans.replace_all(loaded);
                 let inner = Inner {
                     kind: BackendKind::Sqlite,
                     backend: Backend::Sqlite(db),
@@ -156,10 +159,34 @@ impl Store {
                     stats: Stats::default(),
                 };
                 let store = Store::start(inner);
-                tokio::spawn(poll_sqlite_bans(Arc::downgrade(&store.inner)));
+                tokio::spawn(poll_sqlite_bans(Arc::downgrade(&store.inner), version));
                 Ok(store)
             }
-            other => Err(Error::Config(format!("backend {other:?} is not available"))),
+            BackendKind::Redis => {
+                let r = Arc::new(RedisBackend::new(&cfg.redis).await?);
+                let bans = Arc::new(BanCache::default());
+                // A first full sync so even a short-lived process (`palisade
+                // ban list`) sees every ban; if Redis is down the subscriber
+                // retries.
+                if let Err(e) = r.resync(&bans).await {
+                    tracing::warn!(target: "state", error = %e, "initial redis ban sync failed; starting degraded");
+                }
+                let interval = Duration::from_millis(cfg.redis.ban_sync_interval_ms.max(100));
+                tokio::spawn(crate::redis::subscriber(
+                    Arc::downgrade(&r),
+                    bans.clone(),
+                    interval,
+                ));
+                let inner = Inner {
+                    kind: BackendKind::Redis,
+                    backend: Backend::Redis(r),
+                    local: MemoryBackend::new(&cfg.memory),
+                    bans,
+                    failure: cfg.failure.clone(),
+                    stats: Stats::default(),
+                };
+                Ok(Store::start(inner))
+            }
         }
     }
 
@@ -180,6 +207,16 @@ impl Store {
             rt.spawn(janitor(weak));
         }
         Store { inner }
+    }
+
+    /// Whether the backend is reachable right now (always true for memory
+    /// and SQLite; for Redis, at least one connection is up). For health
+    /// checks and metrics.
+    pub fn backend_connected(&self) -> bool {
+        match &self.inner.backend {
+            Backend::Redis(r) => r.is_connected(),
+            _ => true,
+        }
     }
 
     /// Which backend this store uses.
@@ -203,6 +240,14 @@ impl Store {
         quota.validate(cost)?;
         match &self.inner.backend {
             Backend::Memory => self.inner.local.rate_limit(key, quota, cost, now),
+            Backend::Redis(r) => {
+                self.guarded(
+                    OpClass::RateLimit,
+                    r.rate_limit(key, quota, cost, now),
+                    |m| self.rate_limit_fallback(m, key, quota, cost, now),
+                )
+                .await
+            }
             Backend::Sqlite(db) if !db.persist_counters() => {
                 self.inner.local.rate_limit(key, quota, cost, now)
             }
@@ -260,6 +305,12 @@ impl Store {
         let local = || self.inner.local.incr(key, window, now);
         match &self.inner.backend {
             Backend::Memory => local(),
+            Backend::Redis(r) => {
+                self.guarded(OpClass::Counters, r.incr(key, window), |m| {
+                    counter_fallback(m, local)
+                })
+                .await
+            }
             Backend::Sqlite(db) if !db.persist_counters() => local(),
             Backend::Sqlite(db) => {
                 self.guarded(OpClass::Counters, db.incr(key, window, now), |m| {
@@ -285,6 +336,14 @@ impl Store {
         let local = || self.inner.local.add_distinct(key, member, window, now);
         match &self.inner.backend {
             Backend::Memory => local(),
+            Backend::Redis(r) => {
+                self.guarded(
+                    OpClass::Counters,
+                    r.add_distinct(key, member, window),
+                    |m| counter_fallback(m, local),
+                )
+                .await
+            }
             Backend::Sqlite(db) if !db.persist_counters() => local(),
             Backend::Sqlite(db) => {
                 self.guarded(
@@ -317,6 +376,29 @@ impl Store {
         let now = now_micros();
         match &self.inner.backend {
             Backend::Memory => self.inner.bans.insert(ban, now),
+            Backend::Redis(r) => {
+                let mode = self.mode(OpClass::BanWrites);
+                if mode != FailMode::Closed {
+                    // Enforced on this node at once; other nodes follow
+                    // through pub/sub.
+                    self.inner.bans.insert(ban.clone(), now)?;
+                }
+                match r.ban_put(&ban).await {
+                    // Inserted (again) after the write: a resync whose
+                    // snapshot was read before the write reached Redis must
+                    // not drop it (see BanCache::replace_all_since).
+                    Ok(()) => self.inner.bans.insert(ban, now),
+                    Err(e) if e.is_backend_failure() => {
+                        self.record_failure(OpClass::BanWrites, mode, &e);
+                        if mode == FailMode::Closed {
+                            return Err(e);
+                        }
+                        r.queue(Some(ban), None);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             Backend::Sqlite(db) => {
                 // Written to disk first so a ban that was acknowledged
                 // survives a restart; with ban_writes = local a disk failure
@@ -333,6 +415,21 @@ impl Store {
     pub async fn ban_delete(&self, target: &IpPrefix) -> Result<bool> {
         match &self.inner.backend {
             Backend::Memory => Ok(self.inner.bans.remove(target)),
+            Backend::Redis(r) => {
+                let mode = self.mode(OpClass::BanWrites);
+                match r.ban_delete(target).await {
+                    Ok(existed) => Ok(self.inner.bans.remove(target) || existed),
+                    Err(e) if e.is_backend_failure() => {
+                        self.record_failure(OpClass::BanWrites, mode, &e);
+                        if mode == FailMode::Closed {
+                            return Err(e);
+                        }
+                        r.queue(None, Some(*target));
+                        Ok(self.inner.bans.remove(target))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             Backend::Sqlite(db) => {
                 let on_disk = self
                     .guarded(OpClass::BanWrites, db.ban_delete(*target), |_| Ok(false))
@@ -345,7 +442,10 @@ impl Store {
     /// Active bans at `now`, sorted by target.
     pub async fn ban_list(&self, now: Micros) -> Result<Vec<Ban>> {
         match &self.inner.backend {
-            Backend::Memory | Backend::Sqlite(_) => Ok(self.inner.bans.list(now)),
+            // Redis: the cache mirrors Redis through pub/sub and resyncs.
+            Backend::Memory | Backend::Sqlite(_) | Backend::Redis(_) => {
+                Ok(self.inner.bans.list(now))
+            }
         }
     }
 
@@ -357,6 +457,10 @@ impl Store {
         let local = || self.inner.local.kv_get(key, now);
         match &self.inner.backend {
             Backend::Memory => local(),
+            Backend::Redis(r) => {
+                self.guarded(OpClass::Sessions, r.kv_get(key), |_| local())
+                    .await
+            }
             Backend::Sqlite(db) => {
                 self.guarded(OpClass::Sessions, db.kv_get(key, now), |_| local())
                     .await
@@ -377,6 +481,12 @@ impl Store {
         let local = || self.inner.local.kv_set(key, value, ttl, false, now);
         match &self.inner.backend {
             Backend::Memory => local().map(|_| ()),
+            Backend::Redis(r) => self
+                .guarded(OpClass::Sessions, r.kv_set(key, value, ttl, false), |_| {
+                    local()
+                })
+                .await
+                .map(|_| ()),
             Backend::Sqlite(db) => self
                 .guarded(
                     OpClass::Sessions,
@@ -402,6 +512,12 @@ impl Store {
         let local = || self.inner.local.kv_set(key, value, ttl, true, now);
         match &self.inner.backend {
             Backend::Memory => local(),
+            Backend::Redis(r) => {
+                self.guarded(OpClass::Sessions, r.kv_set(key, value, ttl, true), |_| {
+                    local()
+                })
+                .await
+            }
             Backend::Sqlite(db) => {
                 self.guarded(
                     OpClass::Sessions,
@@ -419,6 +535,10 @@ impl Store {
         let local = || self.inner.local.kv_delete(key, now);
         match &self.inner.backend {
             Backend::Memory => local(),
+            Backend::Redis(r) => {
+                self.guarded(OpClass::Sessions, r.kv_delete(key), |_| local())
+                    .await
+            }
             Backend::Sqlite(db) => {
                 self.guarded(OpClass::Sessions, db.kv_delete(key, now), |_| local())
                     .await
@@ -432,6 +552,10 @@ impl Store {
         let local = || self.inner.local.kv_take(key, now);
         match &self.inner.backend {
             Backend::Memory => local(),
+            Backend::Redis(r) => {
+                self.guarded(OpClass::Sessions, r.kv_take(key), |_| local())
+                    .await
+            }
             Backend::Sqlite(db) => {
                 self.guarded(OpClass::Sessions, db.kv_take(key, now), |_| local())
                     .await
@@ -446,6 +570,14 @@ impl Store {
         let local = || self.inner.local.kv_compare_delete(key, expected, now);
         match &self.inner.backend {
             Backend::Memory => local(),
+            Backend::Redis(r) => {
+                self.guarded(
+                    OpClass::Sessions,
+                    r.kv_compare_delete(key, expected),
+                    |_| local(),
+                )
+                .await
+            }
             Backend::Sqlite(db) => {
                 self.guarded(
                     OpClass::Sessions,
@@ -479,7 +611,10 @@ impl Store {
             evictions: self.inner.local.evictions(),
             memory_entries: self.inner.local.entries(),
             bans: self.inner.bans.len(),
-            redis_connects: 0,
+            redis_connects: match &self.inner.backend {
+                Backend::Redis(r) => r.connects(),
+                _ => 0,
+            },
         }
     }
 
@@ -574,9 +709,9 @@ async fn janitor(weak: Weak<Inner>) {
 }
 
 /// Picks up ban changes other processes made to the SQLite file.
-async fn poll_sqlite_bans(weak: Weak<Inner>) {
+async fn poll_sqlite_bans(weak: Weak<Inner>, version: i64) {
     let mut tick = tokio::time::interval(BAN_POLL_INTERVAL);
-    let mut last = None;
+    let mut last = Some(version);
     loop {
         tick.tick().await;
         let Some(inner) = weak.upgrade() else { return };
