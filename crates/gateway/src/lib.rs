@@ -27,4 +27,5 @@ pub mod upstream;
 
 pub use config::Config;
 pub use error::{ConfigError, Error, Result};
+pub use guard::RawHead;
 pub use server::Gateway;
