@@ -604,6 +604,11 @@ impl AuditLog {
         self.mode
     }
 
+    /// The relevant statuses.
+    pub fn relevant(&self) -> &RelevantStatus {
+        &self.relevant
+    }
+
     /// Whether a transaction with `messages` logged matches that ended
     /// with `status` is written. `override_mode` is a rule's
     /// `ctl:auditEngine` (`On`, `Off`, `RelevantOnly`).
