@@ -24,6 +24,7 @@ pub mod route;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+pub mod waf;
 
 pub use config::Config;
 pub use error::{ConfigError, Error, Result};
