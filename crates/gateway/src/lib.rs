@@ -28,4 +28,5 @@ pub mod waf;
 
 pub use config::Config;
 pub use error::{ConfigError, Error, Result};
+pub use guard::RawHead;
 pub use server::Gateway;

@@ -184,6 +184,7 @@ pub async fn handle(
     ctx: Arc<ConnCtx>,
 ) -> Result<Response<RespBody>, Infallible> {
     let start = Instant::now();
+    crate::guard::take_raw_head(&mut req, &ctx.conn);
     ctx.conn.inflight.fetch_add(1, Ordering::AcqRel);
     let rt = ctx.shared.runtime.load_full();
     let h1 = req.version() != Version::HTTP_2;
