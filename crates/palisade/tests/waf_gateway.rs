@@ -84,7 +84,7 @@ fn audit_records(p: &Palisade) -> Vec<Value> {
 fn record_for(p: &Palisade, marker: &str) -> Option<Value> {
     audit_records(p)
         .into_iter()
-        .find(|r| r["transaction"]["request"]["headers"]["x-marker"] == marker)
+        .find(|r| r["transaction"]["request"]["headers"]["X-Marker"] == marker)
 }
 
 fn rule_ids(record: &Value) -> Vec<String> {
@@ -149,6 +149,14 @@ fn block_mode_answers_403_with_request_id_and_never_reaches_upstream() {
     let m = &rec["transaction"]["messages"][0];
     assert_eq!(m["message"], "attack in ARGS:q");
     assert_eq!(m["details"]["data"], "Matched Data: attack1");
+    // Request headers as received: case and order kept.
+    let text = std::fs::read_to_string(audit_path(&p)).unwrap();
+    assert!(
+        text.contains(
+            r#""headers":{"Host":"test.local","X-Marker":"block-1","Connection":"close"}"#
+        ),
+        "{text}"
+    );
     // Relevant mode: a clean 200 is not written.
     assert!(record_for(&p, "pass-1").is_none());
 
