@@ -17,6 +17,9 @@ use toml::Spanned;
 use crate::error::{ConfigError, Error, Result};
 use crate::limits::{self, parse_duration, parse_size, Limits};
 
+#[path = "shield_config.rs"]
+pub mod shield;
+
 /// The embedded default used by `palisade serve` without `-c`: an http
 /// listener on 127.0.0.1:8080 in front of the built-in demo upstream
 /// (`demo` is replaced by the in-process server's address at start).
@@ -110,6 +113,8 @@ struct RawConfig {
     upstream: Vec<RawUpstream>,
     #[serde(default)]
     route: Vec<RawRoute>,
+    #[serde(default)]
+    shield: shield::RawShield,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,6 +240,8 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// `[[route]]`.
     pub routes: Vec<RouteConfig>,
+    /// `[shield]` (docs/shield.md).
+    pub shield: shield::ShieldSettings,
 }
 
 /// `[server]`.
@@ -921,6 +928,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
         });
     }
 
+    let shield = shield::validate(raw.shield, &v, &routes)?;
     Ok(Config {
         source: None,
         server,
@@ -929,6 +937,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
         listeners,
         upstreams,
         routes,
+        shield,
     })
 }
 

@@ -13,6 +13,7 @@ use gateway::config::{self, Config, EMBEDDED_DEFAULT, EMBEDDED_NAME};
 use gateway::demo::{spawn_echo, EchoOptions};
 use gateway::Gateway;
 
+mod ban;
 mod waf;
 
 // The proxy allocates small, short-lived objects per request (header maps,
@@ -73,6 +74,13 @@ enum Cmd {
     },
     /// Print the version.
     Version,
+    /// List, add or lift bans on the running gateway (through its admin API).
+    Ban {
+        #[command(subcommand)]
+        cmd: ban::BanCmd,
+        #[command(flatten)]
+        target: ban::Target,
+    },
     /// The WAF engine on its own: evaluate a raw request, lint rule files.
     Waf {
         #[command(subcommand)]
@@ -154,6 +162,7 @@ fn main() -> ExitCode {
         }
         Cmd::CheckConfig { config } => check_config(&config),
         Cmd::Waf { cmd } => waf_cmd(cmd),
+        Cmd::Ban { cmd, target } => ban::run(cmd, &target).map_err(Failure::Runtime),
         Cmd::Reload {
             config,
             pid_file,
