@@ -68,6 +68,7 @@ async fn answer(req: Request<Incoming>, gw: Gateway) -> Result<Response<Full<Byt
                 PLAIN,
             ),
         },
+        (_, p) if crate::shield_glue::is_admin_path(p) => crate::shield_glue::admin(req, &gw).await,
         (_, "/healthz" | "/metrics" | "/reload") => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed\n",

@@ -17,6 +17,9 @@ use toml::Spanned;
 use crate::error::{ConfigError, Error, Result};
 use crate::limits::{self, parse_duration, parse_size, Limits};
 
+#[path = "shield_config.rs"]
+pub mod shield;
+
 /// The embedded default used by `palisade serve` without `-c`: an http
 /// listener on 127.0.0.1:8080 in front of the built-in demo upstream
 /// (`demo` is replaced by the in-process server's address at start).
@@ -111,6 +114,8 @@ struct RawConfig {
     #[serde(default)]
     route: Vec<RawRoute>,
     waf: Option<crate::waf::config::RawWaf>,
+    #[serde(default)]
+    shield: shield::RawShield,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -239,6 +244,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[waf]`: WAF defaults and the audit log.
     pub waf: crate::waf::config::WafConfig,
+    /// `[shield]` (docs/shield.md).
+    pub shield: shield::ShieldSettings,
 }
 
 /// `[server]`.
@@ -937,6 +944,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
         });
     }
 
+    let shield = shield::validate(raw.shield, &v, &routes)?;
     Ok(Config {
         source: None,
         server,
@@ -946,6 +954,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
         upstreams,
         routes,
         waf,
+        shield,
     })
 }
 

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod route;
 pub mod server;
+pub mod shield_glue;
 pub mod tls;
 pub mod upstream;
 pub mod waf;

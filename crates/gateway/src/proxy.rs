@@ -138,6 +138,13 @@ impl Finish for Done {
             }
         }
         let duration = self.start.elapsed();
+        crate::shield_glue::on_response(
+            &self.shared,
+            self.client,
+            self.status,
+            self.uri.path(),
+            self.error.is_none() && self.upstream.is_some(),
+        );
         self.metrics.observe(self.status, duration);
         if self.shared.access_log.enabled() {
             let host = self
@@ -223,6 +230,14 @@ pub async fn handle(
             return Ok(error_response(r.to_error(), done, h1, true));
         }
         req.headers_mut().remove(REJECT_HEADER);
+    }
+
+    if let Some((resp, why)) =
+        crate::shield_glue::on_request(&mut req, &ctx, &rt, &mut done.client, &request_id).await
+    {
+        done.status = resp.status().as_u16();
+        done.error = Some(why);
+        return Ok(resp.map(|b| b.with_finish(done)));
     }
 
     let upgrade_header = h1 && req.headers().contains_key(header::UPGRADE);

@@ -98,6 +98,8 @@ pub struct Shared {
     pub request_ids: RequestIds,
     /// Counters for requests that matched no route.
     pub unrouted: Arc<RouteMetrics>,
+    /// IP lists, rate limits, bans, challenge (state survives reloads).
+    pub shield: Arc<shield::Shield>,
     conns: ConnTracker,
     shutdown: watch::Sender<bool>,
 }
@@ -351,7 +353,9 @@ impl Gateway {
             None => None,
         };
         let (shutdown, _) = watch::channel(false);
+        let shield = crate::shield_glue::build(&rt.config);
         let shared = Arc::new(Shared {
+            shield,
             runtime: ArcSwap::from_pointee(rt),
             unrouted: metrics.route(NO_ROUTE),
             metrics,
@@ -411,6 +415,11 @@ impl Gateway {
         self.0.shared.runtime.load_full()
     }
 
+    /// The shield (bans, lists, rate limits).
+    pub fn shield(&self) -> &Arc<shield::Shield> {
+        &self.0.shared.shield
+    }
+
     /// Process-wide metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.0.shared.metrics
@@ -465,6 +474,7 @@ impl Gateway {
             .into_iter()
             .filter(|a| !rt.listeners.contains_key(a))
             .collect();
+        crate::shield_glue::on_reload(shared, &rt.config, &old.config);
         shared.runtime.store(Arc::new(rt));
         for (addr, l) in fresh {
             self.spawn_listener(addr, l);
@@ -546,6 +556,9 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                let Some(shield) = crate::shield_glue::on_accept(&shared, peer.ip()) else {
+                    continue;
+                };
                 let rt = shared.runtime.load();
                 let Some(l) = rt.listeners.get(&key).cloned() else {
                     continue;
@@ -556,7 +569,11 @@ async fn accept_loop(
                     continue;
                 };
                 drop(rt);
-                tokio::spawn(serve_conn(stream, peer, l, shared.clone(), permit));
+                let conn = serve_conn(stream, peer, l, shared.clone(), permit);
+                tokio::spawn(async move {
+                    let _shield = shield;
+                    conn.await
+                });
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.

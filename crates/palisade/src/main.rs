@@ -15,6 +15,7 @@ use gateway::Gateway;
 
 mod rules_cmd;
 mod echo;
+mod ban;
 mod waf;
 mod waftest;
 
@@ -76,6 +77,13 @@ enum Cmd {
     },
     /// Print the version.
     Version,
+    /// List, add or lift bans on the running gateway (through its admin API).
+    Ban {
+        #[command(subcommand)]
+        cmd: ban::BanCmd,
+        #[command(flatten)]
+        target: ban::Target,
+    },
     /// The WAF engine on its own: evaluate a raw request, lint rule files.
     Waf {
         #[command(subcommand)]
@@ -170,6 +178,7 @@ fn main() -> ExitCode {
         Cmd::CheckConfig { config } => check_config(&config),
         Cmd::Waf { cmd } => waf_cmd(cmd),
         Cmd::Crs { cmd } => rules_cmd::crs_cmd(cmd),
+        Cmd::Ban { cmd, target } => ban::run(cmd, &target).map_err(Failure::Runtime),
         Cmd::Reload {
             config,
             pid_file,

@@ -1,0 +1,747 @@
+//! palisade's shield: stops abusive clients before the WAF and the
+//! application spend a cycle on them.
+//!
+//! - [`ipset`]: allow/deny lists and trusted proxies (addresses and CIDRs,
+//!   from config and files); [`client_ip`]: the real client behind trusted
+//!   proxies (`X-Forwarded-For`, RFC 7239 `Forwarded`).
+//! - [`gcra`]: rate limits (GCRA) per IP, route, user or header value.
+//! - [`jail`]: automatic bans on thresholds of events within windows, with
+//!   escalation and a soft threshold that demands the challenge.
+//! - [`pow`]: the proof-of-work challenge and its IP-bound signed cookie.
+//! - [`store`]: exact (and shareable) state: rate TATs, bans, single-use keys.
+//! - [`Shield`]: all of it behind one object the gateway calls per
+//!   connection ([`Shield::admit`]) and per request ([`Shield::check`]), and
+//!   that reports events ([`Shield::record_waf_block`],
+//!   [`Shield::record_failed_login`], [`Shield::record_response`]).
+//!
+//! Order of the per-request check: allow list (pass) → deny list (403) →
+//! ban (403) → rate limits (429) → challenge (interstitial page).
+
+pub mod bounded;
+pub mod client_ip;
+pub mod config;
+pub mod error;
+pub mod gcra;
+pub mod ipset;
+pub mod jail;
+pub mod page;
+pub mod pow;
+pub mod store;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+
+pub use config::{ChallengeConfig, ConnLimits, RateKey, RateRule, ShieldConfig};
+pub use error::Error;
+pub use gcra::Quota;
+pub use ipset::{IpNet, IpSet};
+pub use jail::{EventKind, JailRule};
+pub use store::{Ban, MemoryStore, Store};
+
+/// Path the challenge page posts its answer to.
+pub const CHALLENGE_PATH: &str = "/.palisade/challenge";
+/// Fixed 4 KiB: body of a challenge answer. Bounds what an answer post can
+/// make us buffer (a real one is about 150 bytes).
+pub const MAX_ANSWER_BYTES: usize = 4096;
+/// Fixed 256 bytes: a ban reason. Bounds what the admin API stores per ban.
+pub const MAX_REASON_BYTES: usize = 256;
+/// Fixed 256 bytes: the part of a header value used as a rate-limit key.
+/// Bounds key memory against huge header values.
+pub const MAX_KEY_VALUE_BYTES: usize = 256;
+/// Fixed 16: shards of the per-IP connection counters (lock contention).
+const CONN_SHARDS: usize = 16;
+
+/// Current time in unix microseconds.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Why the shield answered a request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// On the deny list.
+    Denied,
+    /// Banned.
+    Banned,
+    /// Over a rate limit.
+    RateLimited,
+    /// Shown the challenge page.
+    Challenge,
+    /// A challenge answer was accepted (cookie set).
+    ChallengeSolved,
+    /// A challenge answer was refused.
+    ChallengeFailed,
+}
+
+impl Kind {
+    /// Name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Denied => "denied",
+            Kind::Banned => "banned",
+            Kind::RateLimited => "rate_limited",
+            Kind::Challenge => "challenge",
+            Kind::ChallengeSolved => "challenge_solved",
+            Kind::ChallengeFailed => "challenge_failed",
+        }
+    }
+}
+
+/// A response the shield gives instead of forwarding the request.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Why.
+    pub kind: Kind,
+    /// Status code.
+    pub status: StatusCode,
+    /// Extra headers (`Retry-After`, `RateLimit-*`, `Set-Cookie`, ...).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Content type of `body`.
+    pub content_type: &'static str,
+    /// Body.
+    pub body: String,
+    /// A short detail for the log (rule name, ban reason).
+    pub detail: String,
+}
+
+/// The result of [`Shield::check`].
+#[derive(Debug)]
+pub enum Verdict {
+    /// Forward the request.
+    Pass {
+        /// The client address (behind trusted proxies: the real client).
+        client: IpAddr,
+    },
+    /// Answer with this instead.
+    Answer {
+        /// The client address.
+        client: IpAddr,
+        /// The answer.
+        answer: Box<Answer>,
+    },
+    /// A challenge answer: read the body (at most [`MAX_ANSWER_BYTES`]) and
+    /// call [`Shield::answer_challenge`].
+    ChallengeAnswer {
+        /// The client address.
+        client: IpAddr,
+    },
+}
+
+/// What a request looks like to the shield.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo<'a> {
+    /// TCP peer.
+    pub peer: IpAddr,
+    /// Method.
+    pub method: &'a Method,
+    /// Path (no query).
+    pub path: &'a str,
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+    /// Name of the route it matched, if any.
+    pub route: Option<&'a str>,
+    /// Authenticated user, when known (identity hook).
+    pub user: Option<&'a str>,
+}
+
+/// Why a connection was refused at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// On the deny list.
+    Denied,
+    /// Banned.
+    Banned,
+    /// Too many new connections from this address.
+    Rate,
+    /// Too many open connections from this address.
+    TooMany,
+}
+
+impl Refusal {
+    /// Name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Denied => "denied",
+            Refusal::Banned => "banned",
+            Refusal::Rate => "new-connection rate",
+            Refusal::TooMany => "too many connections",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ConnCounts {
+    shards: [Mutex<HashMap<IpAddr, usize>>; CONN_SHARDS],
+}
+
+impl ConnCounts {
+    fn shard(&self, ip: &IpAddr) -> &Mutex<HashMap<IpAddr, usize>> {
+        let h = match ip {
+            IpAddr::V4(v) => u32::from(*v) as usize,
+            IpAddr::V6(v) => (u128::from(*v) as usize) ^ ((u128::from(*v) >> 64) as usize),
+        };
+        &self.shards[h % CONN_SHARDS]
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// An admitted connection; releases its per-IP slot when dropped.
+#[derive(Debug)]
+pub struct ConnToken {
+    counted: Option<(Arc<ConnCounts>, IpAddr)>,
+}
+
+impl Drop for ConnToken {
+    fn drop(&mut self) {
+        if let Some((c, ip)) = self.counted.take() {
+            let mut m = lock(c.shard(&ip));
+            if let Some(n) = m.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// Counters of what the shield did (for metrics).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Requests refused by the deny list.
+    pub denied: AtomicU64,
+    /// Requests refused because of a ban.
+    pub banned: AtomicU64,
+    /// Requests refused by a rate limit.
+    pub rate_limited: AtomicU64,
+    /// Challenge pages served.
+    pub challenged: AtomicU64,
+    /// Challenges solved.
+    pub solved: AtomicU64,
+    /// Connections refused at accept.
+    pub connections_refused: AtomicU64,
+    /// Bans created by jails.
+    pub auto_bans: AtomicU64,
+}
+
+/// The process-wide shield: state that outlives config reloads (bans,
+/// counters, the challenge key) and the current [`ShieldConfig`].
+#[derive(Debug)]
+pub struct Shield {
+    cfg: ArcSwap<ShieldConfig>,
+    store: Arc<dyn Store>,
+    /// Per-node accept-time rate state (never shared: it protects this node).
+    local: MemoryStore,
+    jails: jail::Jails,
+    pow: pow::Pow,
+    conns: Arc<ConnCounts>,
+    /// What the shield did.
+    pub stats: Stats,
+}
+
+fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+fn text_answer(kind: Kind, status: StatusCode, msg: &str, detail: String) -> Answer {
+    Answer {
+        kind,
+        status,
+        headers: Vec::new(),
+        content_type: "text/plain; charset=utf-8",
+        body: format!(
+            "{} {}\n{msg}\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        ),
+        detail,
+    }
+}
+
+fn path_hash(path: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in path.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+impl Shield {
+    /// A shield over `store`, signing challenges with `secret` (random per
+    /// process when `None`: set one when several nodes serve the same users).
+    pub fn new(cfg: ShieldConfig, store: Arc<dyn Store>, secret: Option<&[u8]>) -> Shield {
+        Shield {
+            cfg: ArcSwap::from_pointee(cfg),
+            store,
+            local: MemoryStore::default(),
+            jails: jail::Jails::default(),
+            pow: pow::Pow::new(secret),
+            conns: Arc::new(ConnCounts {
+                shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            }),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Installs a new config generation (lists, limits, jails); state is kept.
+    pub fn set_config(&self, cfg: ShieldConfig) {
+        self.cfg.store(Arc::new(cfg));
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Arc<ShieldConfig> {
+        self.cfg.load_full()
+    }
+
+    /// The ban scope of `ip` under the current config.
+    pub fn scope(&self, ip: IpAddr) -> IpNet {
+        let c = self.cfg.load();
+        IpNet::ban_scope(ip, c.ban_v4_prefix, c.ban_v6_prefix)
+    }
+
+    // ------------------------------------------------------------ connections
+
+    /// The accept-time check, before TLS: deny list, bans, new-connection
+    /// rate and concurrent connections per IP. Trusted proxies and
+    /// allow-listed clients are always admitted (uncounted).
+    pub fn admit(&self, peer: IpAddr) -> Result<ConnToken, Refusal> {
+        let peer = peer.to_canonical();
+        let c = self.cfg.load();
+        let free = ConnToken { counted: None };
+        if c.allow.contains(peer) || c.trusted_proxies.contains(peer) {
+            return Ok(free);
+        }
+        let refuse = |r: Refusal| {
+            self.stats
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(client = %peer, reason = r.as_str(), "shield: connection refused");
+            Err(r)
+        };
+        if c.deny.contains(peer) {
+            return refuse(Refusal::Denied);
+        }
+        let now = now_us();
+        if matches!(self.store.banned(peer, now / 1000), Ok(Some(_))) {
+            return refuse(Refusal::Banned);
+        }
+        if let Some(q) = c.connections.rate {
+            let key = format!("conn:{peer}");
+            if matches!(self.local.rate(&key, q, now), Ok(d) if !d.allowed) {
+                return refuse(Refusal::Rate);
+            }
+        }
+        let Some(max) = c.connections.max_per_ip else {
+            return Ok(free);
+        };
+        let mut m = lock(self.conns.shard(&peer));
+        let n = m.entry(peer).or_insert(0);
+        if *n >= max {
+            drop(m);
+            return refuse(Refusal::TooMany);
+        }
+        *n += 1;
+        Ok(ConnToken {
+            counted: Some((self.conns.clone(), peer)),
+        })
+    }
+
+    // --------------------------------------------------------------- requests
+
+    /// The per-request check. See the crate doc for the order.
+    pub fn check(&self, req: &RequestInfo<'_>) -> Verdict {
+        self.check_at(req, now_us())
+    }
+
+    /// [`Shield::check`] at a given time (unix µs).
+    pub fn check_at(&self, req: &RequestInfo<'_>, now: u64) -> Verdict {
+        let c = self.cfg.load();
+        let client = client_ip::client_ip(req.peer, req.headers, &c.trusted_proxies);
+        if c.allow.contains(client) {
+            return Verdict::Pass { client };
+        }
+        let answer = |a: Answer| Verdict::Answer {
+            client,
+            answer: Box::new(a),
+        };
+        if c.deny.contains(client) {
+            self.stats.denied.fetch_add(1, Ordering::Relaxed);
+            return answer(text_answer(
+                Kind::Denied,
+                StatusCode::FORBIDDEN,
+                "access denied",
+                "deny list".into(),
+            ));
+        }
+        match self.store.banned(client, now / 1000) {
+            Ok(Some(b)) => {
+                self.stats.banned.fetch_add(1, Ordering::Relaxed);
+                let mut a = text_answer(
+                    Kind::Banned,
+                    StatusCode::FORBIDDEN,
+                    "access denied: this address is temporarily banned",
+                    format!("ban of {} by {}: {}", b.net, b.jail, b.reason),
+                );
+                if let Some(e) = b.expires_ms {
+                    let secs = gcra::ceil_secs(e.saturating_sub(now / 1000).saturating_mul(1000));
+                    a.headers
+                        .push((http::header::RETRY_AFTER, hv(&secs.to_string())));
+                }
+                return answer(a);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "shield: ban lookup failed; request not checked for bans")
+            }
+        }
+        let challenge_on =
+            !c.challenge.routes.is_empty() || c.jails.iter().any(|j| j.soft_threshold.is_some());
+        if challenge_on && req.path == CHALLENGE_PATH && req.method == Method::POST {
+            return Verdict::ChallengeAnswer { client };
+        }
+        if let Some(a) = self.rate_limits(&c, req, client, now) {
+            return answer(a);
+        }
+        if challenge_on && !c.challenge.skipped(req.path) {
+            let required = c.challenge.route_requires(req.route)
+                || self.jails.is_suspect(
+                    IpNet::ban_scope(client, c.ban_v4_prefix, c.ban_v6_prefix),
+                    now / 1000,
+                );
+            if required {
+                let ok = pow::find_cookie(req.headers, pow::COOKIE_NAME)
+                    .is_some_and(|v| self.pow.check_cookie(client, v, now / 1_000_000).is_ok());
+                if !ok {
+                    self.stats.challenged.fetch_add(1, Ordering::Relaxed);
+                    let token = self
+                        .pow
+                        .issue(client, c.challenge.difficulty, now / 1_000_000);
+                    return answer(Answer {
+                        kind: Kind::Challenge,
+                        status: StatusCode::FORBIDDEN,
+                        headers: vec![(
+                            http::header::CACHE_CONTROL,
+                            HeaderValue::from_static("no-store"),
+                        )],
+                        content_type: "text/html; charset=utf-8",
+                        body: page::challenge_page(&token, c.challenge.difficulty),
+                        detail: "proof-of-work challenge".into(),
+                    });
+                }
+            }
+        }
+        Verdict::Pass { client }
+    }
+
+    fn rate_limits(
+        &self,
+        c: &ShieldConfig,
+        req: &RequestInfo<'_>,
+        client: IpAddr,
+        now: u64,
+    ) -> Option<Answer> {
+        for rule in &c.rate_limits {
+            if !rule.applies(req.route, req.path) {
+                continue;
+            }
+            let key = match &rule.key {
+                RateKey::Ip => format!("rl:{}:ip:{client}", rule.name),
+                RateKey::Route => format!("rl:{}:route:{}", rule.name, req.route.unwrap_or("-")),
+                RateKey::User => match req.user {
+                    Some(u) => format!("rl:{}:user:{u}", rule.name),
+                    None => continue,
+                },
+                RateKey::Header(h) => match req.headers.get(h) {
+                    Some(v) => {
+                        let b = v.as_bytes();
+                        let b = &b[..b.len().min(MAX_KEY_VALUE_BYTES)];
+                        format!("rl:{}:h:{}", rule.name, String::from_utf8_lossy(b))
+                    }
+                    None => continue,
+                },
+            };
+            let d = match self.store.rate(&key, rule.quota, now) {
+                Ok(d) => d,
+                Err(e) => {
+                    // Fail open: a storage outage must not take the site down.
+                    tracing::warn!(error = %e, rule = %rule.name, "shield: rate-limit storage failed; request allowed");
+                    continue;
+                }
+            };
+            if d.allowed {
+                continue;
+            }
+            self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            self.record_at(EventKind::RateLimited, client, req.path, now / 1000);
+            let mut a = text_answer(
+                Kind::RateLimited,
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests: slow down",
+                format!("rate limit {}", rule.name),
+            );
+            let retry = gcra::ceil_secs(d.retry_after_us).to_string();
+            a.headers.push((http::header::RETRY_AFTER, hv(&retry)));
+            a.headers.push((
+                HeaderName::from_static("ratelimit-limit"),
+                hv(&rule.quota.burst.to_string()),
+            ));
+            a.headers.push((
+                HeaderName::from_static("ratelimit-remaining"),
+                HeaderValue::from_static("0"),
+            ));
+            a.headers.push((
+                HeaderName::from_static("ratelimit-reset"),
+                hv(&gcra::ceil_secs(d.reset_us).to_string()),
+            ));
+            a.headers.push((
+                HeaderName::from_static("ratelimit-policy"),
+                hv(&rule.policy),
+            ));
+            return Some(a);
+        }
+        None
+    }
+
+    /// Verifies a challenge answer (the urlencoded body `token=…&nonce=…`
+    /// posted to [`CHALLENGE_PATH`]); on success the answer carries the
+    /// cookie. `secure` adds the cookie's `Secure` attribute (https).
+    pub fn answer_challenge(&self, client: IpAddr, body: &[u8], secure: bool) -> Answer {
+        self.answer_challenge_at(client, body, secure, now_us())
+    }
+
+    /// [`Shield::answer_challenge`] at a given time (unix µs).
+    pub fn answer_challenge_at(
+        &self,
+        client: IpAddr,
+        body: &[u8],
+        secure: bool,
+        now: u64,
+    ) -> Answer {
+        let c = self.cfg.load();
+        let mut token = "";
+        let mut nonce = "";
+        let text = std::str::from_utf8(body).unwrap_or("");
+        for pair in text.split('&') {
+            match pair.split_once('=') {
+                Some(("token", v)) => token = v,
+                Some(("nonce", v)) => nonce = v,
+                _ => {}
+            }
+        }
+        let now_s = now / 1_000_000;
+        let res = self.pow.verify(client, token, nonce, now_s).and_then(|s| {
+            match self.store.claim(&format!("pow:{}", s.id), s.expires.saturating_mul(1000), now / 1000) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(pow::PowError::Replayed),
+                Err(e) => {
+                    tracing::warn!(error = %e, "shield: cannot record challenge use; answer refused");
+                    Err(pow::PowError::Replayed)
+                }
+            }
+        });
+        match res {
+            Ok(()) => {
+                self.stats.solved.fetch_add(1, Ordering::Relaxed);
+                self.jails.clear_suspect(IpNet::ban_scope(
+                    client,
+                    c.ban_v4_prefix,
+                    c.ban_v6_prefix,
+                ));
+                let ttl = c.challenge.cookie_ttl.as_secs().max(1);
+                let value = self.pow.cookie(client, now_s + ttl);
+                let cookie = format!(
+                    "{}={value}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax{}",
+                    pow::COOKIE_NAME,
+                    if secure { "; Secure" } else { "" }
+                );
+                let mut a = text_answer(
+                    Kind::ChallengeSolved,
+                    StatusCode::OK,
+                    "challenge solved",
+                    String::new(),
+                );
+                a.headers.push((http::header::SET_COOKIE, hv(&cookie)));
+                a.headers.push((
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                ));
+                a
+            }
+            Err(e) => text_answer(
+                Kind::ChallengeFailed,
+                StatusCode::FORBIDDEN,
+                &format!("challenge answer refused: {}", e.as_str()),
+                e.as_str().to_string(),
+            ),
+        }
+    }
+
+    /// A challenge token for `client` (tests and tools; the page embeds one).
+    pub fn issue_challenge(&self, client: IpAddr) -> String {
+        let c = self.cfg.load();
+        self.pow
+            .issue(client, c.challenge.difficulty, now_us() / 1_000_000)
+    }
+
+    // ----------------------------------------------------------------- events
+
+    /// The WAF blocked a request from `client`.
+    pub fn record_waf_block(&self, client: IpAddr) {
+        self.record_at(EventKind::WafBlock, client, "", now_us() / 1000);
+    }
+
+    /// A login from `client` failed (identity layer).
+    pub fn record_failed_login(&self, client: IpAddr) {
+        self.record_at(EventKind::FailedLogin, client, "", now_us() / 1000);
+    }
+
+    /// The application answered `status` for `path` to `client`: 4xx on
+    /// distinct paths feed `scan` jails. Never call this for answers the
+    /// gateway or the shield made itself.
+    pub fn record_response(&self, client: IpAddr, status: u16, path: &str) {
+        if (400..500).contains(&status) {
+            self.record_at(EventKind::Scan, client, path, now_us() / 1000);
+        }
+    }
+
+    /// Records one event at `now_ms`; bans when a jail trips.
+    pub fn record_at(&self, kind: EventKind, client: IpAddr, path: &str, now_ms: u64) {
+        let c = self.cfg.load();
+        let client = client.to_canonical();
+        if c.allow.contains(client) || c.jails.is_empty() {
+            return;
+        }
+        let who = IpNet::ban_scope(client, c.ban_v4_prefix, c.ban_v6_prefix);
+        let h = path_hash(path);
+        for rule in c.jails.iter().filter(|j| j.event == kind) {
+            match self.jails.record(rule, who, now_ms, h, c.repeat_window) {
+                jail::Outcome::Ban { duration, offences } => {
+                    let reason = format!(
+                        "{} {} events within {}s",
+                        rule.threshold,
+                        kind.name(),
+                        rule.window.as_secs()
+                    );
+                    let ban = Ban {
+                        net: who,
+                        reason: reason.clone(),
+                        jail: rule.name.clone(),
+                        created_ms: now_ms,
+                        expires_ms: Some(now_ms.saturating_add(
+                            u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+                        )),
+                        offences,
+                    };
+                    match self.store.ban(ban) {
+                        Ok(()) => {
+                            self.stats.auto_bans.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(
+                                event = "shield.ban",
+                                client = %client,
+                                net = %who,
+                                jail = %rule.name,
+                                reason = %reason,
+                                duration_s = duration.as_secs(),
+                                offences,
+                                "shield: client banned"
+                            );
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, net = %who, "shield: cannot store ban")
+                        }
+                    }
+                }
+                jail::Outcome::Suspect(n) => {
+                    tracing::info!(event = "shield.suspect", client = %client, jail = %rule.name, count = n, "shield: client must solve the challenge");
+                }
+                jail::Outcome::Counted(_) => {}
+            }
+        }
+    }
+
+    // ------------------------------------------------------------- ban admin
+
+    /// Bans `net` for `duration` (`None`: until deleted). Takes effect at once.
+    pub fn add_ban(
+        &self,
+        net: IpNet,
+        duration: Option<Duration>,
+        reason: &str,
+    ) -> Result<Ban, Error> {
+        if reason.len() > MAX_REASON_BYTES {
+            return Err(Error::InvalidBan(format!(
+                "reason longer than {MAX_REASON_BYTES} bytes"
+            )));
+        }
+        if reason.chars().any(char::is_control) {
+            return Err(Error::InvalidBan(
+                "reason contains control characters".into(),
+            ));
+        }
+        let now = now_us() / 1000;
+        let ban = Ban {
+            net,
+            reason: if reason.is_empty() {
+                "manual ban".into()
+            } else {
+                reason.into()
+            },
+            jail: "manual".into(),
+            created_ms: now,
+            expires_ms: duration
+                .map(|d| now.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
+            offences: 1,
+        };
+        self.store.ban(ban.clone())?;
+        tracing::warn!(event = "shield.ban", net = %net, jail = "manual", reason = %ban.reason, "shield: ban added");
+        Ok(ban)
+    }
+
+    /// Lifts the ban of `net`, or, for a single address, the ban covering it
+    /// (an IPv6 address lifts its /64 ban). Also forgets the jail counts, so
+    /// the client starts clean. Returns the lifted ban's network.
+    pub fn remove_ban(&self, net: IpNet) -> Result<Option<IpNet>, Error> {
+        let full = if net.addr().is_ipv4() { 32 } else { 128 };
+        let target = if self.store.unban(net)? {
+            Some(net)
+        } else if net.prefix() == full {
+            match self.store.banned(net.addr(), now_us() / 1000)? {
+                Some(b) => self.store.unban(b.net)?.then_some(b.net),
+                None => None,
+            }
+        } else {
+            None
+        };
+        if let Some(t) = target {
+            self.jails.forgive(t);
+            self.jails.forgive(self.scope(net.addr()));
+            tracing::warn!(event = "shield.unban", net = %t, "shield: ban lifted");
+        }
+        Ok(target)
+    }
+
+    /// Every active ban.
+    pub fn bans(&self) -> Result<Vec<Ban>, Error> {
+        self.store.bans(now_us() / 1000)
+    }
+}
+
+#[cfg(test)]
+mod tests;
