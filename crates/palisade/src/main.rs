@@ -13,6 +13,7 @@ use gateway::config::{self, Config, EMBEDDED_DEFAULT, EMBEDDED_NAME};
 use gateway::demo::{spawn_echo, EchoOptions};
 use gateway::Gateway;
 
+mod crypt_cmd;
 mod waf;
 
 // The proxy allocates small, short-lived objects per request (header maps,
@@ -77,6 +78,11 @@ enum Cmd {
     Waf {
         #[command(subcommand)]
         cmd: WafCmd,
+    },
+    /// Fernet tokens, streaming file encryption, digests and manifests.
+    Crypt {
+        #[command(subcommand)]
+        cmd: crypt_cmd::CryptCmd,
     },
     /// Tools for tests.
     #[command(hide = true)]
@@ -154,6 +160,7 @@ fn main() -> ExitCode {
         }
         Cmd::CheckConfig { config } => check_config(&config),
         Cmd::Waf { cmd } => waf_cmd(cmd),
+        Cmd::Crypt { cmd } => crypt_cmd::run(cmd).map_err(Failure::Runtime),
         Cmd::Reload {
             config,
             pid_file,
