@@ -14,6 +14,7 @@ use gateway::demo::{spawn_echo, EchoOptions};
 use gateway::Gateway;
 
 mod crypt_cmd;
+mod pki_cmd;
 mod waf;
 
 // The proxy allocates small, short-lived objects per request (header maps,
@@ -83,6 +84,13 @@ enum Cmd {
     Crypt {
         #[command(subcommand)]
         cmd: crypt_cmd::CryptCmd,
+    },
+    /// Device certificate authority: init, issue, list, revoke, crl, renew.
+    Pki {
+        #[command(flatten)]
+        dir: pki_cmd::DirArg,
+        #[command(subcommand)]
+        cmd: pki_cmd::PkiCmd,
     },
     /// Tools for tests.
     #[command(hide = true)]
@@ -161,6 +169,7 @@ fn main() -> ExitCode {
         Cmd::CheckConfig { config } => check_config(&config),
         Cmd::Waf { cmd } => waf_cmd(cmd),
         Cmd::Crypt { cmd } => crypt_cmd::run(cmd).map_err(Failure::Runtime),
+        Cmd::Pki { dir, cmd } => pki_cmd::run(&dir, cmd).map_err(Failure::Runtime),
         Cmd::Reload {
             config,
             pid_file,
