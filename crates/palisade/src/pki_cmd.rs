@@ -147,6 +147,7 @@ pub fn run(dir: &DirArg, cmd: PkiCmd) -> Result<()> {
                 days,
                 sans: san,
                 key_type: key_type.parse::<KeyType>()?,
+                valid_from: None,
             };
             let issued = ca.issue(&s, &req)?;
             print_issued(&issued);

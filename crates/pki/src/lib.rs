@@ -339,6 +339,10 @@ pub struct IssueRequest {
     pub sans: Vec<String>,
     /// Key type of the device key.
     pub key_type: KeyType,
+    /// Start of validity (Unix seconds); `None`: now (backdated 5 minutes).
+    /// An earlier start makes already-expired certificates for tests of
+    /// the listeners' expiry checks.
+    pub valid_from: Option<i64>,
 }
 
 impl IssueRequest {
@@ -349,6 +353,7 @@ impl IssueRequest {
             days: 90,
             sans: Vec::new(),
             key_type,
+            valid_from: None,
         }
     }
 }
@@ -570,6 +575,7 @@ impl Pki {
             days: days.unwrap_or(u32::try_from(default_days).unwrap_or(90)),
             sans: old.sans.clone(),
             key_type: old.key_type,
+            valid_from: None,
         };
         let issued = self.issue_inner(secret, &req)?;
         // issue_inner saved the new entry; mark the old one and save again.
@@ -622,8 +628,13 @@ impl Pki {
         params.use_authority_key_identifier_extension = true;
         params.key_identifier_method = KeyIdMethod::Sha256;
         params.serial_number = Some(serial);
-        params.not_before = now - BACKDATE;
-        params.not_after = now + Duration::days(i64::from(req.days));
+        let start = match req.valid_from {
+            Some(t) => OffsetDateTime::from_unix_timestamp(t)
+                .map_err(|_| Error::Invalid(format!("valid_from {t} is out of range")))?,
+            None => now - BACKDATE,
+        };
+        params.not_before = start;
+        params.not_after = start + Duration::days(i64::from(req.days));
         let not_before = params.not_before.unix_timestamp();
         let not_after = params.not_after.unix_timestamp();
         let cert = params
