@@ -174,12 +174,7 @@ pub fn decrypt<R: Read, W: Write>(
     for key in keys {
         let aead = file_cipher(key, &header);
         let (n, last) = frame(have, c);
-        if n < TAG_LEN {
-            return Err(Error::StreamAuth {
-                chunk: 0,
-                reason: "truncated (no final chunk)",
-            });
-        }
+        check_frame(n, last, c, 0)?;
         let mut trial = Zeroizing::new(buf[..n].to_vec());
         if open(&aead, &header, 0, last, &mut trial).is_ok() {
             chosen = Some(aead);
@@ -197,12 +192,7 @@ pub fn decrypt<R: Read, W: Write>(
     let mut index = 0u64;
     loop {
         let (n, last) = frame(have, c);
-        if n < TAG_LEN {
-            return Err(Error::StreamAuth {
-                chunk: index,
-                reason: "truncated (no final chunk)",
-            });
-        }
+        check_frame(n, last, c, index)?;
         let pt_len =
             open(&aead, &header, index, last, &mut buf[..n]).map_err(|_| Error::StreamAuth {
                 chunk: index,
@@ -246,6 +236,24 @@ fn frame(have: usize, c: usize) -> (usize, bool) {
     } else {
         (have, true)
     }
+}
+
+/// A stream that ends without a final chunk was truncated: the final chunk
+/// is never full, and always holds at least its tag.
+fn check_frame(n: usize, last: bool, c: usize, index: u64) -> Result<(), Error> {
+    if n < TAG_LEN {
+        return Err(Error::StreamAuth {
+            chunk: index,
+            reason: "truncated (no final chunk)",
+        });
+    }
+    if last && n == c + TAG_LEN {
+        return Err(Error::StreamAuth {
+            chunk: index + 1,
+            reason: "truncated (no final chunk)",
+        });
+    }
+    Ok(())
 }
 
 /// Verifies and decrypts `chunk` (ciphertext | tag) in place; returns the

@@ -16,6 +16,8 @@ use gateway::Gateway;
 mod rules_cmd;
 mod echo;
 mod ban;
+mod crypt_cmd;
+mod pki_cmd;
 mod waf;
 mod waftest;
 
@@ -93,6 +95,17 @@ enum Cmd {
     Crs {
         #[command(subcommand)]
         cmd: rules_cmd::CrsCmd,
+    /// Fernet tokens, streaming file encryption, digests and manifests.
+    Crypt {
+        #[command(subcommand)]
+        cmd: crypt_cmd::CryptCmd,
+    },
+    /// Device certificate authority: init, issue, list, revoke, crl, renew.
+    Pki {
+        #[command(flatten)]
+        dir: pki_cmd::DirArg,
+        #[command(subcommand)]
+        cmd: pki_cmd::PkiCmd,
     },
     /// Tools for tests.
     #[command(hide = true)]
@@ -179,6 +192,8 @@ fn main() -> ExitCode {
         Cmd::Waf { cmd } => waf_cmd(cmd),
         Cmd::Crs { cmd } => rules_cmd::crs_cmd(cmd),
         Cmd::Ban { cmd, target } => ban::run(cmd, &target).map_err(Failure::Runtime),
+        Cmd::Crypt { cmd } => crypt_cmd::run(cmd).map_err(Failure::Runtime),
+        Cmd::Pki { dir, cmd } => pki_cmd::run(&dir, cmd).map_err(Failure::Runtime),
         Cmd::Reload {
             config,
             pid_file,
