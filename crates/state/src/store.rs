@@ -123,15 +123,18 @@ impl Store {
     /// An in-memory store (nothing persisted or shared). Needs no runtime;
     /// starts the janitor when called inside one.
     pub fn memory(cfg: &MemoryConfig) -> Store {
-        let inner = Inner {
+        Store::start(Store::memory_inner(cfg, FailureConfig::default()))
+    }
+
+    fn memory_inner(cfg: &MemoryConfig, failure: FailureConfig) -> Inner {
+        Inner {
             kind: BackendKind::Memory,
             backend: Backend::Memory,
             local: MemoryBackend::new(cfg),
             bans: Arc::new(BanCache::default()),
-            failure: FailureConfig::default(),
+            failure,
             stats: Stats::default(),
-        };
-        Store::start(inner)
+        }
     }
 
     /// Opens the configured backend: validates `cfg`, creates or migrates the
@@ -141,10 +144,10 @@ impl Store {
     pub async fn open(cfg: &StateConfig) -> Result<Store> {
         cfg.validate()?;
         match cfg.backend {
-            BackendKind::Memory => {
-                let s = Store::memory(&cfg.memory);
-                Ok(s.with_failure(cfg.failure.clone()))
-            }
+            BackendKind::Memory => Ok(Store::start(Store::memory_inner(
+                &cfg.memory,
+                cfg.failure.clone(),
+            ))),
             BackendKind::Sqlite => {
                 let db = SqliteBackend::open(&cfg.sqlite).await?;
                 let bans = Arc::new(BanCache::default());
@@ -187,16 +190,6 @@ impl Store {
                 };
                 Ok(Store::start(inner))
             }
-        }
-    }
-
-    fn with_failure(self, failure: FailureConfig) -> Store {
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.failure = failure;
-                Store::start(inner)
-            }
-            Err(inner) => Store { inner },
         }
     }
 

@@ -488,11 +488,16 @@ pub(crate) async fn subscriber(weak: Weak<RedisBackend>, cache: Arc<BanCache>, i
                 b.channel.clone(),
             )
         };
+        let started = std::time::Instant::now();
         match subscribe_once(&weak, &cache, &url, ct, &channel, interval).await {
             Ok(()) => return, // the backend was dropped
             Err(e) => {
                 tracing::debug!(target: "state", error = %e, "redis ban subscription lost");
             }
+        }
+        if started.elapsed() > MAX_RECONNECT_BACKOFF {
+            // It was up for a while: retry quickly, as after a first failure.
+            backoff = Duration::from_millis(50);
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);
