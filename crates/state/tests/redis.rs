@@ -373,6 +373,23 @@ async fn a_hung_server_costs_one_timeout_not_a_hang() {
     );
     let e = node.kv_get("k", now_micros()).await.unwrap_err();
     assert!(matches!(e, Error::Timeout(_)) && e.is_retryable(), "{e}");
+    // After BREAKER_THRESHOLD timeouts in a row, requests fail fast.
+    for _ in 0..state::redis::BREAKER_THRESHOLD {
+        let _ = node.kv_get("k", now_micros()).await;
+    }
+    let start = Instant::now();
+    let e = node.kv_get("k", now_micros()).await.unwrap_err();
+    assert!(matches!(e, Error::Unavailable(_)), "{e}");
+    let d = node
+        .rate_limit("k", &Quota::per_second(1, 1), 1, now_micros())
+        .await
+        .unwrap();
+    assert!(d.allowed && d.degraded);
+    assert!(
+        start.elapsed() < Duration::from_millis(150),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

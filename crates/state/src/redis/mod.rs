@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use sha1::Digest;
 
 pub(crate) use client::RedisUrl;
-pub use client::{CONN_QUEUE, MAX_RECONNECT_BACKOFF, MAX_WRITE_BATCH};
+pub use client::{
+    BREAKER_COOLDOWN, BREAKER_THRESHOLD, CONN_QUEUE, MAX_RECONNECT_BACKOFF, MAX_WRITE_BATCH,
+};
 pub use resp::{MAX_ARRAY_LEN, MAX_BULK_LEN, MAX_DEPTH};
 
 use self::client::{connect_raw, read_one, Client};
