@@ -364,6 +364,8 @@ impl Store {
     }
 
     /// Adds (or replaces) the ban on `ban.target`, effective on every node.
+    /// Unless `ban_writes = "closed"`, it is in force on this node as soon as
+    /// the returned future is first polled (before any I/O).
     pub async fn ban_add(&self, ban: Ban) -> Result<()> {
         ban.validate()?;
         let now = now_micros();
@@ -393,12 +395,26 @@ impl Store {
                 }
             }
             Backend::Sqlite(db) => {
-                // Written to disk first so a ban that was acknowledged
-                // survives a restart; with ban_writes = local a disk failure
-                // still bans on this node.
-                self.guarded(OpClass::BanWrites, db.ban_put(ban.clone()), |_| Ok(()))
-                    .await?;
-                self.inner.bans.insert(ban, now)
+                // In force on this node before the first await (a caller
+                // may poll once and finish the write on a task); on disk
+                // before this returns, so an acknowledged ban survives a
+                // restart. A disk failure keeps the local ban unless
+                // ban_writes = closed.
+                let previous = self.inner.bans.get(&ban.target);
+                self.inner.bans.insert(ban.clone(), now)?;
+                let target = ban.target;
+                let r = self
+                    .guarded(OpClass::BanWrites, db.ban_put(ban), |_| Ok(()))
+                    .await;
+                if r.is_err() {
+                    match previous {
+                        Some(p) => self.inner.bans.insert((*p).clone(), now)?,
+                        None => {
+                            self.inner.bans.remove(&target);
+                        }
+                    }
+                }
+                r
             }
         }
     }

@@ -477,3 +477,18 @@ async fn scripts_reload_after_the_server_cache_is_flushed() {
         "keys carry the prefix"
     );
 }
+
+#[tokio::test]
+async fn a_ban_is_in_force_locally_at_the_first_poll() {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let node = Store::open(&server.config()).await.unwrap();
+    let mut fut = Box::pin(node.ban_add(ban("192.0.2.34", "scan")));
+    let _ = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    assert!(node.ban_check(ip("192.0.2.34"), now_micros()).is_some());
+    fut.await.unwrap();
+    assert!(node.ban_check(ip("192.0.2.34"), now_micros()).is_some());
+}
