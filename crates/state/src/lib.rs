@@ -76,7 +76,7 @@ pub use config::{
 pub use error::{Error, Result};
 pub use memory::{DEFAULT_MAX_DISTINCT_SETS, DEFAULT_MAX_ENTRIES, MAX_DISTINCT_MEMBERS, SHARDS};
 pub use sqlite::{BAN_POLL_INTERVAL, SCHEMA_VERSION, SQLITE_QUEUE};
-pub use store::{StatsSnapshot, Store, FAILURE_LOG_INTERVAL, JANITOR_INTERVAL};
+pub use store::{StatsSnapshot, Store, FAILURE_LOG_INTERVAL, JANITOR_INTERVAL, MAX_LIST_KEYS};
 pub use types::{
     now_micros, Ban, IpPrefix, Micros, Quota, RateDecision, MAX_BAN_TEXT, MAX_KEY_LEN,
     MAX_VALUE_LEN,

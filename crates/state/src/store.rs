@@ -31,6 +31,10 @@ pub const JANITOR_INTERVAL: Duration = Duration::from_secs(30);
 /// [`StatsSnapshot`] still count every failure.
 pub const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Most keys [`Store::kv_keys`] returns. Default 100,000: bounds the memory
+/// of one admin listing.
+pub const MAX_LIST_KEYS: usize = 100_000;
+
 /// Classes of operations, each with its own [`FailMode`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[allow(dead_code)] // the SQLite/Redis backends (next commits) use every class
@@ -594,6 +598,55 @@ impl Store {
                     |_| local(),
                 )
                 .await
+            }
+        }
+    }
+
+    /// Live keys starting with `prefix`, sorted, at most `limit` (capped at
+    /// [`MAX_LIST_KEYS`]; when more match, which ones are returned is
+    /// unspecified): for admin listings (`palisade user list`, a user's
+    /// sessions for logout-all). Scans; not for request paths.
+    pub async fn kv_keys(&self, prefix: &str, limit: usize, now: Micros) -> Result<Vec<String>> {
+        if prefix.len() > crate::types::MAX_KEY_LEN {
+            return Err(Error::InvalidInput("prefix longer than MAX_KEY_LEN".into()));
+        }
+        let limit = limit.min(MAX_LIST_KEYS);
+        let local = || {
+            let mut v = self.inner.local.kv_keys(prefix, limit, now);
+            v.sort();
+            Ok(v)
+        };
+        match &self.inner.backend {
+            Backend::Memory => local(),
+            Backend::Sqlite(db) => {
+                self.guarded(OpClass::Sessions, db.kv_keys(prefix, limit, now), |_| {
+                    local()
+                })
+                .await
+            }
+            Backend::Redis(r) => {
+                self.guarded(OpClass::Sessions, r.kv_keys(prefix, limit), |_| local())
+                    .await
+            }
+        }
+    }
+
+    /// Forgets the rate-limit state, counter and distinct set under `key`
+    /// (e.g. a user's failed-login counters after a successful login, or a
+    /// client's jail counts when an operator lifts its ban).
+    pub async fn reset(&self, key: &str) -> Result<()> {
+        check_key(key)?;
+        self.inner.local.reset(key);
+        match &self.inner.backend {
+            Backend::Memory => Ok(()),
+            Backend::Sqlite(db) if !db.persist_counters() => Ok(()),
+            Backend::Sqlite(db) => {
+                self.guarded(OpClass::Counters, db.reset(key), |_| Ok(()))
+                    .await
+            }
+            Backend::Redis(r) => {
+                self.guarded(OpClass::Counters, r.reset(key), |_| Ok(()))
+                    .await
             }
         }
     }

@@ -323,6 +323,68 @@ impl RedisBackend {
             .map(|b| b.to_vec()))
     }
 
+    pub(crate) async fn kv_keys(&self, prefix: &str, limit: usize) -> Result<Vec<String>> {
+        let full = self.key("kv:", "");
+        let mut pattern = full.clone();
+        for b in prefix.bytes() {
+            // SCAN MATCH is a glob: escape its metacharacters.
+            if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+                pattern.push(b'\\');
+            }
+            pattern.push(b);
+        }
+        pattern.push(b'*');
+        let mut cursor = b"0".to_vec();
+        let mut out = Vec::new();
+        // Bounded: SCAN visits every key once; stop early at `limit`.
+        loop {
+            let mut reply = self
+                .client
+                .call(&[b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", b"1000"])
+                .await?
+                .into_array()?;
+            if reply.len() != 2 {
+                return Err(Error::Protocol("SCAN reply is not [cursor, keys]".into()));
+            }
+            let keys = reply
+                .pop()
+                .map(Value::into_array)
+                .transpose()?
+                .unwrap_or_default();
+            let next = reply
+                .pop()
+                .map(Value::into_bulk)
+                .transpose()?
+                .flatten()
+                .unwrap_or_default();
+            for k in keys {
+                if let Some(k) = k.into_bulk()? {
+                    if let Some(rest) = k.strip_prefix(full.as_slice()) {
+                        out.push(String::from_utf8_lossy(rest).into_owned());
+                    }
+                }
+            }
+            if out.len() >= limit || next.as_ref() == b"0" || next.is_empty() {
+                break;
+            }
+            cursor = next.to_vec();
+        }
+        out.sort();
+        out.dedup();
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    pub(crate) async fn reset(&self, key: &str) -> Result<()> {
+        let (a, b, c) = (
+            self.key("rl:", key),
+            self.key("c:", key),
+            self.key("d:", key),
+        );
+        self.client.call(&[b"DEL", &a, &b, &c]).await?;
+        Ok(())
+    }
+
     pub(crate) async fn kv_compare_delete(&self, key: &str, expected: &[u8]) -> Result<bool> {
         let k = self.key("kv:", key);
         Ok(self.eval(&self.cad, &[&k], &[expected]).await?.as_int()? == 1)
