@@ -41,6 +41,10 @@ pub const BREAKER_THRESHOLD: u32 = 5;
 /// reopens the breaker at once).
 pub const BREAKER_COOLDOWN: Duration = Duration::from_secs(1);
 
+/// At most one WARN line per this interval about failing (re)connections.
+/// Default 30 s: the first failure is always logged.
+pub const CONNECT_WARN_INTERVAL: Duration = Duration::from_secs(30);
+
 /// A parsed `redis://` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RedisUrl {
@@ -262,6 +266,7 @@ struct Inner {
     timeouts: AtomicU32,
     /// While now (µs) is before this, requests fail fast.
     open_until_us: AtomicU64,
+    last_connect_warn_us: AtomicU64,
 }
 
 /// The Redis client: cheap to clone.
@@ -287,6 +292,7 @@ impl Client {
             connects: AtomicU64::new(0),
             timeouts: AtomicU32::new(0),
             open_until_us: AtomicU64::new(0),
+            last_connect_warn_us: AtomicU64::new(0),
         });
         connect_dead_slots(&inner).await;
         tokio::spawn(supervise(Arc::downgrade(&inner)));
@@ -409,7 +415,21 @@ async fn connect_dead_slots(inner: &Inner) -> bool {
             }
             Err(e) => {
                 all_ok = false;
-                tracing::debug!(target: "state", addr = %inner.url.addr, error = %e, "redis connect failed");
+                // Visible (WARN) at most every CONNECT_WARN_INTERVAL: a wrong
+                // password or address must show up in the log, a long outage
+                // must not flood it.
+                let now = now_micros();
+                let last = inner.last_connect_warn_us.load(Ordering::Relaxed);
+                if now.saturating_sub(last) >= dur_us(CONNECT_WARN_INTERVAL)
+                    && inner
+                        .last_connect_warn_us
+                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    tracing::warn!(target: "state", addr = %inner.url.addr, error = %e, "cannot connect to redis; retrying");
+                } else {
+                    tracing::debug!(target: "state", addr = %inner.url.addr, error = %e, "redis connect failed");
+                }
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
             }
         }
