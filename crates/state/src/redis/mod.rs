@@ -7,7 +7,7 @@
 //! - Bans are one key per target (`{prefix}ban:{target}`, JSON, expiring with
 //!   the ban) plus an index set (`{prefix}bans`). Every change is published
 //!   on `{prefix}bans:events`; each node's subscriber applies it to its
-//!   [`BanCache`] at once, and a full resync runs on every (re)subscription
+//!   node-local ban cache at once, and a full resync runs on every (re)subscription
 //!   and every `ban_sync_interval_ms` to cover messages missed while
 //!   disconnected.
 //! - Ban writes made while Redis is down (failure mode `local`) apply to the
