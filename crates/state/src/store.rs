@@ -377,11 +377,21 @@ impl Store {
             Backend::Memory => self.inner.bans.insert(ban, now),
             Backend::Redis(r) => {
                 let mode = self.mode(OpClass::BanWrites);
+                let previous = self.inner.bans.get(&ban.target);
                 if mode != FailMode::Closed {
                     // Enforced on this node at once; other nodes follow
                     // through pub/sub.
                     self.inner.bans.insert(ban.clone(), now)?;
                 }
+                let target = ban.target;
+                let restore = |bans: &BanCache| match &previous {
+                    Some(p) => {
+                        let _ = bans.insert((**p).clone(), now);
+                    }
+                    None => {
+                        bans.remove(&target);
+                    }
+                };
                 match r.ban_put(&ban).await {
                     // Inserted (again) after the write: a resync whose
                     // snapshot was read before the write reached Redis must
@@ -395,7 +405,13 @@ impl Store {
                         r.queue(Some(ban), None);
                         Ok(())
                     }
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        // Refused by Redis itself (e.g. NOAUTH): not a ban.
+                        if mode != FailMode::Closed {
+                            restore(&self.inner.bans);
+                        }
+                        Err(e)
+                    }
                 }
             }
             Backend::Sqlite(db) => {

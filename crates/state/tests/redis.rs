@@ -529,3 +529,16 @@ async fn password_and_database_from_the_url() {
     assert!(d.degraded);
     assert!(bad.kv_get("k", now).await.unwrap_err().is_retryable());
 }
+
+#[tokio::test]
+async fn a_ban_far_in_the_future_is_stored() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let node = Store::open(&server.config()).await.unwrap();
+    let mut b = ban("192.0.2.35", "manual");
+    b.expires_us = Some(u64::MAX - 1);
+    node.ban_add(b).await.unwrap();
+    let other = Store::open(&server.config()).await.unwrap();
+    assert!(other.ban_check(ip("192.0.2.35"), now_micros()).is_some());
+}

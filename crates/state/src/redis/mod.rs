@@ -42,6 +42,11 @@ use crate::types::{dur_us, now_micros, Ban, IpPrefix, Micros, Quota, RateDecisio
 /// queued write is dropped (and logged).
 pub const MAX_PENDING_BAN_WRITES: usize = 10_000;
 
+/// Latest key expiry sent to Redis, in ms since the epoch (year 9999). A
+/// ban "expiring" later is kept that long; Redis refuses expiries near
+/// `i64::MAX`.
+const MAX_EXPIRY_MS: u64 = 253_402_300_799_000;
+
 /// Targets fetched per `MGET` during a ban resync. Default 500: keeps each
 /// reply small so other requests on the connection are not held up.
 pub const BAN_SYNC_BATCH: usize = 500;
@@ -403,7 +408,7 @@ impl RedisBackend {
         let json = serde_json::to_string(ban).map_err(|e| Error::InvalidInput(e.to_string()))?;
         let at = ban
             .expires_us
-            .map_or(0, |e| e.div_ceil(1000).max(1))
+            .map_or(0, |e| e.div_ceil(1000).clamp(1, MAX_EXPIRY_MS))
             .to_string();
         let msg = self.event(&Event::Add { ban: ban.clone() })?;
         self.eval(
