@@ -424,9 +424,14 @@ impl Store {
                 self.inner.bans.insert(ban.clone(), now)?;
                 let target = ban.target;
                 let r = self
-                    .guarded(OpClass::BanWrites, db.ban_put(ban), |_| Ok(()))
+                    .guarded(OpClass::BanWrites, db.ban_put(ban.clone()), |_| Ok(()))
                     .await;
-                if r.is_err() {
+                if r.is_ok() {
+                    // Again after the write: a reload triggered by another
+                    // process (poll_sqlite_bans) may have run in between
+                    // and replaced the table without this ban.
+                    self.inner.bans.insert(ban, now)?;
+                } else {
                     match previous {
                         Some(p) => self.inner.bans.insert((*p).clone(), now)?,
                         None => {
