@@ -108,10 +108,10 @@ pub const MAX_REDIS_CONNECTIONS: usize = 16;
 pub struct MemoryConfig {
     /// Entries per table (rate-limit states, counters, key/value); the
     /// oldest are evicted past it. Default
-    /// [`DEFAULT_MAX_ENTRIES`](crate::memory::DEFAULT_MAX_ENTRIES).
+    /// [`DEFAULT_MAX_ENTRIES`].
     pub max_entries: usize,
     /// Distinct-value sets; default
-    /// [`DEFAULT_MAX_DISTINCT_SETS`](crate::memory::DEFAULT_MAX_DISTINCT_SETS).
+    /// [`DEFAULT_MAX_DISTINCT_SETS`].
     pub max_distinct_sets: usize,
 }
 

@@ -163,6 +163,29 @@ impl<V> Table<V> {
         }
     }
 
+    /// Live keys starting with `prefix`, at most `limit`, unsorted.
+    pub(crate) fn keys_with_prefix(&self, prefix: &str, now: Micros, limit: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in self.shards.iter() {
+            let g = s.lock().unwrap_or_else(|e| e.into_inner());
+            for (k, slot) in g.map.iter() {
+                if out.len() >= limit {
+                    return out;
+                }
+                if slot.expires > now && k.starts_with(prefix) {
+                    out.push(k.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    /// Removes `key` whatever its state.
+    pub(crate) fn remove(&self, key: &str) {
+        let mut g = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
+        g.map.remove(key);
+    }
+
     /// Drops expired entries; returns how many.
     pub(crate) fn purge(&self, now: Micros) -> usize {
         let mut n = 0;
@@ -347,6 +370,17 @@ impl MemoryBackend {
             Some((v, _)) if **v == *expected => Update::Remove(true),
             _ => Update::Keep(false),
         }))
+    }
+
+    pub(crate) fn kv_keys(&self, prefix: &str, limit: usize, now: Micros) -> Vec<String> {
+        self.kv.keys_with_prefix(prefix, now, limit)
+    }
+
+    /// Forgets the rate-limit state, counter and distinct set under `key`.
+    pub(crate) fn reset(&self, key: &str) {
+        self.gcra.remove(key);
+        self.counters.remove(key);
+        self.distinct.remove(key);
     }
 
     pub(crate) fn purge(&self, now: Micros) -> usize {

@@ -365,6 +365,35 @@ impl SqliteBackend {
         .await
     }
 
+    pub(crate) async fn kv_keys(
+        &self,
+        prefix: &str,
+        limit: usize,
+        now: Micros,
+    ) -> Result<Vec<String>> {
+        let prefix = prefix.to_owned();
+        self.call(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT key FROM kv WHERE instr(key, ?1) = 1
+                 AND (expires_us IS NULL OR expires_us > ?2) ORDER BY key LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![prefix, i(now), i(limit as u64)], |r| r.get(0))?;
+            Ok(rows.collect::<std::result::Result<Vec<String>, _>>()?)
+        })
+        .await
+    }
+
+    pub(crate) async fn reset(&self, key: &str) -> Result<()> {
+        let key = key.to_owned();
+        self.call(move |c| {
+            c.execute("DELETE FROM gcra WHERE key = ?1", [&key])?;
+            c.execute("DELETE FROM counters WHERE key = ?1", [&key])?;
+            c.execute("DELETE FROM distinct_sets WHERE key = ?1", [&key])?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Deletes expired rows; returns how many.
     pub(crate) async fn purge(&self, now: Micros) -> Result<usize> {
         self.call(move |c| {

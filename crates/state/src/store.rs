@@ -31,6 +31,10 @@ pub const JANITOR_INTERVAL: Duration = Duration::from_secs(30);
 /// [`StatsSnapshot`] still count every failure.
 pub const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Most keys [`Store::kv_keys`] returns. Default 100,000: bounds the memory
+/// of one admin listing.
+pub const MAX_LIST_KEYS: usize = 100_000;
+
 /// Classes of operations, each with its own [`FailMode`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[allow(dead_code)] // the SQLite/Redis backends (next commits) use every class
@@ -123,15 +127,18 @@ impl Store {
     /// An in-memory store (nothing persisted or shared). Needs no runtime;
     /// starts the janitor when called inside one.
     pub fn memory(cfg: &MemoryConfig) -> Store {
-        let inner = Inner {
+        Store::start(Store::memory_inner(cfg, FailureConfig::default()))
+    }
+
+    fn memory_inner(cfg: &MemoryConfig, failure: FailureConfig) -> Inner {
+        Inner {
             kind: BackendKind::Memory,
             backend: Backend::Memory,
             local: MemoryBackend::new(cfg),
             bans: Arc::new(BanCache::default()),
-            failure: FailureConfig::default(),
+            failure,
             stats: Stats::default(),
-        };
-        Store::start(inner)
+        }
     }
 
     /// Opens the configured backend: validates `cfg`, creates or migrates the
@@ -141,10 +148,10 @@ impl Store {
     pub async fn open(cfg: &StateConfig) -> Result<Store> {
         cfg.validate()?;
         match cfg.backend {
-            BackendKind::Memory => {
-                let s = Store::memory(&cfg.memory);
-                Ok(s.with_failure(cfg.failure.clone()))
-            }
+            BackendKind::Memory => Ok(Store::start(Store::memory_inner(
+                &cfg.memory,
+                cfg.failure.clone(),
+            ))),
             BackendKind::Sqlite => {
                 let db = SqliteBackend::open(&cfg.sqlite).await?;
                 let bans = Arc::new(BanCache::default());
@@ -187,16 +194,6 @@ impl Store {
                 };
                 Ok(Store::start(inner))
             }
-        }
-    }
-
-    fn with_failure(self, failure: FailureConfig) -> Store {
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.failure = failure;
-                Store::start(inner)
-            }
-            Err(inner) => Store { inner },
         }
     }
 
@@ -371,6 +368,8 @@ impl Store {
     }
 
     /// Adds (or replaces) the ban on `ban.target`, effective on every node.
+    /// Unless `ban_writes = "closed"`, it is in force on this node as soon as
+    /// the returned future is first polled (before any I/O).
     pub async fn ban_add(&self, ban: Ban) -> Result<()> {
         ban.validate()?;
         let now = now_micros();
@@ -378,11 +377,21 @@ impl Store {
             Backend::Memory => self.inner.bans.insert(ban, now),
             Backend::Redis(r) => {
                 let mode = self.mode(OpClass::BanWrites);
+                let previous = self.inner.bans.get(&ban.target);
                 if mode != FailMode::Closed {
                     // Enforced on this node at once; other nodes follow
                     // through pub/sub.
                     self.inner.bans.insert(ban.clone(), now)?;
                 }
+                let target = ban.target;
+                let restore = |bans: &BanCache| match &previous {
+                    Some(p) => {
+                        let _ = bans.insert((**p).clone(), now);
+                    }
+                    None => {
+                        bans.remove(&target);
+                    }
+                };
                 match r.ban_put(&ban).await {
                     // Inserted (again) after the write: a resync whose
                     // snapshot was read before the write reached Redis must
@@ -396,16 +405,41 @@ impl Store {
                         r.queue(Some(ban), None);
                         Ok(())
                     }
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        // Refused by Redis itself (e.g. NOAUTH): not a ban.
+                        if mode != FailMode::Closed {
+                            restore(&self.inner.bans);
+                        }
+                        Err(e)
+                    }
                 }
             }
             Backend::Sqlite(db) => {
-                // Written to disk first so a ban that was acknowledged
-                // survives a restart; with ban_writes = local a disk failure
-                // still bans on this node.
-                self.guarded(OpClass::BanWrites, db.ban_put(ban.clone()), |_| Ok(()))
-                    .await?;
-                self.inner.bans.insert(ban, now)
+                // In force on this node before the first await (a caller
+                // may poll once and finish the write on a task); on disk
+                // before this returns, so an acknowledged ban survives a
+                // restart. A disk failure keeps the local ban unless
+                // ban_writes = closed.
+                let previous = self.inner.bans.get(&ban.target);
+                self.inner.bans.insert(ban.clone(), now)?;
+                let target = ban.target;
+                let r = self
+                    .guarded(OpClass::BanWrites, db.ban_put(ban.clone()), |_| Ok(()))
+                    .await;
+                if r.is_ok() {
+                    // Again after the write: a reload triggered by another
+                    // process (poll_sqlite_bans) may have run in between
+                    // and replaced the table without this ban.
+                    self.inner.bans.insert(ban, now)?;
+                } else {
+                    match previous {
+                        Some(p) => self.inner.bans.insert((*p).clone(), now)?,
+                        None => {
+                            self.inner.bans.remove(&target);
+                        }
+                    }
+                }
+                r
             }
         }
     }
@@ -585,6 +619,55 @@ impl Store {
                     |_| local(),
                 )
                 .await
+            }
+        }
+    }
+
+    /// Live keys starting with `prefix`, sorted, at most `limit` (capped at
+    /// [`MAX_LIST_KEYS`]; when more match, which ones are returned is
+    /// unspecified): for admin listings (`palisade user list`, a user's
+    /// sessions for logout-all). Scans; not for request paths.
+    pub async fn kv_keys(&self, prefix: &str, limit: usize, now: Micros) -> Result<Vec<String>> {
+        if prefix.len() > crate::types::MAX_KEY_LEN {
+            return Err(Error::InvalidInput("prefix longer than MAX_KEY_LEN".into()));
+        }
+        let limit = limit.min(MAX_LIST_KEYS);
+        let local = || {
+            let mut v = self.inner.local.kv_keys(prefix, limit, now);
+            v.sort();
+            Ok(v)
+        };
+        match &self.inner.backend {
+            Backend::Memory => local(),
+            Backend::Sqlite(db) => {
+                self.guarded(OpClass::Sessions, db.kv_keys(prefix, limit, now), |_| {
+                    local()
+                })
+                .await
+            }
+            Backend::Redis(r) => {
+                self.guarded(OpClass::Sessions, r.kv_keys(prefix, limit), |_| local())
+                    .await
+            }
+        }
+    }
+
+    /// Forgets the rate-limit state, counter and distinct set under `key`
+    /// (e.g. a user's failed-login counters after a successful login, or a
+    /// client's jail counts when an operator lifts its ban).
+    pub async fn reset(&self, key: &str) -> Result<()> {
+        check_key(key)?;
+        self.inner.local.reset(key);
+        match &self.inner.backend {
+            Backend::Memory => Ok(()),
+            Backend::Sqlite(db) if !db.persist_counters() => Ok(()),
+            Backend::Sqlite(db) => {
+                self.guarded(OpClass::Counters, db.reset(key), |_| Ok(()))
+                    .await
+            }
+            Backend::Redis(r) => {
+                self.guarded(OpClass::Counters, r.reset(key), |_| Ok(()))
+                    .await
             }
         }
     }

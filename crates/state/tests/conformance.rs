@@ -87,6 +87,46 @@ pub async fn gcra_concurrent_exact(s: &Store) {
     assert_eq!(allowed.load(Ordering::Relaxed), 100);
 }
 
+pub async fn gcra_real_clock_budget(s: &Store) {
+    // 8 clients hammer one key for ~0.6 s against 20/s with burst 5: they
+    // get the burst plus one request per 50 ms between the first and the
+    // last request, within one.
+    let key = Arc::new(uniq("rl-clock"));
+    let q = Quota::per_second(20, 5);
+    let allowed = Arc::new(AtomicU32::new(0));
+    let end = now_micros() + 600_000;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (s, key, allowed) = (s.clone(), key.clone(), allowed.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut first, mut last) = (u64::MAX, 0);
+            loop {
+                let now = now_micros();
+                if now >= end {
+                    return (first, last);
+                }
+                if s.rate_limit(&key, &q, 1, now).await.unwrap().allowed {
+                    allowed.fetch_add(1, Ordering::Relaxed);
+                }
+                first = first.min(now);
+                last = now;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }));
+    }
+    let (mut first, mut last) = (u64::MAX, 0);
+    for t in tasks {
+        let (f, l) = t.await.unwrap();
+        (first, last) = (first.min(f), last.max(l));
+    }
+    let expected = 5 + (last - first) / q.interval_us();
+    let got = u64::from(allowed.load(Ordering::Relaxed));
+    assert!(
+        got.abs_diff(expected) <= 1,
+        "allowed {got}, expected {expected} +-1"
+    );
+}
+
 pub async fn gcra_rejects_bad_quota(s: &Store) {
     let e = s
         .rate_limit("k", &Quota::per_second(0, 1), 1, 0)
@@ -315,6 +355,66 @@ pub async fn kv_take_is_exclusive(s: &Store) {
     );
 }
 
+pub async fn kv_keys_lists_by_prefix(s: &Store) {
+    let base = uniq("user");
+    let now = now_micros();
+    for name in ["carol", "alice", "bob*[x]"] {
+        s.kv_set(&format!("{base}:{name}"), b"{}", None, now)
+            .await
+            .unwrap();
+    }
+    s.kv_set(
+        &format!("{base}:gone"),
+        b"{}",
+        Some(Duration::from_millis(1)),
+        now,
+    )
+    .await
+    .unwrap();
+    s.kv_set(&format!("{base}x:other"), b"{}", None, now)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let keys = s
+        .kv_keys(&format!("{base}:"), 100, now_micros())
+        .await
+        .unwrap();
+    let want: Vec<String> = ["alice", "bob*[x]", "carol"]
+        .iter()
+        .map(|n| format!("{base}:{n}"))
+        .collect();
+    assert_eq!(keys, want);
+    // Glob metacharacters in the prefix are literal.
+    let keys = s
+        .kv_keys(&format!("{base}:bob*["), 100, now_micros())
+        .await
+        .unwrap();
+    assert_eq!(keys, vec![format!("{base}:bob*[x]")]);
+    assert_eq!(
+        s.kv_keys(&format!("{base}:"), 2, now_micros())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+pub async fn reset_forgets_budgets_and_counters(s: &Store) {
+    let key = uniq("login-fail");
+    let now = now_micros();
+    let q = Quota::per_minute(1, 1);
+    let w = Duration::from_secs(60);
+    assert!(s.rate_limit(&key, &q, 1, now).await.unwrap().allowed);
+    assert!(!s.rate_limit(&key, &q, 1, now).await.unwrap().allowed);
+    assert_eq!(s.incr(&key, w, now).await.unwrap(), 1);
+    assert_eq!(s.incr(&key, w, now).await.unwrap(), 2);
+    assert_eq!(s.add_distinct(&key, b"/a", w, now).await.unwrap(), 1);
+    s.reset(&key).await.unwrap();
+    assert!(s.rate_limit(&key, &q, 1, now).await.unwrap().allowed);
+    assert_eq!(s.incr(&key, w, now).await.unwrap(), 1);
+    assert_eq!(s.add_distinct(&key, b"/b", w, now).await.unwrap(), 1);
+}
+
 pub async fn ip_prefix_parse(_s: &Store) {
     let p: IpPrefix = "2001:db8::1/64".parse().unwrap();
     assert_eq!(p.to_string(), "2001:db8::/64");
@@ -337,10 +437,12 @@ macro_rules! conformance {
             #[allow(unused_imports)]
             use super::*;
             $crate::conformance!(@tests $make;
-                gcra_burst_then_interval, gcra_concurrent_exact, gcra_rejects_bad_quota,
+                gcra_burst_then_interval, gcra_concurrent_exact, gcra_real_clock_budget,
+                gcra_rejects_bad_quota,
                 counter_counts_within_window, distinct_counts_distinct_members,
                 bans_add_check_list_delete, bans_expire, kv_get_set_delete_ttl,
-                kv_one_time_use, kv_take_is_exclusive, ip_prefix_parse);
+                kv_one_time_use, kv_take_is_exclusive, kv_keys_lists_by_prefix,
+                reset_forgets_budgets_and_counters, ip_prefix_parse);
         }
     };
     (@tests $make:expr; $($t:ident),*) => {

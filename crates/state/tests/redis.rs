@@ -373,6 +373,23 @@ async fn a_hung_server_costs_one_timeout_not_a_hang() {
     );
     let e = node.kv_get("k", now_micros()).await.unwrap_err();
     assert!(matches!(e, Error::Timeout(_)) && e.is_retryable(), "{e}");
+    // After BREAKER_THRESHOLD timeouts in a row, requests fail fast.
+    for _ in 0..state::redis::BREAKER_THRESHOLD {
+        let _ = node.kv_get("k", now_micros()).await;
+    }
+    let start = Instant::now();
+    let e = node.kv_get("k", now_micros()).await.unwrap_err();
+    assert!(matches!(e, Error::Unavailable(_)), "{e}");
+    let d = node
+        .rate_limit("k", &Quota::per_second(1, 1), 1, now_micros())
+        .await
+        .unwrap();
+    assert!(d.allowed && d.degraded);
+    assert!(
+        start.elapsed() < Duration::from_millis(150),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -459,4 +476,69 @@ async fn scripts_reload_after_the_server_cache_is_flushed() {
         raw(server.port, "KEYS *").contains("palisade:rl:k"),
         "keys carry the prefix"
     );
+}
+
+#[tokio::test]
+async fn a_ban_is_in_force_locally_at_the_first_poll() {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let node = Store::open(&server.config()).await.unwrap();
+    let mut fut = Box::pin(node.ban_add(ban("192.0.2.34", "scan")));
+    let _ = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    assert!(node.ban_check(ip("192.0.2.34"), now_micros()).is_some());
+    fut.await.unwrap();
+    assert!(node.ban_check(ip("192.0.2.34"), now_micros()).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_and_database_from_the_url() {
+    let Some(server) = RedisServer::start_with(&["--requirepass", "s3cret"]) else {
+        return;
+    };
+    let mut cfg = server.config();
+    cfg.redis.url = format!("redis://:s3cret@127.0.0.1:{}/3", server.port);
+    let node = Store::open(&cfg).await.unwrap();
+    let now = now_micros();
+    node.kv_set("k", b"v", None, now).await.unwrap();
+    assert!(node.backend_connected());
+    // The key went to database 3.
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    c.write_all(b"AUTH s3cret\r\nSELECT 3\r\nEXISTS palisade:kv:k\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 64];
+    while !got.ends_with(b":1\r\n") && !got.ends_with(b":0\r\n") {
+        let n = c.read(&mut b).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&b[..n]);
+    }
+    assert_eq!(got, b"+OK\r\n+OK\r\n:1\r\n");
+
+    // A wrong password: the store starts, degraded, and says why.
+    cfg.redis.url = format!("redis://:wrong@127.0.0.1:{}/3", server.port);
+    let bad = Store::open(&cfg).await.unwrap();
+    assert!(!bad.backend_connected());
+    let d = bad
+        .rate_limit("k", &Quota::per_second(1, 1), 1, now)
+        .await
+        .unwrap();
+    assert!(d.degraded);
+    assert!(bad.kv_get("k", now).await.unwrap_err().is_retryable());
+}
+
+#[tokio::test]
+async fn a_ban_far_in_the_future_is_stored() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let node = Store::open(&server.config()).await.unwrap();
+    let mut b = ban("192.0.2.35", "manual");
+    b.expires_us = Some(u64::MAX - 1);
+    node.ban_add(b).await.unwrap();
+    let other = Store::open(&server.config()).await.unwrap();
+    assert!(other.ban_check(ip("192.0.2.35"), now_micros()).is_some());
 }

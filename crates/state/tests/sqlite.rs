@@ -166,3 +166,30 @@ async fn ban_changes_by_another_process_apply_within_the_poll_interval() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_ban_is_in_force_at_the_first_poll() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let dir = common::TempDir::new("poll1");
+    let s = Store::open(&cfg(&dir)).await.unwrap();
+    let mut fut = Box::pin(s.ban_add(ban("192.0.2.33")));
+    let first = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    assert!(s
+        .ban_check("192.0.2.33".parse().unwrap(), now_micros())
+        .is_some());
+    if first.is_pending() {
+        fut.await.unwrap();
+    } else {
+        assert!(matches!(first, Poll::Ready(Ok(()))));
+        drop(fut);
+    }
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let s = Store::open(&cfg(&dir)).await.unwrap();
+    assert!(
+        s.ban_check("192.0.2.33".parse().unwrap(), now_micros())
+            .is_some(),
+        "on disk"
+    );
+}

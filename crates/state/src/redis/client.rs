@@ -5,7 +5,7 @@
 //! reconnects with back-off.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::resp::{self, Value};
 use crate::config::RedisConfig;
 use crate::error::{Error, Result};
+use crate::types::{dur_us, now_micros};
 
 /// Requests queued per connection before callers wait (still bounded by
 /// their timeout). Default 4096: bounds memory when Redis stalls.
@@ -29,6 +30,20 @@ pub const MAX_WRITE_BATCH: usize = 64 * 1024;
 /// Longest wait between reconnection attempts. Default 2 s; attempts start
 /// 50 ms apart and double.
 pub const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Consecutive request timeouts after which requests fail fast for
+/// [`BREAKER_COOLDOWN`]. Default 5: a hung (not dead) Redis would otherwise
+/// add the full timeout to every request.
+pub const BREAKER_THRESHOLD: u32 = 5;
+
+/// How long requests fail fast once [`BREAKER_THRESHOLD`] timeouts in a row
+/// happened. Default 1 s; then requests are tried again (one more timeout
+/// reopens the breaker at once).
+pub const BREAKER_COOLDOWN: Duration = Duration::from_secs(1);
+
+/// At most one WARN line per this interval about failing (re)connections.
+/// Default 30 s: the first failure is always logged.
+pub const CONNECT_WARN_INTERVAL: Duration = Duration::from_secs(30);
 
 /// A parsed `redis://` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,10 +172,15 @@ fn start_conn(stream: TcpStream) -> Conn {
             }
             // Replies come back in order, so each reply slot is queued before
             // its bytes leave.
+            let first_len = first.bytes.len();
             let mut batch = vec![first];
-            while buf.len() + batch.iter().map(|r| r.bytes.len()).sum::<usize>() < MAX_WRITE_BATCH {
+            let mut size = first_len;
+            while size < MAX_WRITE_BATCH {
                 match rx.try_recv() {
-                    Ok(r) => batch.push(r),
+                    Ok(r) => {
+                        size += r.bytes.len();
+                        batch.push(r);
+                    }
                     Err(_) => break,
                 }
             }
@@ -242,6 +262,11 @@ struct Inner {
     next: AtomicUsize,
     wake: Notify,
     connects: AtomicU64,
+    /// Timeouts in a row (reset by any reply).
+    timeouts: AtomicU32,
+    /// While now (µs) is before this, requests fail fast.
+    open_until_us: AtomicU64,
+    last_connect_warn_us: AtomicU64,
 }
 
 /// The Redis client: cheap to clone.
@@ -265,6 +290,9 @@ impl Client {
             next: AtomicUsize::new(0),
             wake: Notify::new(),
             connects: AtomicU64::new(0),
+            timeouts: AtomicU32::new(0),
+            open_until_us: AtomicU64::new(0),
+            last_connect_warn_us: AtomicU64::new(0),
         });
         connect_dead_slots(&inner).await;
         tokio::spawn(supervise(Arc::downgrade(&inner)));
@@ -313,6 +341,11 @@ impl Client {
     /// [`Error::Redis`]). Fails at once while no connection is up, and after
     /// the configured timeout otherwise.
     pub(crate) async fn call(&self, args: &[&[u8]]) -> Result<Value> {
+        if now_micros() < self.inner.open_until_us.load(Ordering::Relaxed) {
+            return Err(Error::Unavailable(format!(
+                "redis timed out {BREAKER_THRESHOLD} times in a row; failing fast for {BREAKER_COOLDOWN:?}"
+            )));
+        }
         let Some(tx) = self.sender() else {
             self.inner.wake.notify_one();
             return Err(Error::Unavailable(
@@ -336,12 +369,26 @@ impl Client {
         })
         .await;
         match res {
-            Ok(Ok(v)) => v.into_result(),
+            Ok(Ok(v)) => {
+                self.inner.timeouts.store(0, Ordering::Relaxed);
+                v.into_result()
+            }
             Ok(Err(e)) => {
                 self.inner.wake.notify_one();
                 Err(e)
             }
-            Err(_) => Err(Error::Timeout(timeout)),
+            Err(_) => {
+                let n = self.inner.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= BREAKER_THRESHOLD {
+                    let until = now_micros().saturating_add(dur_us(BREAKER_COOLDOWN));
+                    self.inner.open_until_us.store(until, Ordering::Relaxed);
+                    if n == BREAKER_THRESHOLD {
+                        tracing::warn!(target: "state", addr = %self.inner.url.addr, timeouts = n,
+                            "redis keeps timing out; failing fast for {BREAKER_COOLDOWN:?}");
+                    }
+                }
+                Err(Error::Timeout(timeout))
+            }
         }
     }
 }
@@ -368,7 +415,21 @@ async fn connect_dead_slots(inner: &Inner) -> bool {
             }
             Err(e) => {
                 all_ok = false;
-                tracing::debug!(target: "state", addr = %inner.url.addr, error = %e, "redis connect failed");
+                // Visible (WARN) at most every CONNECT_WARN_INTERVAL: a wrong
+                // password or address must show up in the log, a long outage
+                // must not flood it.
+                let now = now_micros();
+                let last = inner.last_connect_warn_us.load(Ordering::Relaxed);
+                if now.saturating_sub(last) >= dur_us(CONNECT_WARN_INTERVAL)
+                    && inner
+                        .last_connect_warn_us
+                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    tracing::warn!(target: "state", addr = %inner.url.addr, error = %e, "cannot connect to redis; retrying");
+                } else {
+                    tracing::debug!(target: "state", addr = %inner.url.addr, error = %e, "redis connect failed");
+                }
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
             }
         }

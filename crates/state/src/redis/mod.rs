@@ -7,7 +7,7 @@
 //! - Bans are one key per target (`{prefix}ban:{target}`, JSON, expiring with
 //!   the ban) plus an index set (`{prefix}bans`). Every change is published
 //!   on `{prefix}bans:events`; each node's subscriber applies it to its
-//!   [`BanCache`] at once, and a full resync runs on every (re)subscription
+//!   node-local ban cache at once, and a full resync runs on every (re)subscription
 //!   and every `ban_sync_interval_ms` to cover messages missed while
 //!   disconnected.
 //! - Ban writes made while Redis is down (failure mode `local`) apply to the
@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use sha1::Digest;
 
 pub(crate) use client::RedisUrl;
-pub use client::{CONN_QUEUE, MAX_RECONNECT_BACKOFF, MAX_WRITE_BATCH};
+pub use client::{
+    BREAKER_COOLDOWN, BREAKER_THRESHOLD, CONN_QUEUE, MAX_RECONNECT_BACKOFF, MAX_WRITE_BATCH,
+};
 pub use resp::{MAX_ARRAY_LEN, MAX_BULK_LEN, MAX_DEPTH};
 
 use self::client::{connect_raw, read_one, Client};
@@ -39,6 +41,11 @@ use crate::types::{dur_us, now_micros, Ban, IpPrefix, Micros, Quota, RateDecisio
 /// Default 10,000: bounds memory during a long outage; past it the oldest
 /// queued write is dropped (and logged).
 pub const MAX_PENDING_BAN_WRITES: usize = 10_000;
+
+/// Latest key expiry sent to Redis, in ms since the epoch (year 9999). A
+/// ban "expiring" later is kept that long; Redis refuses expiries near
+/// `i64::MAX`.
+const MAX_EXPIRY_MS: u64 = 253_402_300_799_000;
 
 /// Targets fetched per `MGET` during a ban resync. Default 500: keeps each
 /// reply small so other requests on the connection are not held up.
@@ -321,6 +328,68 @@ impl RedisBackend {
             .map(|b| b.to_vec()))
     }
 
+    pub(crate) async fn kv_keys(&self, prefix: &str, limit: usize) -> Result<Vec<String>> {
+        let full = self.key("kv:", "");
+        let mut pattern = full.clone();
+        for b in prefix.bytes() {
+            // SCAN MATCH is a glob: escape its metacharacters.
+            if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+                pattern.push(b'\\');
+            }
+            pattern.push(b);
+        }
+        pattern.push(b'*');
+        let mut cursor = b"0".to_vec();
+        let mut out = Vec::new();
+        // Bounded: SCAN visits every key once; stop early at `limit`.
+        loop {
+            let mut reply = self
+                .client
+                .call(&[b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", b"1000"])
+                .await?
+                .into_array()?;
+            if reply.len() != 2 {
+                return Err(Error::Protocol("SCAN reply is not [cursor, keys]".into()));
+            }
+            let keys = reply
+                .pop()
+                .map(Value::into_array)
+                .transpose()?
+                .unwrap_or_default();
+            let next = reply
+                .pop()
+                .map(Value::into_bulk)
+                .transpose()?
+                .flatten()
+                .unwrap_or_default();
+            for k in keys {
+                if let Some(k) = k.into_bulk()? {
+                    if let Some(rest) = k.strip_prefix(full.as_slice()) {
+                        out.push(String::from_utf8_lossy(rest).into_owned());
+                    }
+                }
+            }
+            if out.len() >= limit || next.as_ref() == b"0" || next.is_empty() {
+                break;
+            }
+            cursor = next.to_vec();
+        }
+        out.sort();
+        out.dedup();
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    pub(crate) async fn reset(&self, key: &str) -> Result<()> {
+        let (a, b, c) = (
+            self.key("rl:", key),
+            self.key("c:", key),
+            self.key("d:", key),
+        );
+        self.client.call(&[b"DEL", &a, &b, &c]).await?;
+        Ok(())
+    }
+
     pub(crate) async fn kv_compare_delete(&self, key: &str, expected: &[u8]) -> Result<bool> {
         let k = self.key("kv:", key);
         Ok(self.eval(&self.cad, &[&k], &[expected]).await?.as_int()? == 1)
@@ -339,7 +408,7 @@ impl RedisBackend {
         let json = serde_json::to_string(ban).map_err(|e| Error::InvalidInput(e.to_string()))?;
         let at = ban
             .expires_us
-            .map_or(0, |e| e.div_ceil(1000).max(1))
+            .map_or(0, |e| e.div_ceil(1000).clamp(1, MAX_EXPIRY_MS))
             .to_string();
         let msg = self.event(&Event::Add { ban: ban.clone() })?;
         self.eval(
@@ -488,11 +557,16 @@ pub(crate) async fn subscriber(weak: Weak<RedisBackend>, cache: Arc<BanCache>, i
                 b.channel.clone(),
             )
         };
+        let started = std::time::Instant::now();
         match subscribe_once(&weak, &cache, &url, ct, &channel, interval).await {
             Ok(()) => return, // the backend was dropped
             Err(e) => {
                 tracing::debug!(target: "state", error = %e, "redis ban subscription lost");
             }
+        }
+        if started.elapsed() > MAX_RECONNECT_BACKOFF {
+            // It was up for a while: retry quickly, as after a first failure.
+            backoff = Duration::from_millis(50);
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);

@@ -37,6 +37,7 @@ impl Drop for TempDir {
 pub struct RedisServer {
     pub port: u16,
     dir: TempDir,
+    extra: Vec<String>,
     child: Option<std::process::Child>,
 }
 
@@ -63,6 +64,11 @@ impl RedisServer {
     /// Starts a server, or returns `None` (printing why) when redis-server is
     /// not installed and CI is not set. Under CI a missing server fails.
     pub fn start() -> Option<RedisServer> {
+        RedisServer::start_with(&[])
+    }
+
+    /// Like [`RedisServer::start`] with extra server arguments.
+    pub fn start_with(extra: &[&str]) -> Option<RedisServer> {
         let Some(bin) = redis_binary() else {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("redis-server is required under CI (Debian package redis-server)");
@@ -78,6 +84,7 @@ impl RedisServer {
             port,
             dir: TempDir::new("redis"),
             child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         s.spawn(&bin);
         Some(s)
@@ -103,6 +110,7 @@ impl RedisServer {
                 "--loglevel",
                 "warning",
             ])
+            .args(&self.extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -117,7 +125,8 @@ impl RedisServer {
                 c.write_all(b"PING\r\n").unwrap();
                 let mut b = [0u8; 16];
                 if let Ok(n) = c.read(&mut b) {
-                    if b[..n].starts_with(b"+PONG") {
+                    // -NOAUTH: up, but password protected.
+                    if b[..n].starts_with(b"+PONG") || b[..n].starts_with(b"-NOAUTH") {
                         return;
                     }
                 }
