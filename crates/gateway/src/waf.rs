@@ -481,23 +481,54 @@ pub async fn check_request(
         env: Vec::new(),
     };
     let mut tx = rt.rules.transaction(input);
-    // h2 and absolute-form carry scheme and authority: the request line a
-    // rule sees is the origin form, as an h1 client sends it.
-    let target = if req.version() == Version::HTTP_2 {
-        req.uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into())
-    } else {
-        req.uri().to_string()
-    };
-    tx.request_line(req.method().as_str(), &target, proto);
-    let mut headers = headers_of(req.headers());
-    if req.version() == Version::HTTP_2 && !req.headers().contains_key(header::HOST) {
-        if let Some(a) = req.uri().authority() {
-            headers.insert(0, (b"host".to_vec(), a.as_str().as_bytes().to_vec()));
+    // HTTP/1: the head exactly as received (case, order, raw target), as
+    // captured by the guard. h2 (and heads the guard could not attach): the
+    // parsed form; h2 and absolute-form targets are given in origin form.
+    let raw = req
+        .extensions()
+        .get::<crate::guard::RawHead>()
+        .filter(|r| r.rejected.is_none() && !r.request_line.is_empty());
+    let (method, target, version, headers) = match raw {
+        Some(r) => {
+            let v = String::from_utf8_lossy(r.version()).into_owned();
+            let num = v.strip_prefix("HTTP/").unwrap_or(num).to_string();
+            tx.request_line(r.method(), r.target(), r.version());
+            let headers: Vec<(Vec<u8>, Vec<u8>)> = r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect();
+            (
+                String::from_utf8_lossy(r.method()).into_owned(),
+                String::from_utf8_lossy(r.target()).into_owned(),
+                num,
+                headers,
+            )
         }
-    }
+        None => {
+            let target = if req.version() == Version::HTTP_2 {
+                req.uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "/".into())
+            } else {
+                req.uri().to_string()
+            };
+            tx.request_line(req.method().as_str(), &target, proto);
+            let mut headers = headers_of(req.headers());
+            if req.version() == Version::HTTP_2 && !req.headers().contains_key(header::HOST) {
+                if let Some(a) = req.uri().authority() {
+                    headers.insert(0, (b"host".to_vec(), a.as_str().as_bytes().to_vec()));
+                }
+            }
+            (
+                req.method().as_str().to_string(),
+                target,
+                num.to_string(),
+                headers,
+            )
+        }
+    };
     for (k, v) in &headers {
         tx.request_header(k, v);
     }
@@ -509,8 +540,8 @@ pub async fn check_request(
         server_id: server_id().to_string(),
         unique_id: rid,
         unix_time_micros: time,
-        method: req.method().as_str().to_string(),
-        http_version: num.to_string(),
+        method,
+        http_version: version,
         uri: target,
         request_headers: headers,
         ..Record::default()
