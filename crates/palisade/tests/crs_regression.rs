@@ -221,6 +221,137 @@ fn crs_regression_suite_through_the_gateway() {
     );
 }
 
+/// A small suite against palisade with two inline rules: the runner's
+/// per-file counts, failure lines, include/exclude, overrides and exit
+/// codes, without the CRS data.
+#[test]
+fn waf_test_reports_counts_failures_and_exit_code() {
+    let echo = Echo::start();
+    let toml = format!(
+        r#"[server]
+data_dir = "@DATA_DIR@"
+access_log = "off"
+
+[admin]
+listen = "127.0.0.1:@ADMIN@"
+
+[waf.audit_log]
+path = "@DATA_DIR@/audit.log"
+
+[[listener]]
+name = "web"
+listen = "127.0.0.1:@LISTEN@"
+protocol = "http"
+
+[[upstream]]
+name = "albedo"
+servers = ["{}"]
+
+[[route]]
+path_prefix = "/"
+upstream = "albedo"
+  [route.waf]
+  mode = "detect"
+  builtin = false
+  inline = '''
+SecRule ARGS:q "@contains evil" "id:10,phase:1,pass,log,msg:'evil in %{{MATCHED_VAR_NAME}}'"
+SecRule REQUEST_HEADERS:X-Marker "@rx ." "id:11,phase:1,pass,log,msg:'marker'"
+'''
+"#,
+        echo.addr
+    );
+    let p = Palisade::start_toml(&toml);
+    let dir = TempDir::new("ftw-mini");
+    std::fs::create_dir_all(dir.path().join("tests")).unwrap();
+    dir.write(
+        "tests/10.yaml",
+        r#"
+rule_id: 10
+tests:
+  - test_id: 1
+    stages:
+      - input: {uri: "/?q=evil", headers: {Host: localhost}}
+        output: {status: 200, log: {expect_ids: [10], no_expect_ids: [11], match_regex: 'evil in ARGS:q'}}
+  - test_id: 2
+    stages:
+      - input: {uri: "/?q=fine", headers: {Host: localhost}}
+        output: {log: {expect_ids: [10]}}
+  - test_id: 3
+    stages:
+      - input: {uri: "/?q=evil", headers: {Host: localhost, X-Marker: "1"}}
+        output: {log: {no_expect_ids: [11]}}
+  - test_id: 4
+    stages:
+      - input: {method: POST, uri: "/reflect", headers: {Host: localhost, Content-Type: application/json}, data: '{"status": 418, "body": "teapot"}'}
+        output: {status: 418, response_contains: "teapot"}
+      - input: {uri: "/?q=evil", headers: {Host: localhost}}
+        output: {log: {expect_ids: [10]}}
+"#,
+    );
+    let overrides = dir.write(
+        "overrides.yaml",
+        "version: v0
+meta: {engine: palisade, platform: test}
+test_overrides:
+  - rule_id: 10
+    test_ids: [3]
+    reason: the marker rule fires by design
+    output: {log: {expect_ids: [11]}}
+",
+    );
+    let base: Vec<String> = [
+        "waf",
+        "test",
+        "--target",
+        &p.addr().to_string(),
+        "--audit-log",
+        &p.dir.path().join("data/audit.log").display().to_string(),
+        "--tests",
+        &dir.path().join("tests").display().to_string(),
+        "--threads",
+        "2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+
+    // 10-2 expects a rule that cannot fire; 10-3 fails without its override.
+    let (ok, report) = waf_test(&base);
+    assert!(!ok, "{report}");
+    assert!(report.contains("10.yaml: 2 passed, 2 failed"), "{report}");
+    assert!(
+        report.contains("10-2 (10.yaml): missing ids [10]"),
+        "{report}"
+    );
+    assert!(
+        report.contains("10-3 (10.yaml): unexpected ids [11]"),
+        "{report}"
+    );
+    assert_eq!(final_counts(&report), (2, 2));
+
+    let mut args = base.clone();
+    args.extend([
+        "--overrides".to_string(),
+        overrides.display().to_string(),
+        "--exclude".to_string(),
+        "^10-2$".to_string(),
+    ]);
+    let (ok, report) = waf_test(&args);
+    assert!(ok, "{report}");
+    assert!(
+        report
+            .trim_end()
+            .ends_with("3 passed, 0 failed, 1 skipped (1 overridden)"),
+        "{report}"
+    );
+
+    let mut args = base;
+    args.extend(["--include".to_string(), "^10-4$".to_string()]);
+    let (ok, report) = waf_test(&args);
+    assert!(ok, "{report}");
+    assert_eq!(final_counts(&report), (1, 0));
+}
+
 #[test]
 fn final_line_is_parsed() {
     assert_eq!(
