@@ -389,12 +389,32 @@ pub const PRODUCER: &str = concat!("palisade v", env!("CARGO_PKG_VERSION"));
 /// Name written as `producer.connector`.
 pub const CONNECTOR: &str = concat!("palisade-gateway v", env!("CARGO_PKG_VERSION"));
 
+/// Appends `s` as a JSON string literal (RFC 8259 escaping), without an
+/// intermediate allocation: records are built on the request path.
 fn push_str(out: &mut String, s: &str) {
-    // serde_json's string escaping; formatting a &str into JSON cannot fail.
-    match serde_json::to_string(s) {
-        Ok(j) => out.push_str(&j),
-        Err(_) => out.push_str("\"\""),
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(esc);
+        }
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
 fn push_key(out: &mut String, k: &str) {
@@ -802,6 +822,15 @@ SecRule ARGS:q "@rx attack\d" "id:1001,phase:1,deny,status:403,msg:'attack in %{
             line.contains(r#""headers":{"Cookie":"a=1","cookie":"b=\"2\""}"#),
             "{line}"
         );
+    }
+
+    #[test]
+    fn strings_are_escaped_as_json() {
+        let mut o = String::new();
+        push_str(&mut o, "a\"b\\c\nd\u{1}é\u{7f}");
+        assert_eq!(o, "\"a\\\"b\\\\c\\nd\\u0001é\u{7f}\"");
+        let v: Value = serde_json::from_str(&o).unwrap();
+        assert_eq!(v, "a\"b\\c\nd\u{1}é\u{7f}");
     }
 
     #[test]
