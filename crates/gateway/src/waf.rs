@@ -85,18 +85,7 @@ impl WafRt {
     /// setting once) and opens the audit log. `old` is the running
     /// generation: its audit log is reused when the file is the same.
     pub fn build(cfg: &crate::Config, old: Option<&WafRt>) -> Result<WafRt> {
-        let mut rulesets: HashMap<RouteWaf, Arc<Ruleset>> = HashMap::new();
-        for r in &cfg.routes {
-            let Some(w) = &r.waf else { continue };
-            if rulesets.contains_key(w) {
-                continue;
-            }
-            let rs = compile(w).map_err(|message| Error::WafRules {
-                route: r.name.clone(),
-                message,
-            })?;
-            rulesets.insert(w.clone(), Arc::new(rs));
-        }
+        let rulesets = compile_all(cfg)?;
         let audit = if rulesets.is_empty() {
             None
         } else {
@@ -143,6 +132,30 @@ impl WafRt {
     pub fn ruleset_count(&self) -> usize {
         self.rulesets.len()
     }
+}
+
+/// Compiles the rules of every route with the WAF on, each distinct
+/// setting once.
+fn compile_all(cfg: &crate::Config) -> Result<HashMap<RouteWaf, Arc<Ruleset>>> {
+    let mut rulesets: HashMap<RouteWaf, Arc<Ruleset>> = HashMap::new();
+    for r in &cfg.routes {
+        let Some(w) = &r.waf else { continue };
+        if rulesets.contains_key(w) {
+            continue;
+        }
+        let rs = compile(w).map_err(|message| Error::WafRules {
+            route: r.name.clone(),
+            message,
+        })?;
+        rulesets.insert(w.clone(), Arc::new(rs));
+    }
+    Ok(rulesets)
+}
+
+/// `palisade check-config`: compiles every route's rules (nothing is
+/// opened or written). Returns the number of distinct rulesets.
+pub fn check_rules(cfg: &crate::Config) -> Result<usize> {
+    compile_all(cfg).map(|m| m.len())
 }
 
 /// Escapes a value written inside a double-quoted SecLang argument.
