@@ -94,7 +94,11 @@ pub enum HttpModel {
     /// `http::Uri` (no raw `<`, `>`, `"`, space or control byte in the
     /// query, no `<`, `>`, `` ` `` in the path, UTF-8 only, origin, `*`,
     /// absolute or authority form), and HTTP/1.0 may not carry
-    /// Transfer-Encoding.
+    /// Transfer-Encoding. palisade's gateway does not behave like this:
+    /// its framing guard percent-encodes the target bytes `http::Uri`
+    /// refuses before hyper parses them (the WAF sees them raw), which is
+    /// the [`HttpModel::Httparse`] behaviour for the 32 CRS requests
+    /// concerned.
     Hyper,
 }
 

@@ -368,8 +368,10 @@ pub fn collect_messages(record: &Value, out: &mut StageResponse) {
     let host = t["host_ip"].as_str().unwrap_or("");
     for m in t["messages"].as_array().into_iter().flatten() {
         let d = &m["details"];
+        // As ModSecurity writes these fields in its error log: bytes
+        // outside printable ASCII as `\xhh`, so one match is one line.
         let text = |v: &Value| match v {
-            Value::String(s) => s.clone(),
+            Value::String(s) => hex_unprintable(s),
             Value::Null => String::new(),
             other => other.to_string(),
         };
@@ -406,6 +408,19 @@ pub fn collect_messages(record: &Value, out: &mut StageResponse) {
     }
 }
 
+/// `s` with every byte outside printable ASCII written `\xhh`.
+fn hex_unprintable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if (0x20..0x7f).contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,7 +432,7 @@ mod tests {
         "\n",
         r#"{"transaction":{"client_ip":"127.0.0.1","client_port":40999,"unique_id":"other","request":{"uri":"/"},"messages":[{"message":"m","details":{"ruleId":"920350"}}]}}"#,
         "\n",
-        r#"{"transaction":{"client_ip":"127.0.0.1","client_port":40312,"unique_id":"second","request":{"uri":"/b"},"messages":[{"message":"m2","details":{"ruleId":"920280"}}]}}"#,
+        r#"{"transaction":{"client_ip":"127.0.0.1","client_port":40312,"unique_id":"second","request":{"uri":"/b"},"messages":[{"message":"m2","details":{"ruleId":"920280","data":"Matched Data: \r\nMAIL  found within ARGS:t: \r\nMAIL FROM:<a@b.c> é"}}]}}"#,
         "\n",
         r#"{"transaction":{"client_ip":"127.0.0.1","client_port":40312,"uni"#,
     );
@@ -447,6 +462,11 @@ mod tests {
         assert!(re.is_match(&out.log[1]));
         let re = regex::Regex::new("found within ARGS:q").unwrap();
         assert!(re.is_match(&out.log[0]));
+        // Control and non-ASCII bytes are escaped: `.*` spans the match.
+        let re = regex::Regex::new(r"Matched Data:.*MAIL  found within ARGS:t:.*MAIL FROM:<a@b.c>")
+            .unwrap();
+        assert!(re.is_match(&out.log[2]), "{}", out.log[2]);
+        assert!(out.log[2].contains(r#"[data "Matched Data: \x0d\x0aMAIL  found within ARGS:t: \x0d\x0aMAIL FROM:<a@b.c> \xc3\xa9"]"#), "{}", out.log[2]);
 
         let other: SocketAddr = "127.0.0.2:40312".parse().unwrap();
         assert!(records_for(LOG.as_bytes(), other).is_empty());

@@ -1414,9 +1414,15 @@ mod tests {
                     None => "none".to_owned(),
                 };
                 let body = format!("[{text}] uri={}", req.uri());
-                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
-                    Bytes::from(body),
-                )))
+                let mut resp = http::Response::new(http_body_util::Full::new(Bytes::from(body)));
+                // As the gateway does after a rejection: the connection ends.
+                if req.headers().contains_key(REJECT_HEADER) {
+                    resp.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                Ok::<_, std::convert::Infallible>(resp)
             }
         });
         let conn = tokio::spawn(
@@ -1426,9 +1432,10 @@ mod tests {
         client.write_all(input).await.unwrap();
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
-        // Read until the server closes or goes quiet.
+        // Read until the server closes (each input ends with a request it
+        // closes after); the timeout only bounds a failing test.
         while let Ok(Ok(n)) =
-            tokio::time::timeout(Duration::from_millis(300), client.read(&mut buf)).await
+            tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf)).await
         {
             if n == 0 {
                 break;
@@ -1452,14 +1459,14 @@ mod tests {
     async fn pipelined_requests_each_get_their_own_raw_head() {
         let input = b"GET /a?x=<b> HTTP/1.1\r\nHost: x\r\nX-Dup: 1\r\nx-dup:  2 \r\n\r\n\
 POST /p HTTP/1.1\r\nHOST: y\r\nContent-Length: 3\r\n\r\nabc\
-GET /c`d HTTP/1.1\r\nHost: z\r\n\r\n";
+GET /c`d HTTP/1.1\r\nHost: z\r\nConnection: close\r\n\r\n";
         let out = serve_raw_heads(input).await;
         assert_eq!(
             answers(&out),
             vec![
                 "[GET /a?x=<b> HTTP/1.1|Host=x|X-Dup=1|x-dup=2] uri=/a?x=%3Cb%3E",
                 "[POST /p HTTP/1.1|HOST=y|Content-Length=3] uri=/p",
-                "[GET /c`d HTTP/1.1|Host=z] uri=/c%60d",
+                "[GET /c`d HTTP/1.1|Host=z|Connection=close] uri=/c%60d",
             ],
             "{out}"
         );

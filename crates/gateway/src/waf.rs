@@ -85,18 +85,7 @@ impl WafRt {
     /// setting once) and opens the audit log. `old` is the running
     /// generation: its audit log is reused when the file is the same.
     pub fn build(cfg: &crate::Config, old: Option<&WafRt>) -> Result<WafRt> {
-        let mut rulesets: HashMap<RouteWaf, Arc<Ruleset>> = HashMap::new();
-        for r in &cfg.routes {
-            let Some(w) = &r.waf else { continue };
-            if rulesets.contains_key(w) {
-                continue;
-            }
-            let rs = compile(w).map_err(|message| Error::WafRules {
-                route: r.name.clone(),
-                message,
-            })?;
-            rulesets.insert(w.clone(), Arc::new(rs));
-        }
+        let rulesets = compile_all(cfg)?;
         let audit = if rulesets.is_empty() {
             None
         } else {
@@ -143,6 +132,30 @@ impl WafRt {
     pub fn ruleset_count(&self) -> usize {
         self.rulesets.len()
     }
+}
+
+/// Compiles the rules of every route with the WAF on, each distinct
+/// setting once.
+fn compile_all(cfg: &crate::Config) -> Result<HashMap<RouteWaf, Arc<Ruleset>>> {
+    let mut rulesets: HashMap<RouteWaf, Arc<Ruleset>> = HashMap::new();
+    for r in &cfg.routes {
+        let Some(w) = &r.waf else { continue };
+        if rulesets.contains_key(w) {
+            continue;
+        }
+        let rs = compile(w).map_err(|message| Error::WafRules {
+            route: r.name.clone(),
+            message,
+        })?;
+        rulesets.insert(w.clone(), Arc::new(rs));
+    }
+    Ok(rulesets)
+}
+
+/// `palisade check-config`: compiles every route's rules (nothing is
+/// opened or written). Returns the number of distinct rulesets.
+pub fn check_rules(cfg: &crate::Config) -> Result<usize> {
+    compile_all(cfg).map(|m| m.len())
 }
 
 /// Escapes a value written inside a double-quoted SecLang argument.
@@ -646,4 +659,120 @@ pub async fn check_response(
         RespBody::prefixed(Bytes::from(buf), body)
     };
     Ok((head.map(|_| out), false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(sources: Vec<RuleSource>, exclusions: Vec<Exclusion>, mode: WafMode) -> RouteWaf {
+        RouteWaf {
+            mode,
+            sources,
+            paranoia_level: 1,
+            inbound_anomaly_threshold: 5,
+            outbound_anomaly_threshold: 4,
+            response_inspection: false,
+            exclusions,
+        }
+    }
+
+    fn verdict(rs: Ruleset, uri: &str) -> Option<Intervention> {
+        let rs = Arc::new(rs);
+        let mut tx = rs.transaction(TransactionInput::default());
+        tx.request_line("GET", uri, "HTTP/1.1");
+        tx.request_header("Host", "a.example");
+        tx.request_header("User-Agent", "Mozilla/5.0");
+        tx.request_header("Accept", "text/html");
+        tx.process_request_headers()
+            .or_else(|| tx.process_request_body())
+    }
+
+    #[test]
+    fn builtin_rules_block_sqli_and_exclusions_lift_it() {
+        let sqli = "/?q=1%27%20OR%20%271%27%3D%271";
+        let rs = compile(&route(vec![RuleSource::Builtin], vec![], WafMode::Block)).unwrap();
+        assert_eq!(verdict(rs, sqli).map(|i| i.status), Some(403));
+        let rs = compile(&route(vec![RuleSource::Builtin], vec![], WafMode::Block)).unwrap();
+        assert_eq!(verdict(rs, "/?q=shoes"), None);
+        let lifted = compile(&route(
+            vec![RuleSource::Builtin],
+            vec![Exclusion::TargetByTag(
+                rules::builtin::TAG.into(),
+                "ARGS:q".into(),
+            )],
+            WafMode::Block,
+        ))
+        .unwrap();
+        assert_eq!(verdict(lifted, sqli), None);
+        // Detect mode never intervenes.
+        let rs = compile(&route(vec![RuleSource::Builtin], vec![], WafMode::Detect)).unwrap();
+        assert_eq!(rs.config().engine, EngineMode::DetectionOnly);
+        assert_eq!(verdict(rs, sqli), None);
+    }
+
+    #[test]
+    fn route_mode_wins_over_the_sources_engine_setting() {
+        let w = route(
+            vec![RuleSource::Inline(
+                "SecRuleEngine Off\nSecRule ARGS \"@contains x\" \"id:5,phase:1,deny\"".into(),
+            )],
+            vec![],
+            WafMode::Block,
+        );
+        assert_eq!(
+            verdict(compile(&w).unwrap(), "/?a=x").map(|i| i.rule_id),
+            Some(5)
+        );
+    }
+
+    #[test]
+    fn load_errors_name_file_and_line() {
+        let w = route(
+            vec![RuleSource::Inline(
+                "\n\nSecRule ARGS \"@rx (\" \"id:1,phase:1,deny\"".into(),
+            )],
+            vec![],
+            WafMode::Block,
+        );
+        let e = compile(&w).unwrap_err();
+        assert!(e.starts_with("<inline>:3:"), "{e}");
+        let w = route(
+            vec![RuleSource::File("/nonexistent/*.conf".into())],
+            vec![],
+            WafMode::Block,
+        );
+        assert!(compile(&w).is_err());
+        let w = route(
+            vec![RuleSource::Crs("/nonexistent".into())],
+            vec![],
+            WafMode::Block,
+        );
+        assert!(compile(&w).unwrap_err().contains("crs-setup.conf"));
+    }
+
+    #[tokio::test]
+    async fn block_page_escapes_the_request_id() {
+        let rules = "SecRule ARGS \"@contains x\" \"id:5,phase:1,deny,status:406\"";
+        let w = route(
+            vec![RuleSource::Inline(rules.into())],
+            vec![],
+            WafMode::Block,
+        );
+        let i = verdict(compile(&w).unwrap(), "/?a=x").unwrap();
+        let resp = block_page(&i, &HeaderValue::from_static("<script>"), true);
+        assert_eq!(resp.status(), 406);
+        assert_eq!(resp.headers()["x-request-id"], "<script>");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("&lt;script&gt;"), "{body}");
+        assert!(!body.contains("<script>"), "{body}");
+        let resp = block_page(&i, &HeaderValue::from_static("abc"), false);
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("request id: abc"));
+    }
 }

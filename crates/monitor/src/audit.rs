@@ -212,14 +212,18 @@ impl Message {
         }
         // The operator of the chain link that matched last, as ModSecurity
         // (whose chain links share one message) reports it.
-        let (op_name, op_param) = match rules.rule(m.id) {
+        let (op_name, op_param, unconditional) = match rules.rule(m.id) {
             Some(mut r) => {
                 while let Some(next) = r.chain.as_deref() {
                     r = next;
                 }
-                (r.operator_name.as_str(), r.operator_argument.as_str())
+                (
+                    r.operator_name.as_str(),
+                    r.operator_argument.as_str(),
+                    r.targets.is_empty(),
+                )
             }
-            None => ("", ""),
+            None => ("", "", false),
         };
         // ModSecurity shows the value before transformations.
         let (coll, key) = match m.matched_var_name.split_once(':') {
@@ -229,9 +233,20 @@ impl Message {
         let raw = tx
             .variable(coll, key)
             .unwrap_or_else(|| m.matched_value.clone());
+        // A SecAction evaluates no operator: ModSecurity leaves `match` empty.
+        let match_text = if unconditional {
+            String::new()
+        } else {
+            match_text(
+                op_name,
+                &expand_param(op_param, tx),
+                &m.matched_var_name,
+                &raw,
+            )
+        };
         Some(Message {
             message: m.message.clone(),
-            match_text: match_text(op_name, op_param, &m.matched_var_name, &raw),
+            match_text,
             reference: String::new(),
             rule_id: m.id,
             file: m.file.display().to_string(),
@@ -245,6 +260,37 @@ impl Message {
             accuracy: m.accuracy.unwrap_or(0),
         })
     }
+}
+
+/// Expands `%{COLLECTION.key}` / `%{VARIABLE}` macros in an operator
+/// parameter from the transaction, as ModSecurity shows the parameter it
+/// evaluated (`@ge %{tx.inbound_anomaly_score_threshold}` → `5`). An
+/// unknown macro expands to nothing, as in ModSecurity.
+fn expand_param(param: &str, tx: &Transaction) -> String {
+    if !param.contains("%{") {
+        return param.to_string();
+    }
+    let mut out = String::with_capacity(param.len());
+    let mut rest = param;
+    while let Some(start) = rest.find("%{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let name = &after[..end];
+        let (coll, key) = match name.find(['.', ':']) {
+            Some(i) => (&name[..i], Some(&name[i + 1..])),
+            None => (name, None),
+        };
+        if let Some(v) = tx.variable(&coll.to_ascii_uppercase(), key) {
+            out.push_str(&String::from_utf8_lossy(&v));
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// ModSecurity's operator names (its operator classes' names), looked up
@@ -389,12 +435,32 @@ pub const PRODUCER: &str = concat!("palisade v", env!("CARGO_PKG_VERSION"));
 /// Name written as `producer.connector`.
 pub const CONNECTOR: &str = concat!("palisade-gateway v", env!("CARGO_PKG_VERSION"));
 
+/// Appends `s` as a JSON string literal (RFC 8259 escaping), without an
+/// intermediate allocation: records are built on the request path.
 fn push_str(out: &mut String, s: &str) {
-    // serde_json's string escaping; formatting a &str into JSON cannot fail.
-    match serde_json::to_string(s) {
-        Ok(j) => out.push_str(&j),
-        Err(_) => out.push_str("\"\""),
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(esc);
+        }
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
 fn push_key(out: &mut String, k: &str) {
@@ -705,7 +771,9 @@ mod tests {
     }
 
     const RULES: &str = r#"
+SecAction "id:1000,phase:1,pass,log,msg:'always',setvar:tx.limit=3"
 SecRule ARGS:q "@contains attack" "id:1002,phase:1,pass,nolog"
+SecRule &ARGS "@lt %{tx.limit}" "id:1004,phase:1,pass,log,msg:'few args'"
 SecRule ARGS:q "@contains att" "id:1003,phase:1,pass,log,msg:'chained',chain"
     SecRule REQUEST_HEADERS:X-Marker "@streq m-1" "t:none"
 SecRule ARGS:q "@rx attack\d" "id:1001,phase:1,deny,status:403,msg:'attack in %{MATCHED_VAR_NAME}',logdata:'Matched Data: %{MATCHED_VAR}',severity:CRITICAL,tag:'attack-x',tag:'paranoia-level/1',ver:'v1',rev:'2',maturity:9,accuracy:8"
@@ -745,8 +813,13 @@ SecRule ARGS:q "@rx attack\d" "id:1001,phase:1,deny,status:403,msg:'attack in %{
             .iter()
             .map(|m| m["details"]["ruleId"].as_str().unwrap())
             .collect();
-        assert_eq!(ids, ["1003", "1001"]);
-        let d = &msgs[1]["details"];
+        assert_eq!(ids, ["1000", "1004", "1003", "1001"]);
+        assert_eq!(msgs[0]["details"]["match"], "");
+        assert_eq!(
+            msgs[1]["details"]["match"],
+            "Matched \"Operator `Lt' with parameter `3' against variable `ARGS' (Value: `1' )"
+        );
+        let d = &msgs[3]["details"];
         for k in [
             "match",
             "reference",
@@ -762,14 +835,14 @@ SecRule ARGS:q "@rx attack\d" "id:1001,phase:1,deny,status:403,msg:'attack in %{
         ] {
             assert!(d[k].is_string(), "details.{k} must be a string: {}", d[k]);
         }
-        assert_eq!(msgs[1]["message"], "attack in ARGS:q");
+        assert_eq!(msgs[3]["message"], "attack in ARGS:q");
         assert_eq!(d["data"], "Matched Data: attack7\u{1}");
         assert_eq!(
             d["match"],
             "Matched \"Operator `Rx' with parameter `attack\\d' against variable `ARGS:q' (Value: `attack7\\x01' )"
         );
         assert_eq!(d["severity"], "2");
-        assert_eq!(d["lineNumber"], "5");
+        assert_eq!(d["lineNumber"], "7");
         assert_eq!(d["file"], "t.conf");
         assert_eq!(
             (d["ver"].as_str(), d["rev"].as_str()),
@@ -784,7 +857,7 @@ SecRule ARGS:q "@rx attack\d" "id:1001,phase:1,deny,status:403,msg:'attack in %{
             serde_json::json!(["attack-x", "paranoia-level/1"])
         );
         // The chain's match is its last link's.
-        assert!(msgs[0]["details"]["match"]
+        assert!(msgs[2]["details"]["match"]
             .as_str()
             .unwrap()
             .contains("`StrEq' with parameter `m-1' against variable `REQUEST_HEADERS:X-Marker'"));
@@ -802,6 +875,15 @@ SecRule ARGS:q "@rx attack\d" "id:1001,phase:1,deny,status:403,msg:'attack in %{
             line.contains(r#""headers":{"Cookie":"a=1","cookie":"b=\"2\""}"#),
             "{line}"
         );
+    }
+
+    #[test]
+    fn strings_are_escaped_as_json() {
+        let mut o = String::new();
+        push_str(&mut o, "a\"b\\c\nd\u{1}é\u{7f}");
+        assert_eq!(o, "\"a\\\"b\\\\c\\nd\\u0001é\u{7f}\"");
+        let v: Value = serde_json::from_str(&o).unwrap();
+        assert_eq!(v, "a\"b\\c\nd\u{1}é\u{7f}");
     }
 
     #[test]

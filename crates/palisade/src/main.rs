@@ -311,6 +311,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 fn check_config(path: &Path) -> Result<(), Failure> {
     let cfg = config::load_file(path)?;
+    gateway::waf::check_rules(&cfg)?;
     // Certificates are part of the config: load them too (a missing file is
     // a config error). Development certificates are not generated here.
     for l in &cfg.listeners {

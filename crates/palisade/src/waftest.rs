@@ -103,6 +103,13 @@ pub fn run(args: &TestArgs) -> Result<bool, SetupError> {
         started.elapsed().as_secs_f64(),
         args.threads.clamp(1, runner::MAX_THREADS)
     ));
+    if summary.failed > 0 && !args.audit_log.exists() {
+        // Every expect_ids test fails when the log is elsewhere: say so.
+        eprintln!(
+            "note: {} does not exist; is it palisade's [waf.audit_log] path?",
+            args.audit_log.display()
+        );
+    }
     use std::io::Write;
     let _ = std::io::stdout().lock().write_all(report.as_bytes());
     Ok(summary.failed == 0)

@@ -341,6 +341,26 @@ fn bad_rules_stop_start_with_file_and_line() {
     };
     assert!(err.contains("exit status: 2"), "{err}");
     assert!(err.contains("bad.conf:2"), "no file:line in: {err}");
+
+    // `check-config` compiles the rules too.
+    let cfg = dir.write(
+        "palisade.toml",
+        toml.replace("@DATA_DIR@", &dir.path().display().to_string())
+            .replace("@LISTEN@", "18080")
+            .replace("@ADMIN@", "19901"),
+    );
+    let (status, out, err) = run_cli(
+        &["check-config", "-c", &cfg.display().to_string()],
+        Duration::from_secs(60),
+    );
+    assert_eq!(status.code(), Some(2), "{out}{err}");
+    assert!(err.contains("bad.conf:2"), "{err}");
+    std::fs::write(&bad, "SecRule ARGS \"@contains x\" \"id:1,phase:1,deny\"\n").unwrap();
+    let (status, out, err) = run_cli(
+        &["check-config", "-c", &cfg.display().to_string()],
+        Duration::from_secs(60),
+    );
+    assert_eq!(status.code(), Some(0), "{out}{err}");
 }
 
 #[test]

@@ -386,10 +386,9 @@ pub(crate) fn validate_route(
             }
         });
     }
-    if mode == WafMode::Off {
-        return Ok(None);
-    }
-    Ok(Some(RouteWaf {
+    // Every key is checked even on a route that is off, so turning it on
+    // later cannot reveal an old mistake.
+    let w = RouteWaf {
         mode,
         sources,
         paranoia_level: match &raw.paranoia_level {
@@ -408,5 +407,133 @@ pub(crate) fn validate_route(
             .response_inspection
             .unwrap_or(global.response_inspection),
         exclusions,
-    }))
+    };
+    Ok((mode != WafMode::Off).then_some(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+    use crate::error::Error;
+
+    const BASE: &str = r#"
+[[listener]]
+name = "web"
+listen = "127.0.0.1:8080"
+protocol = "http"
+
+[[upstream]]
+name = "app"
+servers = ["127.0.0.1:3000"]
+
+[[route]]
+upstream = "app"
+"#;
+
+    fn err(text: &str) -> crate::error::ConfigError {
+        match parse(text, "t.toml") {
+            Err(Error::Config(e)) => *e,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn example_file_documents_the_waf_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../palisade.example.toml");
+        let c = crate::config::load_file(std::path::Path::new(path)).unwrap();
+        assert_eq!(c.waf, WafConfig::default());
+        assert!(c.routes.iter().all(|r| r.waf.is_none()));
+    }
+
+    #[test]
+    fn routes_inherit_global_settings_and_default_to_builtin() {
+        let c = parse(
+            &format!("[waf]\nmode = \"detect\"\nparanoia_level = 2\n{BASE}"),
+            "t.toml",
+        )
+        .unwrap();
+        let w = c.routes[0].waf.as_ref().unwrap();
+        assert_eq!(w.mode, WafMode::Detect);
+        assert_eq!(w.sources, [RuleSource::Builtin]);
+        assert_eq!(w.paranoia_level, 2);
+        assert_eq!(
+            (w.inbound_anomaly_threshold, w.outbound_anomaly_threshold),
+            (5, 4)
+        );
+        // Off by default.
+        assert!(parse(BASE, "t.toml").unwrap().routes[0].waf.is_none());
+    }
+
+    #[test]
+    fn route_settings_sources_and_exclusions() {
+        let text = format!(
+            "[waf]\ncrs = \"/opt/crs\"\n{BASE}[route.waf]\nmode = \"block\"\ncrs = true\nrules = [\"/r/*.conf\"]\n\
+             inline = \"SecRule ARGS \\\"@rx x\\\" \\\"id:1,deny\\\"\"\nresponse_inspection = true\n\
+             exclusions = [{{ id = 942100 }}, {{ tag = \"attack-xss\" }}, {{ id = 1, target = \"ARGS:q\" }}, {{ tag = \"t\", target = \"ARGS\" }}]\n"
+        );
+        let c = parse(&text, "t.toml").unwrap();
+        let w = c.routes[0].waf.as_ref().unwrap();
+        assert_eq!(
+            w.sources,
+            [
+                RuleSource::Crs("/opt/crs".into()),
+                RuleSource::File("/r/*.conf".into()),
+                RuleSource::Inline("SecRule ARGS \"@rx x\" \"id:1,deny\"".into()),
+            ]
+        );
+        assert!(w.response_inspection);
+        assert_eq!(
+            w.exclusions,
+            [
+                Exclusion::Id(942100),
+                Exclusion::Tag("attack-xss".into()),
+                Exclusion::TargetById(1, "ARGS:q".into()),
+                Exclusion::TargetByTag("t".into(), "ARGS".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_values_are_located() {
+        let e = err(&format!("{BASE}[route.waf]\nmode = \"blok\"\n"));
+        assert_eq!((e.line, e.column), (14, 8));
+        assert_eq!(e.key.as_deref(), Some("route.waf.mode"));
+        let e = err(&format!("{BASE}[route.waf]\nparanoia_level = 5\n"));
+        assert_eq!(e.key.as_deref(), Some("route.waf.paranoia_level"));
+        assert_eq!(e.line, 14);
+        let e = err(&format!(
+            "{BASE}[route.waf]\ncrs = true\nmode = \"block\"\n"
+        ));
+        assert!(e.message.contains("[waf] crs"), "{}", e.message);
+        let e = err(&format!(
+            "{BASE}[route.waf]\nexclusions = [{{ id = 1, tag = \"x\" }}]\n"
+        ));
+        assert_eq!(e.key.as_deref(), Some("route.waf.exclusions"));
+        let e = err(&format!(
+            "{BASE}[route.waf]\nexclusions = [{{ id = 1, target = \"!ARGS\" }}]\n"
+        ));
+        assert_eq!(e.key.as_deref(), Some("route.waf.exclusions.target"));
+        let e = err(&format!(
+            "{BASE}[route.waf]\nexclusions = [{{ tag = \"a\\\"b\" }}]\n"
+        ));
+        assert_eq!(e.key.as_deref(), Some("route.waf.exclusions.tag"));
+        let e = err(&format!("[waf.audit_log]\nmode = \"sometimes\"\n{BASE}"));
+        assert_eq!(e.key.as_deref(), Some("waf.audit_log.mode"));
+        assert_eq!(e.line, 2);
+        let e = err(&format!(
+            "[waf.audit_log]\nrelevant_statuses = [\"6xx\"]\n{BASE}"
+        ));
+        assert_eq!(e.key.as_deref(), Some("waf.audit_log.relevant_statuses"));
+        let e = err(&format!("{BASE}[route.waf]\nmode = \"block\"\nbogus = 1\n"));
+        assert!(e.message.contains("unknown field"), "{}", e.message);
+        let e = err(&format!(
+            "{BASE}[route.waf]\nmode = \"block\"\nbuiltin = false\n"
+        ));
+        assert!(
+            e.message.contains("every rule source is disabled"),
+            "{}",
+            e.message
+        );
+    }
 }
