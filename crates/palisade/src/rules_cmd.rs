@@ -125,14 +125,14 @@ pub fn list(args: RulesArgs) -> Result<(), Failure> {
             }
             None => (
                 Arc::new(build_builtin(&[])?),
-                "built-in rules; no CRS found".to_owned(),
+                "the built-in rules (no CRS found)".to_owned(),
             ),
         }
     } else if args.builtin {
         let what = if args.rules.is_empty() {
-            "built-in rules".to_owned()
+            "the built-in rules".to_owned()
         } else {
-            format!("built-in rules + {}", files_text(&args.rules))
+            format!("the built-in rules + {}", files_text(&args.rules))
         };
         (Arc::new(build_builtin(&args.rules)?), what)
     } else {
@@ -154,9 +154,9 @@ pub fn list(args: RulesArgs) -> Result<(), Failure> {
     }
     let total = ruleset.rule_count();
     if shown == total {
-        print_stdout(&format!("{shown} rules ({source})"))
+        print_stdout(&format!("{shown} rules from {source}"))
     } else {
-        print_stdout(&format!("{shown} of {total} rules ({source})"))
+        print_stdout(&format!("{shown} of {total} rules from {source}"))
     }
 }
 

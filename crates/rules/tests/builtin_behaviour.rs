@@ -107,6 +107,11 @@ fn realistic_benign_requests_pass() {
         ("GET", "/docs/getting-started", with(&[("User-Agent", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")]), ""),
         ("GET", "/.well-known/acme-challenge/abc123", with(&[]), ""),
         ("GET", "/wiki/Main_Page?action=edit&section=2", with(&[]), ""),
+        ("POST", "/snippets", with(&form), "code=%24%28document%29.ready%28function%28%29+%7B+if+%28a+%26%26+b%29+%7B+return+x%3B+%7D+%7D%29%3B&lang=js"),
+        ("POST", "/comments", with(&form), "comment=Run+%60npm+install%60+then+open+the+%27onboarding%27+page.+If+you+want+it+to+exist%2C+select+it+from+the+menu."),
+        ("POST", "/comments", with(&form), "comment=For+each+item+in+%28the+list%29+do+the+same.+What+if+not+defined%3F+50%25+of+us+don%27t+know."),
+        ("GET", "/search?q=how+to+alter+a+table+cloth&lang=en", with(&[("Cookie", "consent=\"necessary,analytics\"; lang=en")]), ""),
+        ("POST", "/api/v1/tickets", with(&json), r#"{"subject":"Login fails","body":"After the update I get 'error 500' on /account/login. Tried Chrome & Firefox; cleared cookies; still broken.","priority":2}"#),
     ];
     let mut bad = Vec::new();
     for (method, uri, headers, body) in &cases {
@@ -151,6 +156,14 @@ fn plain_attacks_are_blocked() {
         ),
         ("/ping?host=%60id%60", "", 1900400),
         ("/users?name%5B%24ne%5D=x", "", 1900503),
+        ("/run?c=%26+for+%25a+in+%28a%2Cb%29+do+cmd", "", 1900403),
+        ("/q?s=x%22+onmouseover%3Dalert%281%29", "", 1900601),
+        (
+            "/f?file=.claude%2Fsettings.json&x=%2Fetc%2Fshadow",
+            "",
+            1900302,
+        ),
+        ("/item?id=1%27%3B+DROP+TABLE+users--", "", 1900501),
     ];
     for (uri, body, rule) in cases {
         let (blocked, fired) = run(&rules, "GET", uri, &h, body);
@@ -176,6 +189,18 @@ fn plain_attacks_are_blocked() {
     );
     let nul = run(&rules, "GET", "/a?x=a%00b", &h, "");
     assert!(nul.1.contains(&1900107), "{nul:?}");
+    let xml = [("Content-Type", "text/xml")];
+    let attr = run(
+        &rules,
+        "POST",
+        "/soap",
+        &with(&xml),
+        "<a probe=\"&lt;script&gt;alert(1)&lt;/script&gt;\"/>",
+    );
+    assert!(
+        attr.0 == 1900901 && attr.1.contains(&1900601),
+        "XML attribute: {attr:?}"
+    );
     let broken = run(
         &rules,
         "POST",
