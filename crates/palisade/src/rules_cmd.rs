@@ -268,7 +268,13 @@ pub fn crs_cmd(cmd: CrsCmd) -> Result<(), Failure> {
                     done.sha256
                 );
             }
-            print_stdout(&format!("downloaded {}", done.source))?;
+            let verb = if done.source.starts_with("http://") || done.source.starts_with("https://")
+            {
+                "downloaded"
+            } else {
+                "read"
+            };
+            print_stdout(&format!("{verb} {}", done.source))?;
             match &done.verified_with {
                 Some(how) => print_stdout(&format!("sha256 {} verified ({how})", done.sha256))?,
                 None => print_stdout(&format!("sha256 {} NOT verified", done.sha256))?,
