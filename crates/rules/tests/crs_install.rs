@@ -165,10 +165,31 @@ async fn install_from_a_local_server_then_locate_and_load() {
     assert_eq!(rs.rule_count(), done.rule_count);
     assert!(rs.rule(942100).is_some());
 
-    // Reinstalling (here with --sha256) replaces the version atomically.
+    // Reinstalling (here with --sha256) replaces the version while
+    // `current` keeps resolving to a complete CRS throughout.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        let probe = data.path().join("crs/current/crs-setup.conf.example");
+        std::thread::spawn(move || {
+            let (mut checks, mut missing) = (0u64, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && checks < 10_000_000 {
+                checks += 1;
+                missing += u64::from(!probe.is_file());
+            }
+            (checks, missing)
+        })
+    };
     let mut o = opts(format!("{base}/crs.tar.gz"));
     o.sha256 = Some(sha(&archive).to_uppercase());
     let again = crs::install(data.path(), &o).await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (checks, missing) = watcher.join().unwrap();
+    assert!(checks > 0);
+    assert_eq!(
+        missing, 0,
+        "current dangled in {missing} of {checks} checks"
+    );
     assert_eq!(again.verified_with.as_deref(), Some("--sha256"));
     let leftovers: Vec<_> = std::fs::read_dir(data.path().join("crs"))
         .unwrap()
