@@ -113,6 +113,7 @@ fn realistic_benign_requests_pass() {
         ("GET", "/search?q=how+to+alter+a+table+cloth&lang=en", with(&[("Cookie", "consent=\"necessary,analytics\"; lang=en")]), ""),
         ("POST", "/comments", with(&form), "comment=Go+to+settings%3B+delete+from+the+cart+what+you+don%27t+need%3B+insert+into+the+slot%3B+replace+the+values%3B+create+user+accounts.+He+said+%27yes%27%3B"),
         ("GET", "/list?tags%5B%5D=a&tags%5B%5D=b&sort%5Bname%5D=asc&items%5B0%5D%5Bqty%5D=2&path=%2Fusers%5B0%5D%2Fname", with(&[]), ""),
+        ("POST", "/comments", with(&form), "comment=Please+confirm+%28yes+or+no%29+and+we+will+prompt+%28soon%29+the+team.+Call+me+at+5pm."),
         ("GET", "/docs?q=std%3A%3Avector%3A%3Aiterator+and+String%3A%3Afrom", with(&[]), ""),
         ("POST", "/api/v1/tickets", with(&json), r#"{"subject":"Login fails","body":"After the update I get 'error 500' on /account/login. Tried Chrome & Firefox; cleared cookies; still broken.","priority":2}"#),
     ];
@@ -297,4 +298,19 @@ fn every_rule_is_documented_and_in_range() {
         }
     }
     assert!(n >= 25, "{n} rules");
+}
+
+/// The embedded files are plain printable ASCII: a stray control byte (an
+/// escape mangled while editing) would silently change a regex.
+#[test]
+fn builtin_files_are_printable_ascii() {
+    for (name, text) in rules::builtin::RULES {
+        for (i, line) in text.lines().enumerate() {
+            assert!(
+                line.bytes().all(|b| (b' '..=b'~').contains(&b)),
+                "{name}:{}: non-printable or non-ASCII byte",
+                i + 1
+            );
+        }
+    }
 }
