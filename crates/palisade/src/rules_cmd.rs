@@ -115,19 +115,15 @@ fn rules_error(e: impl std::fmt::Display) -> Failure {
 pub fn list(args: RulesArgs) -> Result<(), Failure> {
     let (ruleset, source) = if args.rules.is_empty() && !args.builtin {
         let dir = data_dir(args.config.as_deref())?;
-        match find(args.crs.as_deref(), &dir)? {
-            Some(install) => {
-                let rs = install
-                    .add_to(RulesetBuilder::new(&FsLoader))
-                    .and_then(|b| Ok(b.build()?))
-                    .map_err(rules_error)?;
-                (Arc::new(rs), describe(&install))
-            }
-            None => (
-                Arc::new(build_builtin(&[])?),
-                "the built-in rules (no CRS found)".to_owned(),
-            ),
-        }
+        let (builder, selected) =
+            rules::load_default(RulesetBuilder::new(&FsLoader), args.crs.as_deref(), &dir)
+                .map_err(rules_error)?;
+        let rs = builder.build().map_err(rules_error)?;
+        let source = match &selected {
+            rules::Selected::Crs(install) => describe(install),
+            _ => "the built-in rules (no CRS found)".to_owned(),
+        };
+        (Arc::new(rs), source)
     } else if args.builtin {
         let what = if args.rules.is_empty() {
             "the built-in rules".to_owned()

@@ -503,3 +503,26 @@ fn unpack_enforces_size_and_entry_limits() {
     assert!(matches!(err, Error::TooLarge { .. }), "{err}");
     assert!(err.to_string().contains("entries"), "{err}");
 }
+
+#[test]
+fn load_default_prefers_a_crs_and_falls_back_to_builtin() {
+    let empty = tempfile::tempdir().unwrap();
+    // No CRS in the data dir (Debian's directory may exist on the test
+    // machine: only assert the fallback when it does not).
+    if !Path::new(crs::DEBIAN_DIR).join("rules").is_dir() {
+        let (b, sel) =
+            rules::load_default(RulesetBuilder::new(&FsLoader), None, empty.path()).unwrap();
+        assert_eq!(sel, rules::Selected::Builtin);
+        assert!(b.build().unwrap().rule(1900500).is_some());
+    }
+    let shared = common::shared().join("crs-v4");
+    let (b, sel) =
+        rules::load_default(RulesetBuilder::new(&FsLoader), Some(&shared), empty.path()).unwrap();
+    assert!(matches!(sel, rules::Selected::Crs(ref i) if i.origin == Origin::Configured));
+    let rs = b.build().unwrap();
+    assert!(rs.rule(942100).is_some() && rs.rule(1900500).is_none());
+    let missing = empty.path().join("nope");
+    let err = rules::load_default(RulesetBuilder::new(&FsLoader), Some(&missing), empty.path())
+        .unwrap_err();
+    assert!(err.to_string().contains("no CRS there"), "{err}");
+}
