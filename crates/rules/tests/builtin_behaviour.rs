@@ -89,6 +89,7 @@ fn realistic_benign_requests_pass() {
         ("GET", "/calendar?from=2024-01-01T00:00:00%2B01:00&to=2024-01-31", with(&[]), ""),
         ("GET", "/share?url=https%3A%2F%2Fexample.org%2Farticle%3Fid%3D42%26utm_source%3Dnews", with(&[]), ""),
         ("HEAD", "/health", with(&[]), ""),
+        ("GET", "/feed.xml", with(&[("Content-Length", "0")]), ""),
         ("OPTIONS", "/api/v1/orders", with(&[("Access-Control-Request-Method", "POST"), ("Origin", "https://app.example")]), ""),
         ("GET", "/", vec![("Host", "203.0.113.7:8443"), ("User-Agent", "curl/8.5.0"), ("Accept", "*/*")], ""),
         ("GET", "/", vec![("Host", "[2001:db8::1]:443"), ("User-Agent", "Go-http-client/1.1")], ""),
@@ -183,6 +184,17 @@ fn plain_attacks_are_blocked() {
     ];
     assert_eq!(run(&rules, "GET", "/", &scanner, "").0, 1900900);
     assert_eq!(run(&rules, "TRACE", "/", &h, "").0, 1900900);
+    let get_body = run(
+        &rules,
+        "GET",
+        "/",
+        &with(&[("Content-Length", "5")]),
+        "hello",
+    );
+    assert!(
+        get_body.0 == 1900900 && get_body.1.contains(&1900110),
+        "{get_body:?}"
+    );
     assert_eq!(
         run(
             &rules,
