@@ -115,24 +115,20 @@ fn rules_error(e: impl std::fmt::Display) -> Failure {
 pub fn list(args: RulesArgs) -> Result<(), Failure> {
     let (ruleset, source) = if args.rules.is_empty() && !args.builtin {
         let dir = data_dir(args.config.as_deref())?;
-        match find(args.crs.as_deref(), &dir)? {
-            Some(install) => {
-                let rs = install
-                    .add_to(RulesetBuilder::new(&FsLoader))
-                    .and_then(|b| Ok(b.build()?))
-                    .map_err(rules_error)?;
-                (Arc::new(rs), describe(&install))
-            }
-            None => (
-                Arc::new(build_builtin(&[])?),
-                "built-in rules; no CRS found".to_owned(),
-            ),
-        }
+        let (builder, selected) =
+            rules::load_default(RulesetBuilder::new(&FsLoader), args.crs.as_deref(), &dir)
+                .map_err(rules_error)?;
+        let rs = builder.build().map_err(rules_error)?;
+        let source = match &selected {
+            rules::Selected::Crs(install) => describe(install),
+            _ => "the built-in rules (no CRS found)".to_owned(),
+        };
+        (Arc::new(rs), source)
     } else if args.builtin {
         let what = if args.rules.is_empty() {
-            "built-in rules".to_owned()
+            "the built-in rules".to_owned()
         } else {
-            format!("built-in rules + {}", files_text(&args.rules))
+            format!("the built-in rules + {}", files_text(&args.rules))
         };
         (Arc::new(build_builtin(&args.rules)?), what)
     } else {
@@ -154,9 +150,9 @@ pub fn list(args: RulesArgs) -> Result<(), Failure> {
     }
     let total = ruleset.rule_count();
     if shown == total {
-        print_stdout(&format!("{shown} rules ({source})"))
+        print_stdout(&format!("{shown} rules from {source}"))
     } else {
-        print_stdout(&format!("{shown} of {total} rules ({source})"))
+        print_stdout(&format!("{shown} of {total} rules from {source}"))
     }
 }
 
@@ -268,7 +264,13 @@ pub fn crs_cmd(cmd: CrsCmd) -> Result<(), Failure> {
                     done.sha256
                 );
             }
-            print_stdout(&format!("downloaded {}", done.source))?;
+            let verb = if done.source.starts_with("http://") || done.source.starts_with("https://")
+            {
+                "downloaded"
+            } else {
+                "read"
+            };
+            print_stdout(&format!("{verb} {}", done.source))?;
             match &done.verified_with {
                 Some(how) => print_stdout(&format!("sha256 {} verified ({how})", done.sha256))?,
                 None => print_stdout(&format!("sha256 {} NOT verified", done.sha256))?,

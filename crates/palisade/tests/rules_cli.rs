@@ -102,7 +102,7 @@ fn waf_rules_lists_and_filters() {
 
     // No CRS anywhere: the built-in rules are what loads.
     let out = palisade(dir.path(), &["waf", "rules"]);
-    assert!(text(&out.stdout).ends_with("rules (built-in rules; no CRS found)\n"));
+    assert!(text(&out.stdout).ends_with("rules from the built-in rules (no CRS found)\n"));
 
     let bad = dir.path().join("bad.conf");
     std::fs::write(&bad, "SecRule ARGS \"@rx (\" \"id:1,phase:1\"\n").unwrap();

@@ -261,13 +261,23 @@ pub async fn install(data_dir: &Path, opts: &InstallOptions) -> Result<Installed
 
     let target = crs_dir.join(&version);
     if target.exists() {
+        // Reinstalling a version `current` may point to. Directories cannot
+        // be exchanged atomically, so `current` always points at a complete
+        // copy that is not being moved: the new one while the old moves
+        // aside, the old one while the new moves in, then the version.
+        let rel = |p: &Path| p.strip_prefix(&crs_dir).unwrap_or(p).to_path_buf();
         let old = crs_dir.join(format!(".old-{version}-{}", std::process::id()));
+        switch_current(&crs_dir, &rel(&root))?;
         std::fs::rename(&target, &old).map_err(|e| io(&target, e))?;
+        switch_current(&crs_dir, &rel(&old))?;
+        std::fs::rename(&root, &target).map_err(|e| io(&target, e))?;
+        switch_current(&crs_dir, Path::new(&version))?;
         let _ = std::fs::remove_dir_all(&old);
+    } else {
+        std::fs::rename(&root, &target).map_err(|e| io(&target, e))?;
+        switch_current(&crs_dir, Path::new(&version))?;
     }
-    std::fs::rename(&root, &target).map_err(|e| io(&target, e))?;
     let _ = std::fs::remove_dir_all(&staging);
-    switch_current(&crs_dir, &version)?;
 
     Ok(Installed {
         rules_version: version_of(&target),
@@ -320,12 +330,13 @@ fn find_root(staging: &Path) -> Result<PathBuf, Error> {
     }
 }
 
-/// Points `<crs_dir>/current` at `version`: a new symlink renamed over the
-/// old one, so a reader sees the old or the new target, never none.
-fn switch_current(crs_dir: &Path, version: &str) -> Result<(), Error> {
+/// Points `<crs_dir>/current` at `target` (relative to `crs_dir`): a new
+/// symlink renamed over the old one, so a reader sees the old or the new
+/// target, never none.
+fn switch_current(crs_dir: &Path, target: &Path) -> Result<(), Error> {
     let tmp = crs_dir.join(format!(".current-{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(version, &tmp).map_err(|e| io(&tmp, e))?;
+    std::os::unix::fs::symlink(target, &tmp).map_err(|e| io(&tmp, e))?;
     let current = crs_dir.join(CURRENT);
     std::fs::rename(&tmp, &current).map_err(|e| io(&current, e))
 }

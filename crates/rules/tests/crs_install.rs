@@ -165,10 +165,31 @@ async fn install_from_a_local_server_then_locate_and_load() {
     assert_eq!(rs.rule_count(), done.rule_count);
     assert!(rs.rule(942100).is_some());
 
-    // Reinstalling (here with --sha256) replaces the version atomically.
+    // Reinstalling (here with --sha256) replaces the version while
+    // `current` keeps resolving to a complete CRS throughout.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        let probe = data.path().join("crs/current/crs-setup.conf.example");
+        std::thread::spawn(move || {
+            let (mut checks, mut missing) = (0u64, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && checks < 10_000_000 {
+                checks += 1;
+                missing += u64::from(!probe.is_file());
+            }
+            (checks, missing)
+        })
+    };
     let mut o = opts(format!("{base}/crs.tar.gz"));
     o.sha256 = Some(sha(&archive).to_uppercase());
     let again = crs::install(data.path(), &o).await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (checks, missing) = watcher.join().unwrap();
+    assert!(checks > 0);
+    assert_eq!(
+        missing, 0,
+        "current dangled in {missing} of {checks} checks"
+    );
     assert_eq!(again.verified_with.as_deref(), Some("--sha256"));
     let leftovers: Vec<_> = std::fs::read_dir(data.path().join("crs"))
         .unwrap()
@@ -383,4 +404,125 @@ fn locate_order() {
     // A configured path without a CRS is reported, not replaced.
     assert!(crs::locate_in(Some(&dir.path().join("nope")), &data, &[&system]).is_none());
     assert!(crs::locate_in(None, &dir.path().join("empty"), &[]).is_none());
+}
+
+/// HTTPS goes through rustls with Mozilla's roots: a server whose
+/// certificate no public CA issued is refused with a TLS error (and the
+/// request never reaches HTTP).
+#[tokio::test]
+async fn https_verifies_the_server_certificate() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let der = rustls_pki_types::CertificateDer::from(cert.cert.der().to_vec());
+    let key = rustls_pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![der], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        if let Ok((sock, _)) = listener.accept().await {
+            let _ = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(sock)).await;
+        }
+    });
+    let data = tempfile::tempdir().unwrap();
+    let err = crs::install(
+        data.path(),
+        &opts(format!("https://localhost:{port}/crs.tar.gz")),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::Download { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("TLS handshake") && text.contains("certificate"),
+        "{text}"
+    );
+}
+
+/// A body larger than MAX_ARCHIVE_BYTES is cut off with a clear error.
+#[tokio::test]
+async fn oversized_download_is_refused() {
+    let big = vec![0u8; crs::MAX_ARCHIVE_BYTES as usize + 1];
+    let base = serve(HashMap::from([("/big.tar.gz".to_owned(), big)])).await;
+    let data = tempfile::tempdir().unwrap();
+    let err = crs::install(data.path(), &opts(format!("{base}/big.tar.gz")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+}
+
+/// One gzip-compressed tar header (no data) claiming `size` bytes.
+fn claimed_size_archive(size: u64) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.set_path("huge.bin").unwrap();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, h.as_bytes()).unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
+fn unpack_enforces_size_and_entry_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = crs::unpack(
+        &claimed_size_archive(crs::MAX_UNPACKED_BYTES + 1),
+        dir.path(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    assert!(
+        !dir.path().join("huge.bin").exists(),
+        "refused before writing"
+    );
+
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    // Empty pax global headers: counted like any entry, but they write
+    // nothing, so the test needs no disk.
+    for _ in 0..=crs::MAX_ENTRIES {
+        let mut h = tar::Header::new_ustar();
+        h.set_path("pax_global_header").unwrap();
+        h.set_entry_type(tar::EntryType::XGlobalHeader);
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, std::io::empty()).unwrap();
+    }
+    let many = b.into_inner().unwrap().finish().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = crs::unpack(&many, dir.path()).unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("entries"), "{err}");
+}
+
+#[test]
+fn load_default_prefers_a_crs_and_falls_back_to_builtin() {
+    let empty = tempfile::tempdir().unwrap();
+    // No CRS in the data dir (Debian's directory may exist on the test
+    // machine: only assert the fallback when it does not).
+    if !Path::new(crs::DEBIAN_DIR).join("rules").is_dir() {
+        let (b, sel) =
+            rules::load_default(RulesetBuilder::new(&FsLoader), None, empty.path()).unwrap();
+        assert_eq!(sel, rules::Selected::Builtin);
+        assert!(b.build().unwrap().rule(1900500).is_some());
+    }
+    let shared = common::shared().join("crs-v4");
+    let (b, sel) =
+        rules::load_default(RulesetBuilder::new(&FsLoader), Some(&shared), empty.path()).unwrap();
+    assert!(matches!(sel, rules::Selected::Crs(ref i) if i.origin == Origin::Configured));
+    let rs = b.build().unwrap();
+    assert!(rs.rule(942100).is_some() && rs.rule(1900500).is_none());
+    let missing = empty.path().join("nope");
+    let err = rules::load_default(RulesetBuilder::new(&FsLoader), Some(&missing), empty.path())
+        .unwrap_err();
+    assert!(err.to_string().contains("no CRS there"), "{err}");
 }
