@@ -14,6 +14,7 @@ use gateway::demo::{spawn_echo, EchoOptions};
 use gateway::Gateway;
 
 mod echo;
+mod rules_cmd;
 mod waf;
 mod waftest;
 
@@ -80,6 +81,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: WafCmd,
     },
+    /// Manage the OWASP CRS: install a release, show what is found.
+    Crs {
+        #[command(subcommand)]
+        cmd: rules_cmd::CrsCmd,
+    },
     /// Tools for tests.
     #[command(hide = true)]
     Testing {
@@ -103,6 +109,8 @@ enum WafCmd {
         #[arg(long)]
         response: Option<PathBuf>,
     },
+    /// List the loaded rules: id, phase, file:line, tags, msg.
+    Rules(rules_cmd::RulesArgs),
     /// Parse and compile rule files; report every problem found.
     Lint {
         /// Rule files or directories of *.conf files, loaded in order.
@@ -161,6 +169,7 @@ fn main() -> ExitCode {
         }
         Cmd::CheckConfig { config } => check_config(&config),
         Cmd::Waf { cmd } => waf_cmd(cmd),
+        Cmd::Crs { cmd } => rules_cmd::crs_cmd(cmd),
         Cmd::Reload {
             config,
             pid_file,
@@ -241,6 +250,7 @@ fn waf_cmd(cmd: WafCmd) -> Result<(), Failure> {
             Ok(false) => Err(Failure::Runtime(anyhow::anyhow!("some tests failed"))),
             Err(e) => Err(Failure::Config(anyhow::anyhow!(e))),
         },
+        WafCmd::Rules(args) => rules_cmd::list(args),
         WafCmd::Lint { rules } => {
             let (directives, problems) = waf::lint(&rules).map_err(map)?;
             for p in &problems {
