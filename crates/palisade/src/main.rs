@@ -18,6 +18,8 @@ mod echo;
 mod ban;
 mod crypt_cmd;
 mod pki_cmd;
+mod echo;
+mod rules_cmd;
 mod waf;
 mod waftest;
 
@@ -275,6 +277,7 @@ fn waf_cmd(cmd: WafCmd) -> Result<(), Failure> {
             Ok(false) => Err(Failure::Runtime(anyhow::anyhow!("some tests failed"))),
             Err(e) => Err(Failure::Config(anyhow::anyhow!(e))),
         },
+        WafCmd::Rules(args) => rules_cmd::list(args),
         WafCmd::Lint { rules } => {
             let (directives, problems) = waf::lint(&rules).map_err(map)?;
             for p in &problems {
