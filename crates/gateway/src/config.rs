@@ -115,6 +115,8 @@ struct RawConfig {
     route: Vec<RawRoute>,
     #[serde(default)]
     shield: shield::RawShield,
+    #[serde(default)]
+    state: state::StateConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -242,6 +244,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[shield]` (docs/shield.md).
     pub shield: shield::ShieldSettings,
+    /// `[state]`: where bans, rate-limit budgets and sessions are kept.
+    pub state: state::StateConfig,
 }
 
 /// `[server]`.
@@ -929,6 +933,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
     }
 
     let shield = shield::validate(raw.shield, &v, &routes)?;
+    let state = shield::validate_state(raw.state, &v, &server)?;
     Ok(Config {
         source: None,
         server,
@@ -938,6 +943,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
         upstreams,
         routes,
         shield,
+        state,
     })
 }
 
