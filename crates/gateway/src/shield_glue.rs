@@ -288,3 +288,47 @@ pub async fn admin(req: Request<Incoming>, gw: &Gateway) -> Response<Full<Bytes>
         ),
     }
 }
+
+/// Appends the shield's counters to the admin `/metrics` text.
+pub fn render_metrics(gw: &Gateway, out: &mut String) {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &gw.shield().stats;
+    out.push_str("# HELP palisade_shield_requests_refused_total Requests the shield answered itself, by reason.\n");
+    out.push_str("# TYPE palisade_shield_requests_refused_total counter\n");
+    for (reason, v) in [
+        ("denied", &s.denied),
+        ("banned", &s.banned),
+        ("rate_limited", &s.rate_limited),
+        ("challenge", &s.challenged),
+    ] {
+        let _ = writeln!(
+            out,
+            "palisade_shield_requests_refused_total{{reason=\"{reason}\"}} {}",
+            v.load(Relaxed)
+        );
+    }
+    for (name, help, v) in [
+        (
+            "palisade_shield_challenges_solved_total",
+            "Proof-of-work challenges solved (cookie issued).",
+            &s.solved,
+        ),
+        (
+            "palisade_shield_connections_refused_total",
+            "Connections closed at accept (deny list, ban, per-IP caps).",
+            &s.connections_refused,
+        ),
+        (
+            "palisade_shield_auto_bans_total",
+            "Bans made by jails.",
+            &s.auto_bans,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            v.load(Relaxed)
+        );
+    }
+}

@@ -79,6 +79,16 @@ fn concurrent_clients_get_exactly_the_burst() {
         20,
         "refused requests never reach the upstream"
     );
+    let m = p.metrics();
+    assert_eq!(
+        metric_value(
+            &m,
+            "palisade_shield_requests_refused_total",
+            &[("reason", "rate_limited")]
+        ),
+        Some(60.0),
+        "{m}"
+    );
     let r = roundtrip(p.addr(), &get("/r/x", ""));
     assert_eq!(r.status, 429);
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
