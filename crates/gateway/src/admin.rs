@@ -86,6 +86,7 @@ async fn answer(req: Request<Incoming>, gw: Gateway) -> Result<Response<Full<Byt
 pub fn render_metrics(gw: &Gateway) -> String {
     let mut out = String::with_capacity(8192);
     gw.metrics().render(&mut out);
+    crate::shield_glue::render_metrics(gw, &mut out);
     let rt = gw.runtime();
     out.push_str("# HELP palisade_upstream_healthy 1 when the server is in rotation (health checks and passive ejection).\n");
     out.push_str("# TYPE palisade_upstream_healthy gauge\n");

@@ -116,6 +116,8 @@ struct RawConfig {
     waf: Option<crate::waf::config::RawWaf>,
     #[serde(default)]
     shield: shield::RawShield,
+    #[serde(default)]
+    state: state::StateConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,6 +248,8 @@ pub struct Config {
     pub waf: crate::waf::config::WafConfig,
     /// `[shield]` (docs/shield.md).
     pub shield: shield::ShieldSettings,
+    /// `[state]`: where bans, rate-limit budgets and sessions are kept.
+    pub state: state::StateConfig,
 }
 
 /// `[server]`.
@@ -945,6 +949,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
     }
 
     let shield = shield::validate(raw.shield, &v, &routes)?;
+    let state = shield::validate_state(raw.state, &v, &server)?;
     Ok(Config {
         source: None,
         server,
@@ -955,6 +960,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
         routes,
         waf,
         shield,
+        state,
     })
 }
 

@@ -353,7 +353,7 @@ impl Gateway {
             None => None,
         };
         let (shutdown, _) = watch::channel(false);
-        let shield = crate::shield_glue::build(&rt.config);
+        let shield = crate::shield_glue::build(&rt.config).await?;
         let shared = Arc::new(Shared {
             shield,
             runtime: ArcSwap::from_pointee(rt),

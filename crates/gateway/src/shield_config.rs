@@ -15,7 +15,7 @@ use shield::{
 };
 use toml::Spanned;
 
-use super::{Dur, RouteConfig, V};
+use super::{Dur, RouteConfig, ServerConfig, V};
 use crate::error::Result;
 
 /// Fixed 64: rate limits and jails each. Bounds per-request work.
@@ -299,8 +299,19 @@ pub(super) fn validate(raw: RawShield, v: &V, routes: &[RouteConfig]) -> Result<
             Some(b) => positive(v, b, "shield.rate_limit.burst", 1_000_000)? as u32,
             None => n,
         };
-        let quota = Quota::new(n, period, burst);
-        let window = shield::gcra::ceil_secs(quota.tolerance_us());
+        let quota = Quota {
+            rate: n,
+            period,
+            burst,
+        };
+        if quota.interval_us() == 0 {
+            return v.err(
+                r.rate.span(),
+                "shield.rate_limit.rate",
+                "finer than one request per microsecond",
+            );
+        }
+        let window = shield::gcra::ceil_secs(quota.interval_us().saturating_mul(u64::from(burst)));
         let path_prefix = r.path_prefix.clone().unwrap_or_default();
         cfg.rate_limits.push(RateRule {
             name,
@@ -407,7 +418,11 @@ pub(super) fn validate(raw: RawShield, v: &V, routes: &[RouteConfig]) -> Result<
                 Some(b) => positive(v, b, "shield.connections.burst", 1_000_000)? as u32,
                 None => n,
             };
-            cl.rate = Some(Quota::new(n, period, burst));
+            cl.rate = Some(Quota {
+                rate: n,
+                period,
+                burst,
+            });
         }
         cfg.connections = cl;
     }
@@ -415,6 +430,21 @@ pub(super) fn validate(raw: RawShield, v: &V, routes: &[RouteConfig]) -> Result<
         config: cfg,
         secret,
     })
+}
+
+/// `[state]`: checked by the state crate; the SQLite file defaults to
+/// `<data_dir>/state.db` (instead of the working directory).
+pub(super) fn validate_state(
+    mut raw: state::StateConfig,
+    v: &V,
+    server: &ServerConfig,
+) -> Result<state::StateConfig> {
+    if raw.sqlite.path == state::SqliteConfig::default().path {
+        raw.sqlite.path = server.data_dir.join("state.db");
+    }
+    raw.validate()
+        .map_err(|e| whole(v, "state", e.to_string()))?;
+    Ok(raw)
 }
 
 #[cfg(test)]
@@ -506,7 +536,7 @@ burst = 10
         assert!(s.deny.contains("2001:db8::1".parse().unwrap()));
         assert_eq!(s.ban_v6_prefix, 56);
         assert_eq!(s.rate_limits[0].quota.burst, 20);
-        assert_eq!(s.rate_limits[0].quota.interval_us, 100_000);
+        assert_eq!(s.rate_limits[0].quota.interval_us(), 100_000);
         assert_eq!(s.rate_limits[0].policy, "20;w=2");
         assert_eq!(s.jails[0].max_ban, Duration::from_secs(600 * 64));
         assert_eq!(s.jails[0].soft_threshold, Some(10));

@@ -13,7 +13,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use shield::{ConnToken, IpNet, MemoryStore, RequestInfo, Shield, Verdict};
+use shield::{ConnToken, IpNet, RequestInfo, Shield, Verdict};
 
 use crate::body::RespBody;
 use crate::config::Config;
@@ -24,13 +24,28 @@ use crate::server::{Gateway, Runtime, Shared};
 /// Fixed 64 KiB: body of an admin ban request. Bounds admin API buffering.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
-/// The process-wide shield for a config (state lives as long as the process).
-pub fn build(cfg: &Config) -> Arc<Shield> {
-    Arc::new(Shield::new(
+/// The process-wide shield for a config: opens the `[state]` backend (an
+/// SQLite file in data_dir by default; Redis to share bans and budgets
+/// between nodes). Lives as long as the process.
+pub async fn build(cfg: &Config) -> crate::Result<Arc<Shield>> {
+    if let Some(dir) = cfg.state.sqlite.path.parent() {
+        if cfg.state.backend == state::BackendKind::Sqlite && !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                crate::Error::io(format!("cannot create directory {}", dir.display()), e)
+            })?;
+        }
+    }
+    let store = state::Store::open(&cfg.state).await.map_err(|e| {
+        crate::Error::io(
+            format!("cannot open the state store ({:?})", cfg.state.backend),
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    Ok(Arc::new(Shield::new(
         cfg.shield.config.clone(),
-        Arc::new(MemoryStore::default()),
+        store,
         cfg.shield.secret.as_deref(),
-    ))
+    )))
 }
 
 /// A reload installs the new lists, limits and jails; bans and counters stay.
@@ -38,6 +53,9 @@ pub fn on_reload(shared: &Shared, cfg: &Config, old: &Config) {
     shared.shield.set_config(cfg.shield.config.clone());
     if cfg.shield.secret != old.shield.secret {
         tracing::warn!("shield.secret changed: takes effect after a restart");
+    }
+    if cfg.state != old.state {
+        tracing::warn!("[state] changed: takes effect after a restart");
     }
 }
 
@@ -76,14 +94,16 @@ pub async fn on_request(
     } else {
         None
     };
-    let verdict = shield.check(&RequestInfo {
-        peer: ctx.peer.ip(),
-        method: req.method(),
-        path,
-        headers: req.headers(),
-        route: route.as_deref(),
-        user: None,
-    });
+    let verdict = shield
+        .check(&RequestInfo {
+            peer: ctx.peer.ip(),
+            method: req.method(),
+            path,
+            headers: req.headers(),
+            route: route.as_deref(),
+            user: None,
+        })
+        .await;
     let answer = match verdict {
         Verdict::Pass { client: c } => {
             *client = c;
@@ -101,7 +121,11 @@ pub async fn on_request(
                 Ok(Ok(b)) => b.to_bytes(),
                 _ => Bytes::new(),
             };
-            Box::new(shield.answer_challenge(c, &bytes, ctx.listener.tls.is_some()))
+            Box::new(
+                shield
+                    .answer_challenge(c, &bytes, ctx.listener.tls.is_some())
+                    .await,
+            )
         }
     };
     tracing::info!(
@@ -170,12 +194,12 @@ fn rfc3339_ms(ms: u64) -> String {
 /// A ban as the admin API shows it.
 pub fn ban_json(b: &shield::Ban) -> serde_json::Value {
     serde_json::json!({
-        "net": b.net.to_string(),
+        "net": shield::from_prefix(&b.target).to_string(),
         "jail": b.jail,
         "reason": b.reason,
-        "created": rfc3339_ms(b.created_ms),
-        "expires": b.expires_ms.map(rfc3339_ms),
-        "expires_in_s": b.expires_ms.map(|e| e.saturating_sub(shield::now_us() / 1000) / 1000),
+        "created": rfc3339_ms(b.created_us / 1000),
+        "expires": b.expires_us.map(|e| rfc3339_ms(e / 1000)),
+        "expires_in_s": b.expires_us.map(|e| e.saturating_sub(shield::now_us()) / 1_000_000),
         "offences": b.offences,
     })
 }
@@ -201,7 +225,7 @@ pub async fn admin(req: Request<Incoming>, gw: &Gateway) -> Response<Full<Bytes>
     let shield = gw.shield();
     let path = req.uri().path().to_string();
     match (req.method().clone(), path.as_str()) {
-        (Method::GET, "/bans") => match shield.bans() {
+        (Method::GET, "/bans") => match shield.bans().await {
             Ok(v) => json(
                 StatusCode::OK,
                 &serde_json::Value::Array(v.iter().map(ban_json).collect()),
@@ -237,7 +261,7 @@ pub async fn admin(req: Request<Incoming>, gw: &Gateway) -> Response<Full<Bytes>
                     Err(e) => return error(StatusCode::BAD_REQUEST, e),
                 },
             };
-            match shield.add_ban(net, duration, &add.reason) {
+            match shield.add_ban(net, duration, &add.reason).await {
                 Ok(b) => json(StatusCode::CREATED, &ban_json(&b)),
                 Err(shield::Error::InvalidBan(m)) => error(StatusCode::BAD_REQUEST, m),
                 Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
@@ -249,7 +273,7 @@ pub async fn admin(req: Request<Incoming>, gw: &Gateway) -> Response<Full<Bytes>
                 Ok(n) => n,
                 Err(e) => return error(StatusCode::BAD_REQUEST, e),
             };
-            match shield.remove_ban(net) {
+            match shield.remove_ban(net).await {
                 Ok(Some(n)) => json(
                     StatusCode::OK,
                     &serde_json::json!({ "lifted": n.to_string() }),
@@ -262,5 +286,49 @@ pub async fn admin(req: Request<Incoming>, gw: &Gateway) -> Response<Full<Bytes>
             StatusCode::METHOD_NOT_ALLOWED,
             "use GET /bans, POST /bans or DELETE /bans/<ip or cidr>",
         ),
+    }
+}
+
+/// Appends the shield's counters to the admin `/metrics` text.
+pub fn render_metrics(gw: &Gateway, out: &mut String) {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &gw.shield().stats;
+    out.push_str("# HELP palisade_shield_requests_refused_total Requests the shield answered itself, by reason.\n");
+    out.push_str("# TYPE palisade_shield_requests_refused_total counter\n");
+    for (reason, v) in [
+        ("denied", &s.denied),
+        ("banned", &s.banned),
+        ("rate_limited", &s.rate_limited),
+        ("challenge", &s.challenged),
+    ] {
+        let _ = writeln!(
+            out,
+            "palisade_shield_requests_refused_total{{reason=\"{reason}\"}} {}",
+            v.load(Relaxed)
+        );
+    }
+    for (name, help, v) in [
+        (
+            "palisade_shield_challenges_solved_total",
+            "Proof-of-work challenges solved (cookie issued).",
+            &s.solved,
+        ),
+        (
+            "palisade_shield_connections_refused_total",
+            "Connections closed at accept (deny list, ban, per-IP caps).",
+            &s.connections_refused,
+        ),
+        (
+            "palisade_shield_auto_bans_total",
+            "Bans made by jails.",
+            &s.auto_bans,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            v.load(Relaxed)
+        );
     }
 }

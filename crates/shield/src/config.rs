@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use http::HeaderName;
 
-use crate::gcra::Quota;
 use crate::ipset::IpSet;
 use crate::jail::JailRule;
+use state::Quota;
 
 /// Default 16: leading zero bits of the proof of work (~65 000 hashes, well
 /// under a second in a browser).

@@ -8,7 +8,9 @@
 //! - [`jail`]: automatic bans on thresholds of events within windows, with
 //!   escalation and a soft threshold that demands the challenge.
 //! - [`pow`]: the proof-of-work challenge and its IP-bound signed cookie.
-//! - [`store`]: exact (and shareable) state: rate TATs, bans, single-use keys.
+//! - Exact, shareable state (rate-limit TATs, bans, single-use challenge
+//!   keys) lives in `state::Store` (memory, SQLite or Redis); [`store`] holds
+//!   the node-local accept-time rates.
 //! - [`Shield`]: all of it behind one object the gateway calls per
 //!   connection ([`Shield::admit`]) and per request ([`Shield::check`]), and
 //!   that reports events ([`Shield::record_waf_block`],
@@ -29,9 +31,11 @@ pub mod pow;
 pub mod store;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -40,10 +44,10 @@ use http::{Method, StatusCode};
 
 pub use config::{ChallengeConfig, ConnLimits, RateKey, RateRule, ShieldConfig};
 pub use error::Error;
-pub use gcra::Quota;
 pub use ipset::{IpNet, IpSet};
 pub use jail::{EventKind, JailRule};
-pub use store::{Ban, MemoryStore, Store};
+pub use state::{Ban, IpPrefix, Quota, Store};
+pub use store::LocalRates;
 
 /// Path the challenge page posts its answer to.
 pub const CHALLENGE_PATH: &str = "/.palisade/challenge";
@@ -246,9 +250,9 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct Shield {
     cfg: ArcSwap<ShieldConfig>,
-    store: Arc<dyn Store>,
+    store: Store,
     /// Per-node accept-time rate state (never shared: it protects this node).
-    local: MemoryStore,
+    local: LocalRates,
     jails: jail::Jails,
     pow: pow::Pow,
     conns: Arc<ConnCounts>,
@@ -275,6 +279,28 @@ fn text_answer(kind: Kind, status: StatusCode, msg: &str, detail: String) -> Ans
     }
 }
 
+/// The state crate's prefix for one of our networks.
+pub fn to_prefix(n: IpNet) -> IpPrefix {
+    IpPrefix::new(n.addr(), n.prefix()).unwrap_or_else(|_| IpPrefix::host(n.addr()))
+}
+
+/// Our network for one of the state crate's prefixes.
+pub fn from_prefix(p: &IpPrefix) -> IpNet {
+    IpNet::new(p.addr(), p.prefix_len()).unwrap_or_else(|| IpNet::host(p.addr()))
+}
+
+fn local_quota(q: &Quota) -> gcra::Quota {
+    let per = q.period.as_micros() / u128::from(q.rate.max(1));
+    gcra::Quota {
+        interval_us: u64::try_from(per).unwrap_or(u64::MAX).max(1),
+        burst: q.burst.max(1),
+    }
+}
+
+fn store_err(e: state::Error) -> Error {
+    Error::Store(e.to_string())
+}
+
 fn path_hash(path: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in path.bytes() {
@@ -286,11 +312,11 @@ fn path_hash(path: &str) -> u64 {
 impl Shield {
     /// A shield over `store`, signing challenges with `secret` (random per
     /// process when `None`: set one when several nodes serve the same users).
-    pub fn new(cfg: ShieldConfig, store: Arc<dyn Store>, secret: Option<&[u8]>) -> Shield {
+    pub fn new(cfg: ShieldConfig, store: Store, secret: Option<&[u8]>) -> Shield {
         Shield {
             cfg: ArcSwap::from_pointee(cfg),
             store,
-            local: MemoryStore::default(),
+            local: LocalRates::default(),
             jails: jail::Jails::default(),
             pow: pow::Pow::new(secret),
             conns: Arc::new(ConnCounts {
@@ -339,12 +365,11 @@ impl Shield {
             return refuse(Refusal::Denied);
         }
         let now = now_us();
-        if matches!(self.store.banned(peer, now / 1000), Ok(Some(_))) {
+        if self.store.ban_check(peer, now).is_some() {
             return refuse(Refusal::Banned);
         }
-        if let Some(q) = c.connections.rate {
-            let key = format!("conn:{peer}");
-            if matches!(self.local.rate(&key, q, now), Ok(d) if !d.allowed) {
+        if let Some(q) = &c.connections.rate {
+            if !self.local.check(peer, local_quota(q), now).allowed {
                 return refuse(Refusal::Rate);
             }
         }
@@ -366,13 +391,13 @@ impl Shield {
     // --------------------------------------------------------------- requests
 
     /// The per-request check. See the crate doc for the order.
-    pub fn check(&self, req: &RequestInfo<'_>) -> Verdict {
-        self.check_at(req, now_us())
+    pub async fn check(&self, req: &RequestInfo<'_>) -> Verdict {
+        self.check_at(req, now_us()).await
     }
 
     /// [`Shield::check`] at a given time (unix µs).
-    pub fn check_at(&self, req: &RequestInfo<'_>, now: u64) -> Verdict {
-        let c = self.cfg.load();
+    pub async fn check_at(&self, req: &RequestInfo<'_>, now: u64) -> Verdict {
+        let c = self.cfg.load_full();
         let client = client_ip::client_ip(req.peer, req.headers, &c.trusted_proxies);
         if c.allow.contains(client) {
             return Verdict::Pass { client };
@@ -390,33 +415,32 @@ impl Shield {
                 "deny list".into(),
             ));
         }
-        match self.store.banned(client, now / 1000) {
-            Ok(Some(b)) => {
-                self.stats.banned.fetch_add(1, Ordering::Relaxed);
-                let mut a = text_answer(
-                    Kind::Banned,
-                    StatusCode::FORBIDDEN,
-                    "access denied: this address is temporarily banned",
-                    format!("ban of {} by {}: {}", b.net, b.jail, b.reason),
-                );
-                if let Some(e) = b.expires_ms {
-                    let secs = gcra::ceil_secs(e.saturating_sub(now / 1000).saturating_mul(1000));
-                    a.headers
-                        .push((http::header::RETRY_AFTER, hv(&secs.to_string())));
-                }
-                return answer(a);
+        if let Some(b) = self.store.ban_check(client, now) {
+            self.stats.banned.fetch_add(1, Ordering::Relaxed);
+            let mut a = text_answer(
+                Kind::Banned,
+                StatusCode::FORBIDDEN,
+                "access denied: this address is temporarily banned",
+                format!(
+                    "ban of {} by {}: {}",
+                    from_prefix(&b.target),
+                    b.jail,
+                    b.reason
+                ),
+            );
+            if let Some(e) = b.expires_us {
+                let secs = gcra::ceil_secs(e.saturating_sub(now));
+                a.headers
+                    .push((http::header::RETRY_AFTER, hv(&secs.to_string())));
             }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "shield: ban lookup failed; request not checked for bans")
-            }
+            return answer(a);
         }
         let challenge_on =
             !c.challenge.routes.is_empty() || c.jails.iter().any(|j| j.soft_threshold.is_some());
         if challenge_on && req.path == CHALLENGE_PATH && req.method == Method::POST {
             return Verdict::ChallengeAnswer { client };
         }
-        if let Some(a) = self.rate_limits(&c, req, client, now) {
+        if let Some(a) = self.rate_limits(&c, req, client, now).await {
             return answer(a);
         }
         if challenge_on && !c.challenge.skipped(req.path) {
@@ -450,7 +474,7 @@ impl Shield {
         Verdict::Pass { client }
     }
 
-    fn rate_limits(
+    async fn rate_limits(
         &self,
         c: &ShieldConfig,
         req: &RequestInfo<'_>,
@@ -477,7 +501,7 @@ impl Shield {
                     None => continue,
                 },
             };
-            let d = match self.store.rate(&key, rule.quota, now) {
+            let d = match self.store.rate_limit(&key, &rule.quota, 1, now).await {
                 Ok(d) => d,
                 Err(e) => {
                     // Fail open: a storage outage must not take the site down.
@@ -496,11 +520,12 @@ impl Shield {
                 "too many requests: slow down",
                 format!("rate limit {}", rule.name),
             );
-            let retry = gcra::ceil_secs(d.retry_after_us).to_string();
+            let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+            let retry = gcra::ceil_secs(us(d.retry_after)).to_string();
             a.headers.push((http::header::RETRY_AFTER, hv(&retry)));
             a.headers.push((
                 HeaderName::from_static("ratelimit-limit"),
-                hv(&rule.quota.burst.to_string()),
+                hv(&d.limit.to_string()),
             ));
             a.headers.push((
                 HeaderName::from_static("ratelimit-remaining"),
@@ -508,7 +533,7 @@ impl Shield {
             ));
             a.headers.push((
                 HeaderName::from_static("ratelimit-reset"),
-                hv(&gcra::ceil_secs(d.reset_us).to_string()),
+                hv(&gcra::ceil_secs(us(d.reset_after)).to_string()),
             ));
             a.headers.push((
                 HeaderName::from_static("ratelimit-policy"),
@@ -522,19 +547,20 @@ impl Shield {
     /// Verifies a challenge answer (the urlencoded body `token=…&nonce=…`
     /// posted to [`CHALLENGE_PATH`]); on success the answer carries the
     /// cookie. `secure` adds the cookie's `Secure` attribute (https).
-    pub fn answer_challenge(&self, client: IpAddr, body: &[u8], secure: bool) -> Answer {
+    pub async fn answer_challenge(&self, client: IpAddr, body: &[u8], secure: bool) -> Answer {
         self.answer_challenge_at(client, body, secure, now_us())
+            .await
     }
 
     /// [`Shield::answer_challenge`] at a given time (unix µs).
-    pub fn answer_challenge_at(
+    pub async fn answer_challenge_at(
         &self,
         client: IpAddr,
         body: &[u8],
         secure: bool,
         now: u64,
     ) -> Answer {
-        let c = self.cfg.load();
+        let c = self.cfg.load_full();
         let mut token = "";
         let mut nonce = "";
         let text = std::str::from_utf8(body).unwrap_or("");
@@ -546,16 +572,26 @@ impl Shield {
             }
         }
         let now_s = now / 1_000_000;
-        let res = self.pow.verify(client, token, nonce, now_s).and_then(|s| {
-            match self.store.claim(&format!("pow:{}", s.id), s.expires.saturating_mul(1000), now / 1000) {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(pow::PowError::Replayed),
-                Err(e) => {
-                    tracing::warn!(error = %e, "shield: cannot record challenge use; answer refused");
-                    Err(pow::PowError::Replayed)
+        let res = match self.pow.verify(client, token, nonce, now_s) {
+            Err(e) => Err(e),
+            Ok(s) => {
+                // Single use: the first answer claims the id until the
+                // challenge expires (shared by every node with Redis).
+                let ttl = Duration::from_secs(s.expires.saturating_sub(now_s).max(1));
+                match self
+                    .store
+                    .kv_set_nx(&format!("shield:pow:{}", s.id), b"1", Some(ttl), now)
+                    .await
+                {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(pow::PowError::Replayed),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "shield: cannot record challenge use; answer refused");
+                        Err(pow::PowError::Replayed)
+                    }
                 }
             }
-        });
+        };
         match res {
             Ok(()) => {
                 self.stats.solved.fetch_add(1, Ordering::Relaxed);
@@ -639,34 +675,29 @@ impl Shield {
                         kind.name(),
                         rule.window.as_secs()
                     );
+                    let now_us = now_ms.saturating_mul(1000);
                     let ban = Ban {
-                        net: who,
+                        target: to_prefix(who),
                         reason: reason.clone(),
                         jail: rule.name.clone(),
-                        created_ms: now_ms,
-                        expires_ms: Some(now_ms.saturating_add(
-                            u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+                        created_us: now_us,
+                        expires_us: Some(now_us.saturating_add(
+                            u64::try_from(duration.as_micros()).unwrap_or(u64::MAX),
                         )),
                         offences,
                     };
-                    match self.store.ban(ban) {
-                        Ok(()) => {
-                            self.stats.auto_bans.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(
-                                event = "shield.ban",
-                                client = %client,
-                                net = %who,
-                                jail = %rule.name,
-                                reason = %reason,
-                                duration_s = duration.as_secs(),
-                                offences,
-                                "shield: client banned"
-                            );
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, net = %who, "shield: cannot store ban")
-                        }
-                    }
+                    self.stats.auto_bans.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        event = "shield.ban",
+                        client = %client,
+                        net = %who,
+                        jail = %rule.name,
+                        reason = %reason,
+                        duration_s = duration.as_secs(),
+                        offences,
+                        "shield: client banned"
+                    );
+                    self.write_ban(ban);
                 }
                 jail::Outcome::Suspect(n) => {
                     tracing::info!(event = "shield.suspect", client = %client, jail = %rule.name, count = n, "shield: client must solve the challenge");
@@ -676,10 +707,37 @@ impl Shield {
         }
     }
 
+    /// Stores a jail's ban without making the caller wait: the in-memory
+    /// store answers at the first poll (the ban is in force before the
+    /// response that tripped the jail is finished); SQLite and Redis writes
+    /// finish on a task (the store updates its local ban cache).
+    fn write_ban(&self, ban: Ban) {
+        let store = self.store.clone();
+        let target = ban.target;
+        let mut fut = Box::pin(async move { store.ban_add(ban).await });
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => {
+                tracing::error!(error = %e, net = %target, "shield: cannot store ban")
+            }
+            Poll::Pending => match tokio::runtime::Handle::try_current() {
+                Ok(h) => {
+                    h.spawn(async move {
+                        if let Err(e) = fut.await {
+                            tracing::error!(error = %e, net = %target, "shield: cannot store ban");
+                        }
+                    });
+                }
+                Err(_) => tracing::error!(net = %target, "shield: no runtime to store the ban"),
+            },
+        }
+    }
+
     // ------------------------------------------------------------- ban admin
 
     /// Bans `net` for `duration` (`None`: until deleted). Takes effect at once.
-    pub fn add_ban(
+    pub async fn add_ban(
         &self,
         net: IpNet,
         duration: Option<Duration>,
@@ -695,21 +753,21 @@ impl Shield {
                 "reason contains control characters".into(),
             ));
         }
-        let now = now_us() / 1000;
+        let now = now_us();
         let ban = Ban {
-            net,
+            target: to_prefix(net),
             reason: if reason.is_empty() {
                 "manual ban".into()
             } else {
                 reason.into()
             },
             jail: "manual".into(),
-            created_ms: now,
-            expires_ms: duration
-                .map(|d| now.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
+            created_us: now,
+            expires_us: duration
+                .map(|d| now.saturating_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))),
             offences: 1,
         };
-        self.store.ban(ban.clone())?;
+        self.store.ban_add(ban.clone()).await.map_err(store_err)?;
         tracing::warn!(event = "shield.ban", net = %net, jail = "manual", reason = %ban.reason, "shield: ban added");
         Ok(ban)
     }
@@ -717,13 +775,23 @@ impl Shield {
     /// Lifts the ban of `net`, or, for a single address, the ban covering it
     /// (an IPv6 address lifts its /64 ban). Also forgets the jail counts, so
     /// the client starts clean. Returns the lifted ban's network.
-    pub fn remove_ban(&self, net: IpNet) -> Result<Option<IpNet>, Error> {
+    pub async fn remove_ban(&self, net: IpNet) -> Result<Option<IpNet>, Error> {
         let full = if net.addr().is_ipv4() { 32 } else { 128 };
-        let target = if self.store.unban(net)? {
+        let target = if self
+            .store
+            .ban_delete(&to_prefix(net))
+            .await
+            .map_err(store_err)?
+        {
             Some(net)
         } else if net.prefix() == full {
-            match self.store.banned(net.addr(), now_us() / 1000)? {
-                Some(b) => self.store.unban(b.net)?.then_some(b.net),
+            match self.store.ban_check(net.addr(), now_us()) {
+                Some(b) => self
+                    .store
+                    .ban_delete(&b.target)
+                    .await
+                    .map_err(store_err)?
+                    .then(|| from_prefix(&b.target)),
                 None => None,
             }
         } else {
@@ -738,8 +806,13 @@ impl Shield {
     }
 
     /// Every active ban.
-    pub fn bans(&self) -> Result<Vec<Ban>, Error> {
-        self.store.bans(now_us() / 1000)
+    pub async fn bans(&self) -> Result<Vec<Ban>, Error> {
+        self.store.ban_list(now_us()).await.map_err(store_err)
+    }
+
+    /// The state store (for health and metrics).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 }
 

@@ -16,7 +16,11 @@ fn set(v: &[&str]) -> IpSet {
 }
 
 fn shield(cfg: ShieldConfig) -> Shield {
-    Shield::new(cfg, Arc::new(MemoryStore::default()), Some(b"test secret"))
+    Shield::new(
+        cfg,
+        Store::memory(&state::MemoryConfig::default()),
+        Some(b"test secret"),
+    )
 }
 
 struct Req {
@@ -58,8 +62,8 @@ fn t0() -> u64 {
     now_us()
 }
 
-#[test]
-fn allow_list_beats_deny_and_bans() {
+#[tokio::test]
+async fn allow_list_beats_deny_and_bans() {
     let s = shield(ShieldConfig {
         allow: set(&["192.0.2.10"]),
         deny: set(&["192.0.2.0/24"]),
@@ -67,21 +71,22 @@ fn allow_list_beats_deny_and_bans() {
     });
     let r = Req::get("/");
     assert_eq!(
-        kind(&s.check_at(&r.info("192.0.2.11"), t0())),
+        kind(&s.check_at(&r.info("192.0.2.11"), t0()).await),
         Some(Kind::Denied)
     );
     assert!(matches!(
-        s.check_at(&r.info("192.0.2.10"), t0()),
+        s.check_at(&r.info("192.0.2.10"), t0()).await,
         Verdict::Pass { .. }
     ));
-    s.add_ban(net("192.0.2.10"), None, "oops").unwrap();
+    s.add_ban(net("192.0.2.10"), None, "oops").await.unwrap();
     s.add_ban(net("198.51.100.0/24"), Some(Duration::from_secs(60)), "x")
+        .await
         .unwrap();
     assert!(
-        matches!(s.check(&r.info("192.0.2.10")), Verdict::Pass { .. }),
+        matches!(s.check(&r.info("192.0.2.10")).await, Verdict::Pass { .. }),
         "allow list first"
     );
-    let v = s.check(&r.info("198.51.100.77"));
+    let v = s.check(&r.info("198.51.100.77")).await;
     assert_eq!(kind(&v), Some(Kind::Banned));
     if let Verdict::Answer { answer, .. } = v {
         let ra = answer
@@ -97,17 +102,17 @@ fn allow_list_beats_deny_and_bans() {
         "bans also refuse connections"
     );
     assert_eq!(
-        s.remove_ban(net("198.51.100.77")).unwrap(),
+        s.remove_ban(net("198.51.100.77")).await.unwrap(),
         Some(net("198.51.100.0/24"))
     );
     assert!(matches!(
-        s.check(&r.info("198.51.100.77")),
+        s.check(&r.info("198.51.100.77")).await,
         Verdict::Pass { .. }
     ));
 }
 
-#[test]
-fn trusted_proxy_client_is_checked() {
+#[tokio::test]
+async fn trusted_proxy_client_is_checked() {
     let s = shield(ShieldConfig {
         deny: set(&["203.0.113.5"]),
         trusted_proxies: set(&["10.0.0.0/8"]),
@@ -117,22 +122,26 @@ fn trusted_proxy_client_is_checked() {
     r.headers
         .insert("x-forwarded-for", "203.0.113.5".parse().unwrap());
     assert_eq!(
-        kind(&s.check_at(&r.info("10.1.1.1"), t0())),
+        kind(&s.check_at(&r.info("10.1.1.1"), t0()).await),
         Some(Kind::Denied)
     );
     // From an untrusted peer the header is ignored.
     assert!(
-        matches!(s.check_at(&r.info("192.0.2.1"), t0()), Verdict::Pass { client } if client == ip("192.0.2.1"))
+        matches!(s.check_at(&r.info("192.0.2.1"), t0()).await, Verdict::Pass { client } if client == ip("192.0.2.1"))
     );
 }
 
-#[test]
-fn rate_limit_answers_429_with_headers_and_feeds_jails() {
+#[tokio::test]
+async fn rate_limit_answers_429_with_headers_and_feeds_jails() {
     let s = shield(ShieldConfig {
         rate_limits: vec![RateRule {
             name: "api".into(),
             key: RateKey::Ip,
-            quota: Quota::new(1, Duration::from_secs(10), 2),
+            quota: Quota {
+                rate: 1,
+                period: Duration::from_secs(10),
+                burst: 2,
+            },
             routes: vec!["app".into()],
             path_prefix: "/api".into(),
             policy: "2;w=20".into(),
@@ -152,14 +161,14 @@ fn rate_limit_answers_429_with_headers_and_feeds_jails() {
     let r = Req::get("/api/x");
     let other = Req::get("/static");
     assert!(matches!(
-        s.check_at(&r.info("192.0.2.1"), t0()),
+        s.check_at(&r.info("192.0.2.1"), t0()).await,
         Verdict::Pass { .. }
     ));
     assert!(matches!(
-        s.check_at(&r.info("192.0.2.1"), t0()),
+        s.check_at(&r.info("192.0.2.1"), t0()).await,
         Verdict::Pass { .. }
     ));
-    let v = s.check_at(&r.info("192.0.2.1"), t0());
+    let v = s.check_at(&r.info("192.0.2.1"), t0()).await;
     let Verdict::Answer { answer, .. } = v else {
         panic!("{v:?}")
     };
@@ -177,32 +186,39 @@ fn rate_limit_answers_429_with_headers_and_feeds_jails() {
     assert_eq!(h("ratelimit-reset").as_deref(), Some("20"));
     // Another client and another path are not affected.
     assert!(matches!(
-        s.check_at(&r.info("192.0.2.2"), t0()),
+        s.check_at(&r.info("192.0.2.2"), t0()).await,
         Verdict::Pass { .. }
     ));
     assert!(matches!(
-        s.check_at(&other.info("192.0.2.1"), t0()),
+        s.check_at(&other.info("192.0.2.1"), t0()).await,
         Verdict::Pass { .. }
     ));
     // The second 429 within the window trips the jail: banned.
     assert_eq!(
-        kind(&s.check_at(&r.info("192.0.2.1"), t0())),
+        kind(&s.check_at(&r.info("192.0.2.1"), t0()).await),
         Some(Kind::RateLimited)
     );
-    let bans = s.bans().unwrap();
+    let bans = s.bans().await.unwrap();
     assert_eq!(bans.len(), 1);
     assert_eq!(bans[0].jail, "hammer");
-    assert_eq!(kind(&s.check(&other.info("192.0.2.1"))), Some(Kind::Banned));
+    assert_eq!(
+        kind(&s.check(&other.info("192.0.2.1")).await),
+        Some(Kind::Banned)
+    );
 }
 
-#[test]
-fn header_and_route_keys() {
+#[tokio::test]
+async fn header_and_route_keys() {
     let s = shield(ShieldConfig {
         rate_limits: vec![
             RateRule {
                 name: "key".into(),
                 key: RateKey::Header(HeaderName::from_static("x-api-key")),
-                quota: Quota::new(1, Duration::from_secs(3600), 1),
+                quota: Quota {
+                    rate: 1,
+                    period: Duration::from_secs(3600),
+                    burst: 1,
+                },
                 routes: vec![],
                 path_prefix: String::new(),
                 policy: "1;w=3600".into(),
@@ -210,7 +226,11 @@ fn header_and_route_keys() {
             RateRule {
                 name: "route".into(),
                 key: RateKey::Route,
-                quota: Quota::new(1, Duration::from_secs(3600), 3),
+                quota: Quota {
+                    rate: 1,
+                    period: Duration::from_secs(3600),
+                    burst: 3,
+                },
                 routes: vec![],
                 path_prefix: String::new(),
                 policy: "3;w=3600".into(),
@@ -224,25 +244,25 @@ fn header_and_route_keys() {
     b.headers.insert("x-api-key", "B".parse().unwrap());
     let none = Req::get("/");
     assert!(matches!(
-        s.check_at(&a.info("192.0.2.1"), t0()),
+        s.check_at(&a.info("192.0.2.1"), t0()).await,
         Verdict::Pass { .. }
     ));
     assert_eq!(
-        kind(&s.check_at(&a.info("192.0.2.2"), t0())),
+        kind(&s.check_at(&a.info("192.0.2.2"), t0()).await),
         Some(Kind::RateLimited),
         "same key, other IP"
     );
     assert!(matches!(
-        s.check_at(&b.info("192.0.2.1"), t0()),
+        s.check_at(&b.info("192.0.2.1"), t0()).await,
         Verdict::Pass { .. }
     ));
     // The route budget (3) is shared by all clients: a, b, then one more.
     assert!(matches!(
-        s.check_at(&none.info("192.0.2.9"), t0()),
+        s.check_at(&none.info("192.0.2.9"), t0()).await,
         Verdict::Pass { .. }
     ));
     assert_eq!(
-        kind(&s.check_at(&none.info("192.0.2.8"), t0())),
+        kind(&s.check_at(&none.info("192.0.2.8"), t0()).await),
         Some(Kind::RateLimited)
     );
 }
@@ -275,11 +295,11 @@ fn cookie_of(a: &Answer) -> String {
     sc.split(';').next().unwrap().to_string()
 }
 
-#[test]
-fn challenge_flow_cookie_is_ip_bound_and_answers_single_use() {
+#[tokio::test]
+async fn challenge_flow_cookie_is_ip_bound_and_answers_single_use() {
     let s = shield(challenge_cfg(&["app"]));
     let r = Req::get("/page");
-    let v = s.check(&r.info("192.0.2.1"));
+    let v = s.check(&r.info("192.0.2.1")).await;
     let Verdict::Answer { answer, .. } = v else {
         panic!("{v:?}")
     };
@@ -287,20 +307,20 @@ fn challenge_flow_cookie_is_ip_bound_and_answers_single_use() {
     assert!(answer.body.contains("crypto.subtle.digest"));
     // Skipped paths and other routes are not challenged.
     assert!(matches!(
-        s.check(&Req::get("/api/x").info("192.0.2.1")),
+        s.check(&Req::get("/api/x").info("192.0.2.1")).await,
         Verdict::Pass { .. }
     ));
     let mut other = Req::get("/page");
     other.route = Some("other".into());
     assert!(matches!(
-        s.check(&other.info("192.0.2.1")),
+        s.check(&other.info("192.0.2.1")).await,
         Verdict::Pass { .. }
     ));
 
     let mut post = Req::get(CHALLENGE_PATH);
     post.method = Method::POST;
     assert!(matches!(
-        s.check(&post.info("192.0.2.1")),
+        s.check(&post.info("192.0.2.1")).await,
         Verdict::ChallengeAnswer { .. }
     ));
 
@@ -309,10 +329,13 @@ fn challenge_flow_cookie_is_ip_bound_and_answers_single_use() {
     // Another IP cannot use this answer.
     assert_eq!(
         s.answer_challenge(ip("192.0.2.2"), body.as_bytes(), false)
+            .await
             .kind,
         Kind::ChallengeFailed
     );
-    let ok = s.answer_challenge(ip("192.0.2.1"), body.as_bytes(), true);
+    let ok = s
+        .answer_challenge(ip("192.0.2.1"), body.as_bytes(), true)
+        .await;
     assert_eq!(ok.kind, Kind::ChallengeSolved, "{}", ok.body);
     let sc = ok
         .headers
@@ -329,6 +352,7 @@ fn challenge_flow_cookie_is_ip_bound_and_answers_single_use() {
     // Single use.
     assert_eq!(
         s.answer_challenge(ip("192.0.2.1"), body.as_bytes(), false)
+            .await
             .kind,
         Kind::ChallengeFailed
     );
@@ -338,17 +362,17 @@ fn challenge_flow_cookie_is_ip_bound_and_answers_single_use() {
     with.headers
         .insert(http::header::COOKIE, cookie.parse().unwrap());
     assert!(matches!(
-        s.check(&with.info("192.0.2.1")),
+        s.check(&with.info("192.0.2.1")).await,
         Verdict::Pass { .. }
     ));
     assert_eq!(
-        kind(&s.check(&with.info("192.0.2.2"))),
+        kind(&s.check(&with.info("192.0.2.2")).await),
         Some(Kind::Challenge),
         "other IP"
     );
     let late = now_us() + 601 * 1_000_000;
     assert_eq!(
-        kind(&s.check_at(&with.info("192.0.2.1"), late)),
+        kind(&s.check_at(&with.info("192.0.2.1"), late).await),
         Some(Kind::Challenge),
         "expired"
     );
@@ -358,14 +382,14 @@ fn challenge_flow_cookie_is_ip_bound_and_answers_single_use() {
         .headers
         .insert(http::header::COOKIE, bad.parse().unwrap());
     assert_eq!(
-        kind(&s.check(&forged.info("192.0.2.1"))),
+        kind(&s.check(&forged.info("192.0.2.1")).await),
         Some(Kind::Challenge),
         "forged"
     );
 }
 
-#[test]
-fn soft_threshold_challenges_then_ban() {
+#[tokio::test]
+async fn soft_threshold_challenges_then_ban() {
     let mut cfg = challenge_cfg(&[]);
     cfg.jails = vec![JailRule {
         name: "waf".into(),
@@ -381,37 +405,41 @@ fn soft_threshold_challenges_then_ban() {
     let r = Req::get("/page");
     let who = ip("2001:db8:1:2::5");
     assert!(matches!(
-        s.check(&r.info("2001:db8:1:2::5")),
+        s.check(&r.info("2001:db8:1:2::5")).await,
         Verdict::Pass { .. }
     ));
     s.record_waf_block(who);
     s.record_waf_block(ip("2001:db8:1:2::6")); // same /64
     assert_eq!(
-        kind(&s.check(&r.info("2001:db8:1:2::7"))),
+        kind(&s.check(&r.info("2001:db8:1:2::7")).await),
         Some(Kind::Challenge)
     );
     assert!(matches!(
-        s.check(&r.info("2001:db8:1:3::7")),
+        s.check(&r.info("2001:db8:1:3::7")).await,
         Verdict::Pass { .. }
     ));
     s.record_waf_block(who);
     s.record_waf_block(who);
     assert_eq!(
-        kind(&s.check(&r.info("2001:db8:1:2::abcd"))),
+        kind(&s.check(&r.info("2001:db8:1:2::abcd")).await),
         Some(Kind::Banned)
     );
-    let b = &s.bans().unwrap()[0];
-    assert_eq!(b.net, net("2001:db8:1:2::/64"));
+    let b = &s.bans().await.unwrap()[0];
+    assert_eq!(from_prefix(&b.target), net("2001:db8:1:2::/64"));
     assert_eq!(b.jail, "waf");
-    assert!(s.remove_ban(net("2001:db8:1:2::abcd")).unwrap().is_some());
+    assert!(s
+        .remove_ban(net("2001:db8:1:2::abcd"))
+        .await
+        .unwrap()
+        .is_some());
     assert!(matches!(
-        s.check(&r.info("2001:db8:1:2::5")),
+        s.check(&r.info("2001:db8:1:2::5")).await,
         Verdict::Pass { .. }
     ));
 }
 
-#[test]
-fn scan_jail_counts_distinct_4xx_paths_and_ignores_2xx() {
+#[tokio::test]
+async fn scan_jail_counts_distinct_4xx_paths_and_ignores_2xx() {
     let s = shield(ShieldConfig {
         jails: vec![JailRule {
             name: "scanners".into(),
@@ -431,17 +459,21 @@ fn scan_jail_counts_distinct_4xx_paths_and_ignores_2xx() {
     s.record_response(c, 404, "/b");
     s.record_response(c, 302, "/c");
     s.record_response(c, 403, "/d");
-    assert!(s.bans().unwrap().is_empty());
+    assert!(s.bans().await.unwrap().is_empty());
     s.record_response(c, 404, "/e");
-    assert_eq!(s.bans().unwrap().len(), 1);
+    assert_eq!(s.bans().await.unwrap().len(), 1);
 }
 
-#[test]
-fn connection_guard_caps_concurrency_and_rate() {
+#[tokio::test]
+async fn connection_guard_caps_concurrency_and_rate() {
     let s = shield(ShieldConfig {
         connections: ConnLimits {
             max_per_ip: Some(2),
-            rate: Some(Quota::new(1, Duration::from_secs(3600), 4)),
+            rate: Some(Quota {
+                rate: 1,
+                period: Duration::from_secs(3600),
+                burst: 4,
+            }),
         },
         ..Default::default()
     });
@@ -456,12 +488,15 @@ fn connection_guard_caps_concurrency_and_rate() {
     assert_eq!(s.admit(ip("192.0.2.1")).unwrap_err(), Refusal::Rate);
 }
 
-#[test]
-fn bad_ban_reasons_are_refused() {
+#[tokio::test]
+async fn bad_ban_reasons_are_refused() {
     let s = shield(ShieldConfig::default());
-    assert!(s.add_ban(net("192.0.2.1"), None, &"x".repeat(300)).is_err());
-    assert!(s.add_ban(net("192.0.2.1"), None, "a\nb").is_err());
-    let b = s.add_ban(net("192.0.2.1"), None, "").unwrap();
+    assert!(s
+        .add_ban(net("192.0.2.1"), None, &"x".repeat(300))
+        .await
+        .is_err());
+    assert!(s.add_ban(net("192.0.2.1"), None, "a\nb").await.is_err());
+    let b = s.add_ban(net("192.0.2.1"), None, "").await.unwrap();
     assert_eq!(b.reason, "manual ban");
-    assert_eq!(b.expires_ms, None);
+    assert_eq!(b.expires_us, None);
 }
