@@ -13,12 +13,10 @@ use gateway::config::{self, Config, EMBEDDED_DEFAULT, EMBEDDED_NAME};
 use gateway::demo::{spawn_echo, EchoOptions};
 use gateway::Gateway;
 
-mod rules_cmd;
-mod echo;
 mod ban;
 mod crypt_cmd;
-mod pki_cmd;
 mod echo;
+mod pki_cmd;
 mod rules_cmd;
 mod waf;
 mod waftest;
@@ -97,6 +95,7 @@ enum Cmd {
     Crs {
         #[command(subcommand)]
         cmd: rules_cmd::CrsCmd,
+    },
     /// Fernet tokens, streaming file encryption, digests and manifests.
     Crypt {
         #[command(subcommand)]
@@ -277,7 +276,6 @@ fn waf_cmd(cmd: WafCmd) -> Result<(), Failure> {
             Ok(false) => Err(Failure::Runtime(anyhow::anyhow!("some tests failed"))),
             Err(e) => Err(Failure::Config(anyhow::anyhow!(e))),
         },
-        WafCmd::Rules(args) => rules_cmd::list(args),
         WafCmd::Lint { rules } => {
             let (directives, problems) = waf::lint(&rules).map_err(map)?;
             for p in &problems {
