@@ -15,9 +15,22 @@
 # Environment: DURATION (default 10s), WARMUP (3s), ROUNDS (3), CONNS (50),
 # FILE_BYTES (size of the static file, 1024), PALISADE_BIN (skip the build).
 # Loopback only; every process it starts is stopped on exit.
+#
+# MODE=count measures work per request instead of speed, which a busy shared
+# machine does not distort: a fixed number of requests (COUNT, default 20000,
+# over COUNT_CONNS=10 keep-alive connections, from a small Python client) is
+# sent through each proxy under `strace -c -f` (system calls per request,
+# palisade and nginx), then through palisade under valgrind's callgrind
+# (user-space instructions per request, palisade only; the profile is kept
+# in $CALLGRIND_OUT, default /tmp/palisade-bench.callgrind.out, for
+# `callgrind_annotate --inclusive=yes`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+MODE=${MODE:-speed}
+COUNT=${COUNT:-20000}
+COUNT_CONNS=${COUNT_CONNS:-10}
+CALLGRIND_OUT=${CALLGRIND_OUT:-/tmp/palisade-bench.callgrind.out}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
 ROUNDS=${ROUNDS:-3}
@@ -29,6 +42,10 @@ need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+if [ "$MODE" = count ]; then
+  command -v strace >/dev/null 2>&1 || need+=(strace)
+  command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -229,6 +246,94 @@ taskset -c 0 "$NGINX" -p "$WORK/px" -c "$WORK/px/nginx.conf" -g 'daemon off;' &
 NGX_PID=$!
 PIDS+=($NGX_PID)
 wait_http "http://127.0.0.1:$NGX_PORT/index.html"
+
+# --- MODE=count: system calls and instructions per request -------------------
+if [ "$MODE" = count ]; then
+  cat >"$WORK/load.py" <<'PYEOF'
+# Fixed-count HTTP/1.1 keep-alive load: total requests over conns connections.
+import socket, sys, threading
+host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+total, conns = int(sys.argv[4]), int(sys.argv[5])
+req = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n".encode()
+bad = []
+def worker(n):
+    s = socket.create_connection((host, port), timeout=60)
+    buf = b""
+    for _ in range(n):
+        s.sendall(req)
+        while b"\r\n\r\n" not in buf:
+            d = s.recv(65536)
+            if not d:
+                raise SystemExit("connection closed")
+            buf += d
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            bad.append(head[:40])
+        cl = 0
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length":
+                cl = int(v)
+        while len(rest) < cl:
+            d = s.recv(65536)
+            if not d:
+                raise SystemExit("connection closed")
+            rest += d
+        buf = rest[cl:]
+    s.close()
+ts = [threading.Thread(target=worker, args=(total // conns,)) for _ in range(conns)]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+if bad:
+    sys.exit(f"non-200 answers: {len(bad)}, first {bad[0]!r}")
+PYEOF
+  load() { # port requests
+    taskset -c 1 python3 "$WORK/load.py" 127.0.0.1 "$1" /index.html "$2" "$COUNT_CONNS"
+  }
+  syscalls() { # name port pid...
+    local name=$1 port=$2 spid
+    shift 2
+    load "$port" 1000
+    local args=()
+    for p in "$@"; do args+=(-p "$p"); done
+    strace -c -f -o "$WORK/strace.$name" "${args[@]}" 2>/dev/null &
+    spid=$!
+    sleep 1
+    load "$port" "$COUNT"
+    kill -INT "$spid"
+    wait "$spid" 2>/dev/null || true
+    echo "== $name: system calls per request (strace -c, $COUNT requests)"
+    # Rows: % time, seconds, usecs/call, calls, [errors], syscall.
+    awk -v n="$COUNT" '$NF == "total" { printf "   %-16s %6.2f\n", "total", $4 / n; next }
+      $1 ~ /^[0-9.]+$/ && NF >= 5 { printf "   %-16s %6.2f\n", $NF, $4 / n }' "$WORK/strace.$name"
+  }
+  syscalls palisade "$PAL_PORT" "$PAL_PID"
+  syscalls nginx "$NGX_PORT" $(pgrep -P "$NGX_PID")
+
+  # palisade under callgrind, on its own port; instrumentation only while
+  # the counted requests run.
+  CG_PORT=$(free_port)
+  CG_ADMIN=$(free_port)
+  sed -e "s/127.0.0.1:$PAL_PORT/127.0.0.1:$CG_PORT/" -e "s/127.0.0.1:$PAL_ADMIN/127.0.0.1:$CG_ADMIN/" \
+    "$WORK/pal/palisade.toml" >"$WORK/pal/callgrind.toml"
+  taskset -c 0 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$CALLGRIND_OUT" \
+    "$PALISADE_BIN" serve -c "$WORK/pal/callgrind.toml" >"$WORK/pal/cg.log" 2>&1 &
+  CG_PID=$!
+  PIDS+=($CG_PID)
+  wait_http "http://127.0.0.1:$CG_PORT/index.html"
+  load "$CG_PORT" 1000
+  callgrind_control -i on "$CG_PID" >/dev/null
+  load "$CG_PORT" "$COUNT"
+  callgrind_control -i off "$CG_PID" >/dev/null
+  kill "$CG_PID"
+  wait "$CG_PID" 2>/dev/null || true
+  total=$(callgrind_annotate "$CALLGRIND_OUT" 2>/dev/null | awk '/PROGRAM TOTALS/ && !t { gsub(",", "", $1); t = $1 + 0 } END { print t + 0 }')
+  echo "== palisade: user-space instructions per request (callgrind, $COUNT requests): $((total / COUNT))"
+  echo "   profile: callgrind_annotate --inclusive=yes $CALLGRIND_OUT"
+  exit 0
+fi
 
 declare -A ALL_RPS ALL_P50 ALL_P99 ALL_CPU
 for round in $(seq "$ROUNDS"); do

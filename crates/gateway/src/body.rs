@@ -268,7 +268,11 @@ impl RespBody {
 impl Drop for RespBody {
     fn drop(&mut self) {
         if let Some(mut f) = self.finish.take() {
-            f.finish(self.bytes, self.complete);
+            // hyper never polls a body that is empty from the start (HEAD,
+            // 204, 304): it is complete, and its upstream connection can
+            // go back to the pool.
+            let complete = self.complete || self.is_end_stream();
+            f.finish(self.bytes, complete);
         }
     }
 }

@@ -331,9 +331,49 @@ fn error_response(e: Error, mut done: Box<Done>, h1: bool, close: bool) -> Respo
     resp
 }
 
+/// Hop-by-hop header names other than `Connection` (RFC 9110 7.6.1, plus
+/// the legacy `Keep-Alive` and `Proxy-Connection`).
+fn hop_by_hop_index(n: &HeaderName) -> Option<usize> {
+    let i = if n == header::TE {
+        0
+    } else if n == header::TRAILER {
+        1
+    } else if n == header::TRANSFER_ENCODING {
+        2
+    } else if n == header::UPGRADE {
+        3
+    } else if n == header::PROXY_AUTHENTICATE {
+        4
+    } else if n == header::PROXY_AUTHORIZATION {
+        5
+    } else if n == KEEP_ALIVE {
+        6
+    } else if n == PROXY_CONNECTION {
+        7
+    } else {
+        return None;
+    };
+    Some(i)
+}
+
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    if h.contains_key(header::CONNECTION) {
+    // One pass over the names (standard names compare as small integers)
+    // finds which hop-by-hop headers are present, so a message carrying
+    // none, or only `Connection: keep-alive`, costs no hashed lookups.
+    let mut present = 0u8;
+    let mut connection = false;
+    for n in h.keys() {
+        if n == header::CONNECTION {
+            connection = true;
+        } else if let Some(i) = hop_by_hop_index(n) {
+            present |= 1 << i;
+        }
+    }
+    if !connection && present == 0 {
+        return;
+    }
+    if connection {
         let mut named: Vec<HeaderName> = Vec::new();
         for v in h.get_all(header::CONNECTION) {
             for tok in v.as_bytes().split(|&b| b == b',') {
@@ -359,17 +399,23 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
         }
         h.remove(header::CONNECTION);
     }
-    for n in [
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
+    if present == 0 {
+        return;
+    }
+    for (i, n) in [
         &header::TE,
         &header::TRAILER,
         &header::TRANSFER_ENCODING,
         &header::UPGRADE,
         &header::PROXY_AUTHENTICATE,
         &header::PROXY_AUTHORIZATION,
-    ] {
-        if h.contains_key(n) {
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if present & (1 << i) != 0 {
             h.remove(n);
         }
     }

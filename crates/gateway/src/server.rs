@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -629,6 +629,11 @@ async fn serve_conn(
     }
 }
 
+/// How many times per keep-alive idle timeout a connection's activity is
+/// sampled; a connection without requests closes between 1 and
+/// 1 + 1/`IDLE_CHECKS_PER_TIMEOUT` idle timeouts after its last one.
+const IDLE_CHECKS_PER_TIMEOUT: u32 = 4;
+
 async fn serve_http<T>(
     io: Guarded<T>,
     ctx: Arc<ConnCtx>,
@@ -637,7 +642,17 @@ async fn serve_http<T>(
 ) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = service_fn(move |req| handle(req, ctx.clone()));
+    // The guard closes idle HTTP/1 connections; HTTP/2 ones (ALPN or prior
+    // knowledge) pass through it, and hyper's keep-alive PINGs are answered
+    // by any live client, so an h2 connection without streams is closed
+    // here: no request started and none in flight for the idle timeout.
+    let started = Arc::new(AtomicU64::new(0));
+    let conn_state = ctx.conn.clone();
+    let counter = started.clone();
+    let svc = service_fn(move |req| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        handle(req, ctx.clone())
+    });
     let conn = l
         .builder
         .serve_connection_with_upgrades(TokioIo::new(io), svc);
@@ -645,14 +660,35 @@ async fn serve_http<T>(
     if *shutdown.borrow() {
         conn.as_mut().graceful_shutdown();
     }
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "connection ended with error");
+    let idle = l.guard.idle_timeout;
+    let every = (idle / IDLE_CHECKS_PER_TIMEOUT).max(Duration::from_millis(10));
+    let tick = tokio::time::sleep(every);
+    tokio::pin!(tick);
+    let mut seen = 0;
+    let mut active = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with error");
+                }
+                return;
             }
-            return;
+            _ = shutdown.changed() => break,
+            _ = tick.as_mut() => {
+                let now = tokio::time::Instant::now();
+                let n = started.load(Ordering::Relaxed);
+                if n != seen || conn_state.inflight.load(Ordering::Acquire) > 0 {
+                    seen = n;
+                    active = now;
+                } else if now.duration_since(active) >= idle {
+                    tracing::debug!(listen = %l.cfg.listen, "idle connection closed (keep-alive idle timeout)");
+                    break;
+                }
+                tick.as_mut().reset(now + every);
+            }
         }
-        _ = shutdown.changed() => {}
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;

@@ -378,3 +378,29 @@ fn no_content_response_passes_through() {
     let r = c.roundtrip(b"GET /after HTTP/1.1\r\nHost: test.local\r\n\r\n");
     assert_eq!(r.status, 204);
 }
+
+#[test]
+fn upstream_connection_reused_after_bodiless_responses() {
+    // HEAD and 204 answers have no body to stream: their upstream
+    // connection must still go back to the pool.
+    let mut o = UpstreamOpts::named("app");
+    o.status = 204;
+    o.body = Some(Vec::new());
+    let (up, p) = proxy_to(o);
+    let mut c = Conn::open(p.addr());
+    for i in 0..5 {
+        let r =
+            c.roundtrip(format!("DELETE /d-{i} HTTP/1.1\r\nHost: test.local\r\n\r\n").as_bytes());
+        assert_eq!(r.status, 204, "request {i}");
+        c.send(format!("HEAD /h-{i} HTTP/1.1\r\nHost: test.local\r\n\r\n").as_bytes())
+            .unwrap();
+        let r = c.read_response_within(IO_TIMEOUT, true).unwrap();
+        assert_eq!(r.status, 204, "HEAD {i}");
+    }
+    assert_eq!(up.request_count(), 10);
+    assert!(
+        up.accepted() <= 2,
+        "{} upstream connections for 10 sequential bodiless answers",
+        up.accepted()
+    );
+}
