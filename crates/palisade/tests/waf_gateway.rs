@@ -279,6 +279,22 @@ fn request_body_limit_reject_vs_process_partial() {
     assert_eq!(post(p.addr(), "/reject", "small", b"so evil").status, 403);
     assert_eq!(post(p.addr(), "/reject", "small-ok", b"fine").status, 200);
     assert_eq!(up.request_count(), 2);
+    // A chunked body is inspected and forwarded whole (with its length).
+    let chunked = |marker: &str, body: &str| {
+        roundtrip(
+            p.addr(),
+            format!(
+                "POST /reject HTTP/1.1\r\nHost: test.local\r\nX-Marker: {marker}\r\nContent-Type: text/plain\r\n\
+                 Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+    };
+    assert_eq!(chunked("chunked-bad", "so evil").status, 403);
+    assert_eq!(chunked("chunked-ok", "all fine").status, 200);
+    assert_eq!(up.request_count(), 3);
+    assert_eq!(up.requests()[2].body, b"all fine");
 }
 
 #[test]
