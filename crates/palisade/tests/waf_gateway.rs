@@ -29,7 +29,7 @@ SecRule RESPONSE_BODY "@rx You have an error in your SQL syntax" "id:951100,phas
 /// Config text with `[waf]` lines and one route per `(prefix, route.waf lines)`.
 fn config(up: SocketAddr, global: &str, routes: &[(&str, &str)]) -> String {
     let mut s = format!(
-        "[server]\ndata_dir = \"@DATA_DIR@\"\nshutdown_grace = \"5s\"\naccess_log = \"off\"\n\n\
+        "[server]\ndata_dir = \"@DATA_DIR@\"\nshutdown_grace = \"5s\"\naccess_log = \"stdout\"\n\n\
          [admin]\nlisten = \"127.0.0.1:@ADMIN@\"\n\n\
          [waf]\n{global}\n\n[waf.audit_log]\npath = \"@DATA_DIR@/audit.log\"\n\n\
          [[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:@LISTEN@\"\nprotocol = \"http\"\n\n\
@@ -295,6 +295,14 @@ fn request_body_limit_reject_vs_process_partial() {
     assert_eq!(chunked("chunked-ok", "all fine").status, 200);
     assert_eq!(up.request_count(), 3);
     assert_eq!(up.requests()[2].body, b"all fine");
+    // The access log counts the bytes the WAF read for inspection.
+    let counted = wait_for(Duration::from_secs(10), || {
+        p.stdout()
+            .lines()
+            .any(|l| l.contains("\"status\":200,\"bytes_in\":8,"))
+            .then_some(())
+    });
+    assert!(counted.is_some(), "{}", p.stdout());
 }
 
 #[test]
