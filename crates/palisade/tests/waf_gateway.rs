@@ -323,6 +323,20 @@ fn response_inspection_blocks_a_leaking_response() {
                 &format!("response_inspection = true\n{rules}"),
             ),
             ("/plain", &format!("response_inspection = false\n{rules}")),
+            (
+                "/partial",
+                &format!(
+                    "response_inspection = true\n{}",
+                    inline(&format!("SecResponseBodyLimit 20\nSecResponseBodyLimitAction ProcessPartial\n{RULES}"))
+                ),
+            ),
+            (
+                "/reject",
+                &format!(
+                    "response_inspection = true\n{}",
+                    inline(&format!("SecResponseBodyLimit 20\nSecResponseBodyLimitAction Reject\n{RULES}"))
+                ),
+            ),
         ],
     ));
     let r = get(p.addr(), "/inspected/item", "resp-1", "");
@@ -338,6 +352,19 @@ fn response_inspection_blocks_a_leaking_response() {
     let r = get(p.addr(), "/plain/item", "resp-2", "");
     assert_eq!(r.status, 200);
     assert!(r.body_str().contains("SQL syntax"));
+
+    // Past SecResponseBodyLimit: ProcessPartial inspects the first 20 bytes
+    // (too few to match) and streams the whole body; Reject answers 500.
+    let r = get(p.addr(), "/partial/item", "resp-3", "");
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert!(
+        r.body_str().ends_with("MySQL server version</p>"),
+        "{}",
+        r.body_str()
+    );
+    let r = get(p.addr(), "/reject/item", "resp-4", "");
+    assert_eq!(r.status, 500, "{}", r.body_str());
+    assert!(!r.body_str().contains("SQL syntax"));
 }
 
 #[test]
