@@ -506,3 +506,59 @@ fn crs_block_is_audited_with_crs_rule_ids_and_marker() {
         .iter()
         .any(|t| t == "attack-sqli"));
 }
+
+#[test]
+fn h2c_requests_are_inspected_and_audited() {
+    let up = Upstream::start("app");
+    let p = Palisade::start_toml(&config(
+        up.addr,
+        "",
+        &[("/", &format!("mode = \"block\"\n{}", inline(RULES)))],
+    ));
+    let addr = p.addr();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let statuses = rt.block_on(async move {
+        tokio::time::timeout(Duration::from_secs(30), async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            // h2c with prior knowledge on the plain listener.
+            let (mut sender, conn) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(tcp),
+            )
+            .await
+            .expect("h2 handshake");
+            tokio::spawn(conn);
+            let mut out = Vec::new();
+            for (uri, marker) in [
+                ("http://test.local/?q=attack", "h2-bad"),
+                ("http://test.local/?q=fine", "h2-ok"),
+            ] {
+                let req = hyper::Request::builder()
+                    .uri(uri)
+                    .header("x-marker", marker)
+                    .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+                    .unwrap();
+                let resp = sender.send_request(req).await.expect("h2 request");
+                out.push(resp.status().as_u16());
+            }
+            out
+        })
+        .await
+        .expect("h2 exchange timed out")
+    });
+    assert_eq!(statuses, [403, 200], "{}", p.logs());
+    assert_eq!(up.request_count(), 1);
+    let rec = audit_records(&p)
+        .into_iter()
+        .find(|r| r["transaction"]["request"]["headers"]["x-marker"] == "h2-bad")
+        .expect("h2 record");
+    let t = &rec["transaction"];
+    assert_eq!(t["request"]["http_version"].as_f64(), Some(2.0));
+    // The origin-form target, and the authority as Host.
+    assert_eq!(t["request"]["uri"], "/?q=attack");
+    assert_eq!(t["request"]["headers"]["host"], "test.local");
+    assert_eq!(rule_ids(&rec), ["1001"]);
+}
