@@ -82,9 +82,8 @@ pub struct WafRt {
 
 impl WafRt {
     /// Compiles the rules of every route with the WAF on (each distinct
-    /// setting once) and opens the audit log. `old` is the running
-    /// generation: its audit log is reused when the file is the same.
-    pub fn build(cfg: &crate::Config, old: Option<&WafRt>) -> Result<WafRt> {
+    /// setting once) and opens the audit log.
+    pub fn build(cfg: &crate::Config) -> Result<WafRt> {
         let rulesets = compile_all(cfg)?;
         let audit = if rulesets.is_empty() {
             None
@@ -94,20 +93,17 @@ impl WafRt {
                 .path
                 .clone()
                 .unwrap_or_else(|| cfg.server.data_dir.join(DEFAULT_AUDIT_FILE));
-            let reuse = old.and_then(|o| o.audit.as_ref()).filter(|l| {
-                l.path() == path && l.mode() == a.mode && *l.relevant() == a.relevant_statuses
-            });
-            match reuse {
-                Some(l) => Some(l.clone()),
-                None => Some(
-                    AuditLog::open(&path, a.mode, a.relevant_statuses.clone()).map_err(|e| {
-                        Error::io(
-                            "cannot open the WAF audit log",
-                            std::io::Error::other(e.to_string()),
-                        )
-                    })?,
-                ),
-            }
+            // Opened afresh for every generation, so a reload after log
+            // rotation (logrotate's postrotate SIGHUP) writes a new file;
+            // requests of the old generation finish on the old handle.
+            Some(
+                AuditLog::open(&path, a.mode, a.relevant_statuses.clone()).map_err(|e| {
+                    Error::io(
+                        "cannot open the WAF audit log",
+                        std::io::Error::other(e.to_string()),
+                    )
+                })?,
+            )
         };
         Ok(WafRt { rulesets, audit })
     }

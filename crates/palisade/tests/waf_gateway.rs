@@ -447,6 +447,25 @@ fn reload_with_bad_rules_is_refused_and_old_rules_keep_blocking() {
     assert_eq!(get(p.addr(), "/?q=attack", "r2", "").status, 403);
     assert_eq!(get(p.addr(), "/?q=fine", "r3", "").status, 200);
     assert_eq!(up.request_count(), 1);
+
+    // Log rotation: the file is moved away, a good reload opens a new one.
+    std::fs::write(&file, RULES).unwrap();
+    let rotated = audit_path(&p).with_extension("log.1");
+    std::fs::rename(audit_path(&p), &rotated).unwrap();
+    p.signal("HUP");
+    let reloaded = wait_for(Duration::from_secs(30), || {
+        metric_value(
+            &p.metrics(),
+            "palisade_config_reloads_total",
+            &[("result", "ok")],
+        )
+        .filter(|&n| n >= 1.0)
+    });
+    assert!(reloaded.is_some(), "{}", p.logs());
+    assert_eq!(get(p.addr(), "/?q=attack", "r4", "").status, 403);
+    assert!(record_for(&p, "r4").is_some(), "no record in the new file");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old.contains("\"r1\"") && !old.contains("\"r4\""));
 }
 
 #[test]
