@@ -62,12 +62,26 @@ impl UpBody {
     }
 
     /// Sends `prefix` (body bytes already read from the client) before the
-    /// rest; it counts toward the size limit.
-    pub fn with_prefix(mut self, prefix: Bytes) -> Self {
-        if !prefix.is_empty() {
-            self.seen += prefix.len() as u64;
-            self.prefix = Some(prefix);
+    /// rest; it counts toward the size limit and in the bytes-received
+    /// counter (`bytes_in`, created when the body had none because the
+    /// prefix is all of it).
+    pub fn with_prefix(mut self, prefix: Bytes, bytes_in: &mut Option<Arc<AtomicU64>>) -> Self {
+        if prefix.is_empty() {
+            return self;
         }
+        let n = prefix.len() as u64;
+        let counter = match (&self.counter, bytes_in.as_ref()) {
+            (Some(c), _) | (None, Some(c)) => c.clone(),
+            (None, None) => {
+                let c = Arc::new(AtomicU64::new(0));
+                *bytes_in = Some(c.clone());
+                c
+            }
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+        self.counter = Some(counter);
+        self.seen += n;
+        self.prefix = Some(prefix);
         self
     }
 

@@ -600,7 +600,7 @@ async fn forward(
             Some(counter),
         )
     };
-    let body = body.with_prefix(waf_prefix);
+    let body = body.with_prefix(waf_prefix, &mut done.bytes_in);
     let mut pending = Some(Request::from_parts(parts, body));
 
     // Pick a server; retry on another only when the connection could not be made.

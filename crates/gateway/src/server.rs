@@ -230,7 +230,7 @@ pub fn build_runtime(config: Config, old: Option<&Runtime>, metrics: &Metrics) -
         pools.insert(u.name.clone(), pool);
     }
     // Rules first: a rules file that does not load refuses the generation.
-    let waf = crate::waf::WafRt::build(&config, old.map(|o| &o.waf))?;
+    let waf = crate::waf::WafRt::build(&config)?;
     let mut entries = Vec::new();
     for r in &config.routes {
         let Some(pool) = pools.get(&r.upstream).cloned() else {

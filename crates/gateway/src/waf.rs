@@ -82,9 +82,8 @@ pub struct WafRt {
 
 impl WafRt {
     /// Compiles the rules of every route with the WAF on (each distinct
-    /// setting once) and opens the audit log. `old` is the running
-    /// generation: its audit log is reused when the file is the same.
-    pub fn build(cfg: &crate::Config, old: Option<&WafRt>) -> Result<WafRt> {
+    /// setting once) and opens the audit log.
+    pub fn build(cfg: &crate::Config) -> Result<WafRt> {
         let rulesets = compile_all(cfg)?;
         let audit = if rulesets.is_empty() {
             None
@@ -94,20 +93,17 @@ impl WafRt {
                 .path
                 .clone()
                 .unwrap_or_else(|| cfg.server.data_dir.join(DEFAULT_AUDIT_FILE));
-            let reuse = old.and_then(|o| o.audit.as_ref()).filter(|l| {
-                l.path() == path && l.mode() == a.mode && *l.relevant() == a.relevant_statuses
-            });
-            match reuse {
-                Some(l) => Some(l.clone()),
-                None => Some(
-                    AuditLog::open(&path, a.mode, a.relevant_statuses.clone()).map_err(|e| {
-                        Error::io(
-                            "cannot open the WAF audit log",
-                            std::io::Error::other(e.to_string()),
-                        )
-                    })?,
-                ),
-            }
+            // Opened afresh for every generation, so a reload after log
+            // rotation (logrotate's postrotate SIGHUP) writes a new file;
+            // requests of the old generation finish on the old handle.
+            Some(
+                AuditLog::open(&path, a.mode, a.relevant_statuses.clone()).map_err(|e| {
+                    Error::io(
+                        "cannot open the WAF audit log",
+                        std::io::Error::other(e.to_string()),
+                    )
+                })?,
+            )
         };
         Ok(WafRt { rulesets, audit })
     }
@@ -143,7 +139,7 @@ fn compile_all(cfg: &crate::Config) -> Result<HashMap<RouteWaf, Arc<Ruleset>>> {
         if rulesets.contains_key(w) {
             continue;
         }
-        let rs = compile(w).map_err(|message| Error::WafRules {
+        let rs = compile(w, &cfg.server.data_dir).map_err(|message| Error::WafRules {
             route: r.name.clone(),
             message,
         })?;
@@ -163,31 +159,41 @@ fn quoted(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// The CRS setup file of an install: `crs-setup.conf`, else the shipped
-/// `crs-setup.conf.example`.
-fn crs_setup(dir: &Path) -> std::result::Result<PathBuf, String> {
-    for name in ["crs-setup.conf", "crs-setup.conf.example"] {
-        let p = dir.join(name);
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    Err(format!(
-        "{}: no crs-setup.conf or crs-setup.conf.example (is this a CRS directory?)",
-        dir.display()
-    ))
+/// The CRS install of a route: the configured directory, or the one
+/// `rules::crs::locate` finds; with its setup file.
+fn crs_install(
+    dir: Option<&Path>,
+    data_dir: &Path,
+) -> std::result::Result<(PathBuf, PathBuf), String> {
+    let Some(crs) = rules::crs::locate(dir, data_dir) else {
+        return Err(match dir {
+            Some(d) => format!("{}: no CRS here (no rules/ directory)", d.display()),
+            None => format!(
+                "no CRS found: set [waf] crs, run `palisade crs install` (into {}), or install Debian's modsecurity-crs",
+                data_dir.join("crs").display()
+            ),
+        });
+    };
+    let setup = crs.setup_file().ok_or_else(|| {
+        format!(
+            "{}: no crs-setup.conf or crs-setup.conf.example",
+            crs.path.display()
+        )
+    })?;
+    Ok((crs.path, setup))
 }
 
 /// Compiles a route's rules: sources in order, then the route's engine
 /// settings (which win over any in the sources), then the exclusions.
-pub fn compile(w: &RouteWaf) -> std::result::Result<Ruleset, String> {
+pub fn compile(w: &RouteWaf, data_dir: &Path) -> std::result::Result<Ruleset, String> {
     let loader = FsLoader;
     let mut b = RulesetBuilder::new(&loader);
     let e = |e: seclang::Error| e.to_string();
     for src in &w.sources {
         match src {
             RuleSource::Crs(dir) => {
-                b = b.add_file(crs_setup(dir)?).map_err(e)?;
+                let (dir, setup) = crs_install(dir.as_deref(), data_dir)?;
+                b = b.add_file(setup).map_err(e)?;
                 let settings = format!(
                     "SecAction \"id:{SETTINGS_RULE_ID},phase:1,pass,nolog,t:none,\
                      setvar:tx.blocking_paranoia_level={pl},\
@@ -665,6 +671,10 @@ pub async fn check_response(
 mod tests {
     use super::*;
 
+    fn compile_t(w: &RouteWaf) -> std::result::Result<Ruleset, String> {
+        compile(w, Path::new("/nonexistent-data-dir"))
+    }
+
     fn route(sources: Vec<RuleSource>, exclusions: Vec<Exclusion>, mode: WafMode) -> RouteWaf {
         RouteWaf {
             mode,
@@ -691,11 +701,11 @@ mod tests {
     #[test]
     fn builtin_rules_block_sqli_and_exclusions_lift_it() {
         let sqli = "/?q=1%27%20OR%20%271%27%3D%271";
-        let rs = compile(&route(vec![RuleSource::Builtin], vec![], WafMode::Block)).unwrap();
+        let rs = compile_t(&route(vec![RuleSource::Builtin], vec![], WafMode::Block)).unwrap();
         assert_eq!(verdict(rs, sqli).map(|i| i.status), Some(403));
-        let rs = compile(&route(vec![RuleSource::Builtin], vec![], WafMode::Block)).unwrap();
+        let rs = compile_t(&route(vec![RuleSource::Builtin], vec![], WafMode::Block)).unwrap();
         assert_eq!(verdict(rs, "/?q=shoes"), None);
-        let lifted = compile(&route(
+        let lifted = compile_t(&route(
             vec![RuleSource::Builtin],
             vec![Exclusion::TargetByTag(
                 rules::builtin::TAG.into(),
@@ -706,7 +716,7 @@ mod tests {
         .unwrap();
         assert_eq!(verdict(lifted, sqli), None);
         // Detect mode never intervenes.
-        let rs = compile(&route(vec![RuleSource::Builtin], vec![], WafMode::Detect)).unwrap();
+        let rs = compile_t(&route(vec![RuleSource::Builtin], vec![], WafMode::Detect)).unwrap();
         assert_eq!(rs.config().engine, EngineMode::DetectionOnly);
         assert_eq!(verdict(rs, sqli), None);
     }
@@ -721,7 +731,7 @@ mod tests {
             WafMode::Block,
         );
         assert_eq!(
-            verdict(compile(&w).unwrap(), "/?a=x").map(|i| i.rule_id),
+            verdict(compile_t(&w).unwrap(), "/?a=x").map(|i| i.rule_id),
             Some(5)
         );
     }
@@ -735,20 +745,24 @@ mod tests {
             vec![],
             WafMode::Block,
         );
-        let e = compile(&w).unwrap_err();
+        let e = compile_t(&w).unwrap_err();
         assert!(e.starts_with("<inline>:3:"), "{e}");
         let w = route(
             vec![RuleSource::File("/nonexistent/*.conf".into())],
             vec![],
             WafMode::Block,
         );
-        assert!(compile(&w).is_err());
+        assert!(compile_t(&w).is_err());
         let w = route(
-            vec![RuleSource::Crs("/nonexistent".into())],
+            vec![RuleSource::Crs(Some("/nonexistent".into()))],
             vec![],
             WafMode::Block,
         );
-        assert!(compile(&w).unwrap_err().contains("crs-setup.conf"));
+        assert!(compile_t(&w).unwrap_err().contains("no CRS here"));
+        if !std::path::Path::new(rules::crs::DEBIAN_DIR).exists() {
+            let w = route(vec![RuleSource::Crs(None)], vec![], WafMode::Block);
+            assert!(compile_t(&w).unwrap_err().starts_with("no CRS found"));
+        }
     }
 
     #[tokio::test]
@@ -759,7 +773,7 @@ mod tests {
             vec![],
             WafMode::Block,
         );
-        let i = verdict(compile(&w).unwrap(), "/?a=x").unwrap();
+        let i = verdict(compile_t(&w).unwrap(), "/?a=x").unwrap();
         let resp = block_page(&i, &HeaderValue::from_static("<script>"), true);
         assert_eq!(resp.status(), 406);
         assert_eq!(resp.headers()["x-request-id"], "<script>");

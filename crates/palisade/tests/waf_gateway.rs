@@ -29,7 +29,7 @@ SecRule RESPONSE_BODY "@rx You have an error in your SQL syntax" "id:951100,phas
 /// Config text with `[waf]` lines and one route per `(prefix, route.waf lines)`.
 fn config(up: SocketAddr, global: &str, routes: &[(&str, &str)]) -> String {
     let mut s = format!(
-        "[server]\ndata_dir = \"@DATA_DIR@\"\nshutdown_grace = \"5s\"\naccess_log = \"off\"\n\n\
+        "[server]\ndata_dir = \"@DATA_DIR@\"\nshutdown_grace = \"5s\"\naccess_log = \"stdout\"\n\n\
          [admin]\nlisten = \"127.0.0.1:@ADMIN@\"\n\n\
          [waf]\n{global}\n\n[waf.audit_log]\npath = \"@DATA_DIR@/audit.log\"\n\n\
          [[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:@LISTEN@\"\nprotocol = \"http\"\n\n\
@@ -279,6 +279,30 @@ fn request_body_limit_reject_vs_process_partial() {
     assert_eq!(post(p.addr(), "/reject", "small", b"so evil").status, 403);
     assert_eq!(post(p.addr(), "/reject", "small-ok", b"fine").status, 200);
     assert_eq!(up.request_count(), 2);
+    // A chunked body is inspected and forwarded whole (with its length).
+    let chunked = |marker: &str, body: &str| {
+        roundtrip(
+            p.addr(),
+            format!(
+                "POST /reject HTTP/1.1\r\nHost: test.local\r\nX-Marker: {marker}\r\nContent-Type: text/plain\r\n\
+                 Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+    };
+    assert_eq!(chunked("chunked-bad", "so evil").status, 403);
+    assert_eq!(chunked("chunked-ok", "all fine").status, 200);
+    assert_eq!(up.request_count(), 3);
+    assert_eq!(up.requests()[2].body, b"all fine");
+    // The access log counts the bytes the WAF read for inspection.
+    let counted = wait_for(Duration::from_secs(10), || {
+        p.stdout()
+            .lines()
+            .any(|l| l.contains("\"status\":200,\"bytes_in\":8,"))
+            .then_some(())
+    });
+    assert!(counted.is_some(), "{}", p.stdout());
 }
 
 #[test]
@@ -299,6 +323,20 @@ fn response_inspection_blocks_a_leaking_response() {
                 &format!("response_inspection = true\n{rules}"),
             ),
             ("/plain", &format!("response_inspection = false\n{rules}")),
+            (
+                "/partial",
+                &format!(
+                    "response_inspection = true\n{}",
+                    inline(&format!("SecResponseBodyLimit 20\nSecResponseBodyLimitAction ProcessPartial\n{RULES}"))
+                ),
+            ),
+            (
+                "/reject",
+                &format!(
+                    "response_inspection = true\n{}",
+                    inline(&format!("SecResponseBodyLimit 20\nSecResponseBodyLimitAction Reject\n{RULES}"))
+                ),
+            ),
         ],
     ));
     let r = get(p.addr(), "/inspected/item", "resp-1", "");
@@ -314,6 +352,19 @@ fn response_inspection_blocks_a_leaking_response() {
     let r = get(p.addr(), "/plain/item", "resp-2", "");
     assert_eq!(r.status, 200);
     assert!(r.body_str().contains("SQL syntax"));
+
+    // Past SecResponseBodyLimit: ProcessPartial inspects the first 20 bytes
+    // (too few to match) and streams the whole body; Reject answers 500.
+    let r = get(p.addr(), "/partial/item", "resp-3", "");
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert!(
+        r.body_str().ends_with("MySQL server version</p>"),
+        "{}",
+        r.body_str()
+    );
+    let r = get(p.addr(), "/reject/item", "resp-4", "");
+    assert_eq!(r.status, 500, "{}", r.body_str());
+    assert!(!r.body_str().contains("SQL syntax"));
 }
 
 #[test]
@@ -396,6 +447,25 @@ fn reload_with_bad_rules_is_refused_and_old_rules_keep_blocking() {
     assert_eq!(get(p.addr(), "/?q=attack", "r2", "").status, 403);
     assert_eq!(get(p.addr(), "/?q=fine", "r3", "").status, 200);
     assert_eq!(up.request_count(), 1);
+
+    // Log rotation: the file is moved away, a good reload opens a new one.
+    std::fs::write(&file, RULES).unwrap();
+    let rotated = audit_path(&p).with_extension("log.1");
+    std::fs::rename(audit_path(&p), &rotated).unwrap();
+    p.signal("HUP");
+    let reloaded = wait_for(Duration::from_secs(30), || {
+        metric_value(
+            &p.metrics(),
+            "palisade_config_reloads_total",
+            &[("result", "ok")],
+        )
+        .filter(|&n| n >= 1.0)
+    });
+    assert!(reloaded.is_some(), "{}", p.logs());
+    assert_eq!(get(p.addr(), "/?q=attack", "r4", "").status, 403);
+    assert!(record_for(&p, "r4").is_some(), "no record in the new file");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old.contains("\"r1\"") && !old.contains("\"r4\""));
 }
 
 #[test]
@@ -454,4 +524,60 @@ fn crs_block_is_audited_with_crs_rule_ids_and_marker() {
         .unwrap()
         .iter()
         .any(|t| t == "attack-sqli"));
+}
+
+#[test]
+fn h2c_requests_are_inspected_and_audited() {
+    let up = Upstream::start("app");
+    let p = Palisade::start_toml(&config(
+        up.addr,
+        "",
+        &[("/", &format!("mode = \"block\"\n{}", inline(RULES)))],
+    ));
+    let addr = p.addr();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let statuses = rt.block_on(async move {
+        tokio::time::timeout(Duration::from_secs(30), async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            // h2c with prior knowledge on the plain listener.
+            let (mut sender, conn) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(tcp),
+            )
+            .await
+            .expect("h2 handshake");
+            tokio::spawn(conn);
+            let mut out = Vec::new();
+            for (uri, marker) in [
+                ("http://test.local/?q=attack", "h2-bad"),
+                ("http://test.local/?q=fine", "h2-ok"),
+            ] {
+                let req = hyper::Request::builder()
+                    .uri(uri)
+                    .header("x-marker", marker)
+                    .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+                    .unwrap();
+                let resp = sender.send_request(req).await.expect("h2 request");
+                out.push(resp.status().as_u16());
+            }
+            out
+        })
+        .await
+        .expect("h2 exchange timed out")
+    });
+    assert_eq!(statuses, [403, 200], "{}", p.logs());
+    assert_eq!(up.request_count(), 1);
+    let rec = audit_records(&p)
+        .into_iter()
+        .find(|r| r["transaction"]["request"]["headers"]["x-marker"] == "h2-bad")
+        .expect("h2 record");
+    let t = &rec["transaction"];
+    assert_eq!(t["request"]["http_version"].as_f64(), Some(2.0));
+    // The origin-form target, and the authority as Host.
+    assert_eq!(t["request"]["uri"], "/?q=attack");
+    assert_eq!(t["request"]["headers"]["host"], "test.local");
+    assert_eq!(rule_ids(&rec), ["1001"]);
 }

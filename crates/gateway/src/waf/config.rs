@@ -93,8 +93,10 @@ pub enum WafMode {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RuleSource {
     /// A CRS install: `crs-setup.conf` (or `.example`), the palisade
-    /// settings (paranoia level, thresholds), then `rules/*.conf`.
-    Crs(PathBuf),
+    /// settings (paranoia level, thresholds), then `rules/*.conf`. `None`:
+    /// found by `rules::crs::locate` (`<data_dir>/crs/current`, then
+    /// Debian's `/usr/share/modsecurity-crs`).
+    Crs(Option<PathBuf>),
     /// palisade's embedded ruleset.
     Builtin,
     /// A `.conf` file or a glob of them.
@@ -291,17 +293,8 @@ pub(crate) fn validate_route(
     if let Some(c) = &raw.crs {
         match c.get_ref() {
             RawCrs::On(false) => {}
-            RawCrs::On(true) => {
-                match &global.crs {
-                    Some(p) => sources.push(RuleSource::Crs(p.clone())),
-                    None => return v.err(
-                        c.span(),
-                        "route.waf.crs",
-                        "`crs = true` needs the CRS location in [waf] crs (or give the path here)",
-                    ),
-                }
-            }
-            RawCrs::Path(p) => sources.push(RuleSource::Crs(p.clone())),
+            RawCrs::On(true) => sources.push(RuleSource::Crs(global.crs.clone())),
+            RawCrs::Path(p) => sources.push(RuleSource::Crs(Some(p.clone()))),
         }
     }
     if raw.builtin == Some(true) {
@@ -477,7 +470,7 @@ upstream = "app"
         assert_eq!(
             w.sources,
             [
-                RuleSource::Crs("/opt/crs".into()),
+                RuleSource::Crs(Some("/opt/crs".into())),
                 RuleSource::File("/r/*.conf".into()),
                 RuleSource::Inline("SecRule ARGS \"@rx x\" \"id:1,deny\"".into()),
             ]
@@ -502,10 +495,12 @@ upstream = "app"
         let e = err(&format!("{BASE}[route.waf]\nparanoia_level = 5\n"));
         assert_eq!(e.key.as_deref(), Some("route.waf.paranoia_level"));
         assert_eq!(e.line, 14);
-        let e = err(&format!(
-            "{BASE}[route.waf]\ncrs = true\nmode = \"block\"\n"
-        ));
-        assert!(e.message.contains("[waf] crs"), "{}", e.message);
+        let c = parse(
+            &format!("{BASE}[route.waf]\ncrs = true\nmode = \"block\"\n"),
+            "t.toml",
+        );
+        let w = c.unwrap().routes[0].waf.clone().unwrap();
+        assert_eq!(w.sources, [RuleSource::Crs(None)]);
         let e = err(&format!(
             "{BASE}[route.waf]\nexclusions = [{{ id = 1, tag = \"x\" }}]\n"
         ));
