@@ -103,6 +103,77 @@ async fn run(name: &str, store: shield::Store) {
     );
 }
 
+/// Requests per second through `store` from `tasks` concurrent tasks on a
+/// multi-thread runtime (does the backend serialise requests?).
+async fn concurrent(name: &str, store: shield::Store, tasks: usize, per_task: usize) {
+    let s = std::sync::Arc::new(Shield::new(config(), store, Some(b"bench secret key")));
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let headers = HeaderMap::new();
+                for i in 0..per_task {
+                    let peer = IpAddr::V4(Ipv4Addr::from(
+                        0xcb00_7100 + ((t * per_task + i) % 10_000) as u32,
+                    ));
+                    let req = RequestInfo {
+                        peer,
+                        method: &Method::GET,
+                        path: "/",
+                        headers: &headers,
+                        route: None,
+                        user: None,
+                    };
+                    let v = s.check(&req).await;
+                    assert!(matches!(v, Verdict::Pass { .. }));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+    let n = tasks * per_task;
+    println!(
+        "{name:<8} {tasks} concurrent tasks: {:>8.0} checks/s ({n} checks)",
+        n as f64 / t0.elapsed().as_secs_f64()
+    );
+}
+
+/// A redis-server on a free loopback port, when installed.
+fn redis() -> Option<(std::process::Child, u16)> {
+    let bin = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = std::process::Command::new(bin)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some((child, port));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -126,5 +197,34 @@ fn main() {
         };
         run("sqlite", shield::Store::open(&cfg).await.unwrap()).await;
         let _ = std::fs::remove_dir_all(&dir);
+    });
+    let mt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    mt.block_on(async {
+        concurrent(
+            "memory",
+            shield::Store::memory(&state::MemoryConfig::default()),
+            64,
+            20_000,
+        )
+        .await;
+        match redis() {
+            Some((mut child, port)) => {
+                let mut cfg = state::StateConfig {
+                    backend: state::BackendKind::Redis,
+                    ..Default::default()
+                };
+                cfg.redis.url = format!("redis://127.0.0.1:{port}/0");
+                cfg.redis.timeout_ms = 2000;
+                let store = shield::Store::open(&cfg).await.unwrap();
+                concurrent("redis", store.clone(), 1, 5_000).await;
+                concurrent("redis", store, 64, 2_000).await;
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            None => println!("redis    skipped: redis-server not installed"),
+        }
     });
 }
