@@ -160,3 +160,55 @@ fn two_nodes_share_bans_and_rate_budgets_through_redis() {
         "node 1 still refuses after the ban was lifted on node 2"
     );
 }
+
+#[test]
+fn redis_killed_mid_test_cached_bans_hold_and_rate_limits_fail_open() {
+    let Some(mut redis) = start_redis() else {
+        return;
+    };
+    let up = Upstream::start("app");
+    let toml = format!(
+        "{}\n[state]\nbackend = \"redis\"\n[state.redis]\nurl = \"redis://127.0.0.1:{}/0\"\ntimeout_ms = 300\nban_sync_interval_ms = 500\n\n[shield]\ntrusted_proxies = [\"127.0.0.1\"]\n\n[[shield.rate_limit]]\nname = \"per-ip\"\nrate = \"1/h\"\nburst = 2\npath_prefix = \"/budget\"\n",
+        ConfigSpec::proxy(&[up.addr]).render(),
+        redis.port
+    );
+    let p = Palisade::start_toml(&toml);
+    assert_eq!(status(&p, "/budget/1"), 200);
+    assert_eq!(status(&p, "/budget/2"), 200);
+    assert_eq!(
+        status(&p, "/budget/3"),
+        429,
+        "budget spent while Redis is up"
+    );
+    ban(
+        &p,
+        &["add", "192.0.2.0/24", "--reason", "before the outage"],
+    );
+
+    let _ = redis.child.kill();
+    let _ = redis.child.wait();
+
+    // Rate limits fail open (the default): the site keeps serving.
+    let served = wait_for(Duration::from_secs(15), || {
+        (status(&p, "/budget/4") == 200).then_some(())
+    });
+    assert!(
+        served.is_some(),
+        "rate limit did not fail open with Redis down\n{}",
+        p.logs()
+    );
+    assert_eq!(status(&p, "/plain"), 200);
+    // Bans known before the outage are still enforced (node-local cache).
+    assert!(ban(&p, &["list"]).contains("before the outage"));
+    let r = roundtrip(
+        p.addr(),
+        b"GET /banned HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.5\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 403, "a ban made before the outage is enforced");
+    assert!(up.requests_to("/banned").is_empty());
+    assert!(
+        p.logs().to_ascii_lowercase().contains("redis"),
+        "the outage is logged\n{}",
+        p.logs()
+    );
+}

@@ -435,13 +435,15 @@ impl Shield {
             }
             return answer(a);
         }
+        // Rate limits come before the challenge answer endpoint too, so
+        // answer posts cannot bypass them.
+        if let Some(a) = self.rate_limits(&c, req, client, now).await {
+            return answer(a);
+        }
         let challenge_on =
             !c.challenge.routes.is_empty() || c.jails.iter().any(|j| j.soft_threshold.is_some());
         if challenge_on && req.path == CHALLENGE_PATH && req.method == Method::POST {
             return Verdict::ChallengeAnswer { client };
-        }
-        if let Some(a) = self.rate_limits(&c, req, client, now).await {
-            return answer(a);
         }
         if challenge_on && !c.challenge.skipped(req.path) {
             let required = c.challenge.route_requires(req.route)

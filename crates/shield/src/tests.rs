@@ -389,6 +389,34 @@ async fn challenge_flow_cookie_is_ip_bound_and_answers_single_use() {
 }
 
 #[tokio::test]
+async fn challenge_answers_are_rate_limited_too() {
+    let mut cfg = challenge_cfg(&["app"]);
+    cfg.rate_limits = vec![RateRule {
+        name: "all".into(),
+        key: RateKey::Ip,
+        quota: Quota {
+            rate: 1,
+            period: Duration::from_secs(3600),
+            burst: 1,
+        },
+        routes: vec![],
+        path_prefix: String::new(),
+        policy: "1;w=3600".into(),
+    }];
+    let s = shield(cfg);
+    let mut post = Req::get(CHALLENGE_PATH);
+    post.method = Method::POST;
+    assert!(matches!(
+        s.check(&post.info("192.0.2.1")).await,
+        Verdict::ChallengeAnswer { .. }
+    ));
+    assert_eq!(
+        kind(&s.check(&post.info("192.0.2.1")).await),
+        Some(Kind::RateLimited)
+    );
+}
+
+#[tokio::test]
 async fn soft_threshold_challenges_then_ban() {
     let mut cfg = challenge_cfg(&[]);
     cfg.jails = vec![JailRule {
