@@ -127,6 +127,11 @@ impl Finish for Done {
         }
         self.finished = true;
         if let Some(w) = self.waf.take() {
+            // WAF blocks feed the shield's `waf_block` jails (repeat attackers
+            // get banned); detect-mode matches do not.
+            if w.blocked() {
+                self.shared.shield.record_waf_block(self.client);
+            }
             w.finish(self.status);
         }
         if let Some((pool, i)) = self.lease.take() {

@@ -404,6 +404,11 @@ impl WafTx {
         resp
     }
 
+    /// Whether the WAF answered this request itself (phase 1-4 block).
+    pub fn blocked(&self) -> bool {
+        self.blocked
+    }
+
     /// Phase 5: runs the logging phase, counts, writes the audit record.
     /// `status` is what the client was sent.
     pub fn finish(mut self, status: u16) {

@@ -441,3 +441,32 @@ fn connection_guard_limits_new_connection_rate() {
     );
     assert!(up.requests_to("/n3").is_empty());
 }
+
+#[test]
+fn repeated_waf_blocks_ban_the_attacker() {
+    let up = Upstream::start_opts(UpstreamOpts::named("app"), 0);
+    // The built-in rules in block mode, and a jail on WAF blocks.
+    let p = Palisade::start_toml(&config(
+        &up,
+        "[route.waf]\nmode = \"block\"\n\n[[shield.jail]]\nname = \"attackers\"\nevent = \"waf_block\"\nthreshold = 3\nwindow = \"1m\"\nban = \"10m\"\n",
+    ));
+    let attack = get("/search?q=1%27%20or%201%3D1--", "");
+    for _ in 0..3 {
+        assert_eq!(roundtrip(p.addr(), &attack).status, 403);
+    }
+    let listed = wait_for(Duration::from_secs(10), || {
+        let (_, out, _) = ban_cli(&p, &["list"]);
+        out.contains("127.0.0.1").then_some(out)
+    })
+    .unwrap_or_else(|| panic!("no ban after 3 WAF blocks\n{}", p.logs()));
+    assert!(listed.contains("attackers"), "{listed}");
+    // Banned: even a benign request reaches nothing now.
+    if let Ok(r) = try_roundtrip(p.addr(), &get("/benign", "")) {
+        assert_eq!(r.status, 403, "{}", r.body_str());
+    }
+    assert_eq!(
+        up.request_count(),
+        0,
+        "no attack and no banned request reached the app"
+    );
+}
