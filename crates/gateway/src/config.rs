@@ -43,6 +43,10 @@ servers = ["127.0.0.1:1"]
 [[route]]
 path_prefix = "/"
 upstream = "demo"
+# The WAF in block mode with the built-in rules (no CRS needed); try
+# curl 'http://127.0.0.1:8080/?q=1%27%20or%201=1--'
+[route.waf]
+mode = "block"
 "#;
 
 /// Name under which the embedded default reports errors.
@@ -1023,6 +1027,14 @@ upstream = "app"
         let c = parse(EMBEDDED_DEFAULT, EMBEDDED_NAME).unwrap();
         assert_eq!(c.listeners[0].listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.admin.listen, Some("127.0.0.1:9901".parse().unwrap()));
+        // The demo protects out of the box: built-in rules in block mode.
+        let waf = c.routes[0]
+            .waf
+            .as_ref()
+            .expect("the demo route has the WAF on");
+        assert_eq!(waf.mode, crate::waf::config::WafMode::Block);
+        assert_eq!(waf.sources, vec![crate::waf::config::RuleSource::Builtin]);
+        assert_eq!(crate::waf::check_rules(&c).unwrap(), 1);
     }
 
     #[test]

@@ -422,6 +422,9 @@ fn print_banner(gw: &Gateway, cfg: &Config, demo: bool) {
     }
     if demo {
         out.push_str("  open the listener URL in a browser: the built-in demo app answers through the proxy\n");
+        out.push_str(
+            "  the WAF blocks attacks with its built-in rules: try /?q=1%27%20or%201=1--\n",
+        );
     }
     out.push_str(
         "  stop with Ctrl-C (SIGTERM drains in-flight requests); reload with `palisade reload`\n",
