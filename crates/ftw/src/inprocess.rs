@@ -28,45 +28,14 @@ use crate::{load, Error};
 /// CRS project's own test containers set them), plus its body-processor
 /// selection rules 200000/200001 and the body-error rule 200002 whose log
 /// line some CRS tests match. Loaded before `crs-setup.conf.example`.
-pub const ENGINE_SETUP: &str = r#"
-SecRuleEngine DetectionOnly
-SecRequestBodyAccess On
-SecRequestBodyLimit 13107200
-SecRequestBodyNoFilesLimit 131072
-SecRequestBodyLimitAction Reject
-SecRequestBodyJsonDepthLimit 512
-SecArgumentsLimit 1000
-SecResponseBodyAccess On
-SecResponseBodyMimeType text/plain text/html text/xml application/json
-SecResponseBodyLimit 524288
-SecResponseBodyLimitAction ProcessPartial
-SecRule REQUEST_HEADERS:Content-Type "^(?:application(?:/soap\+|/)|text/)xml" \
-  "id:200000,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=XML"
-SecRule REQUEST_HEADERS:Content-Type "^application/json" \
-  "id:200001,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=JSON"
-SecRule REQBODY_ERROR "!@eq 0" \
-  "id:200002,phase:2,t:none,log,deny,status:400,msg:'Failed to parse request body.',logdata:'%{reqbody_error_msg}',severity:2"
-"#;
+/// The text is `tests/crs/engine.conf`, which the gateway's CRS test
+/// config loads too.
+pub const ENGINE_SETUP: &str = include_str!("../../../tests/crs/engine.conf");
 
 /// The test-mode rule the CRS tests README prescribes (added after
 /// `crs-setup.conf`): DetectionOnly, rule 910000 removed, blocking paranoia
-/// level 4 and the listed `tx.*` limits.
-pub const CRS_TEST_MODE: &str = r#"
-SecAction "id:900005,\
-  phase:1,\
-  nolog,\
-  pass,\
-  ctl:ruleEngine=DetectionOnly,\
-  ctl:ruleRemoveById=910000,\
-  setvar:tx.blocking_paranoia_level=4,\
-  setvar:tx.crs_validate_utf8_encoding=1,\
-  setvar:tx.arg_name_length=100,\
-  setvar:tx.arg_length=400,\
-  setvar:tx.total_arg_length=64000,\
-  setvar:tx.max_num_args=255,\
-  setvar:tx.max_file_size=64100,\
-  setvar:tx.combined_file_sizes=65535"
-"#;
+/// level 4 and the listed `tx.*` limits (`tests/crs/test-mode.conf`).
+pub const CRS_TEST_MODE: &str = include_str!("../../../tests/crs/test-mode.conf");
 
 /// Loads the CRS at `crs_dir` (its `crs-setup.conf.example` and
 /// `rules/*.conf`) in the regression-test setup: [`ENGINE_SETUP`], the

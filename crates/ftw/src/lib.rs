@@ -33,6 +33,7 @@ use std::path::PathBuf;
 
 pub use inprocess::{run_in_process, InProcess};
 pub use runner::{Filter, StageRequest, StageResponse, Summary, Target};
+pub use socket::SocketTarget;
 
 pub mod http1;
 pub mod inprocess;
@@ -40,6 +41,7 @@ pub mod load;
 pub mod model;
 pub mod request;
 pub mod runner;
+pub mod socket;
 
 /// Everything that can go wrong while loading or running tests.
 #[derive(Debug, thiserror::Error)]

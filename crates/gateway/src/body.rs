@@ -40,6 +40,8 @@ pub struct UpBody {
     wait_start: Option<Instant>,
     sleep: Option<Pin<Box<Sleep>>>,
     counter: Option<Arc<AtomicU64>>,
+    /// Bytes already read from the client (by the WAF), sent first.
+    prefix: Option<Bytes>,
 }
 
 impl UpBody {
@@ -55,7 +57,18 @@ impl UpBody {
             wait_start: None,
             sleep: None,
             counter: None,
+            prefix: None,
         }
+    }
+
+    /// Sends `prefix` (body bytes already read from the client) before the
+    /// rest; it counts toward the size limit.
+    pub fn with_prefix(mut self, prefix: Bytes) -> Self {
+        if !prefix.is_empty() {
+            self.seen += prefix.len() as u64;
+            self.prefix = Some(prefix);
+        }
+        self
     }
 
     /// Wraps a client body with the limits; `counter` receives bytes seen.
@@ -86,6 +99,9 @@ impl Body for UpBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = self.get_mut();
+        if let Some(p) = this.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(p))));
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -144,17 +160,32 @@ impl Body for UpBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner
-            .as_ref()
-            .map(|b| b.is_end_stream())
-            .unwrap_or(true)
+        self.prefix.is_none()
+            && self
+                .inner
+                .as_ref()
+                .map(|b| b.is_end_stream())
+                .unwrap_or(true)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
+        let inner = self
+            .inner
             .as_ref()
             .map(|b| b.size_hint())
-            .unwrap_or_else(|| SizeHint::with_exact(0))
+            .unwrap_or_else(|| SizeHint::with_exact(0));
+        match &self.prefix {
+            None => inner,
+            Some(p) => {
+                let n = p.len() as u64;
+                let mut h = SizeHint::new();
+                h.set_lower(inner.lower() + n);
+                if let Some(u) = inner.upper() {
+                    h.set_upper(u + n);
+                }
+                h
+            }
+        }
     }
 }
 
@@ -176,6 +207,8 @@ pub struct RespBody {
 enum Kind {
     Full(Option<Bytes>),
     Upstream(Incoming),
+    /// Bytes already read from the upstream (by the WAF), then the rest.
+    Prefixed(Option<Bytes>, Incoming),
 }
 
 impl std::fmt::Debug for RespBody {
@@ -202,6 +235,16 @@ impl RespBody {
     pub fn upstream(b: Incoming) -> Self {
         RespBody {
             kind: Kind::Upstream(b),
+            bytes: 0,
+            complete: false,
+            finish: None,
+        }
+    }
+
+    /// `prefix` (bytes already read from `rest`), then the rest of `rest`.
+    pub fn prefixed(prefix: Bytes, rest: Incoming) -> Self {
+        RespBody {
+            kind: Kind::Prefixed(Some(prefix), rest),
             bytes: 0,
             complete: false,
             finish: None,
@@ -241,12 +284,17 @@ impl Body for RespBody {
         let this = self.get_mut();
         let res = match &mut this.kind {
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream(inner) => match Pin::new(inner).poll_frame(cx) {
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::Body(e.to_string())))),
-                Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            },
+            Kind::Prefixed(p, _) if p.is_some() => {
+                Poll::Ready(p.take().map(|b| Ok(Frame::data(b))))
+            }
+            Kind::Upstream(inner) | Kind::Prefixed(_, inner) => {
+                match Pin::new(inner).poll_frame(cx) {
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::Body(e.to_string())))),
+                    Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         };
         match &res {
             Poll::Ready(Some(Ok(f))) => {
@@ -269,6 +317,7 @@ impl Body for RespBody {
         match &self.kind {
             Kind::Full(b) => b.is_none(),
             Kind::Upstream(b) => b.is_end_stream(),
+            Kind::Prefixed(p, b) => p.is_none() && b.is_end_stream(),
         }
     }
 
@@ -276,6 +325,16 @@ impl Body for RespBody {
         match &self.kind {
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map(|b| b.len() as u64).unwrap_or(0)),
             Kind::Upstream(b) => b.size_hint(),
+            Kind::Prefixed(p, b) => {
+                let n = p.as_ref().map(|p| p.len() as u64).unwrap_or(0);
+                let inner = b.size_hint();
+                let mut h = SizeHint::new();
+                h.set_lower(inner.lower() + n);
+                if let Some(u) = inner.upper() {
+                    h.set_upper(u + n);
+                }
+                h
+            }
         }
     }
 }

@@ -110,6 +110,7 @@ struct RawConfig {
     upstream: Vec<RawUpstream>,
     #[serde(default)]
     route: Vec<RawRoute>,
+    waf: Option<crate::waf::config::RawWaf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -214,6 +215,7 @@ struct RawRoute {
     host: Option<Spanned<String>>,
     path_prefix: Option<Spanned<String>>,
     upstream: Spanned<String>,
+    waf: Option<crate::waf::config::RawRouteWaf>,
 }
 
 // ---------------------------------------------------------- validated types
@@ -235,6 +237,8 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// `[[route]]`.
     pub routes: Vec<RouteConfig>,
+    /// `[waf]`: WAF defaults and the audit log.
+    pub waf: crate::waf::config::WafConfig,
 }
 
 /// `[server]`.
@@ -367,6 +371,8 @@ pub struct RouteConfig {
     pub path_prefix: String,
     /// Upstream name (exists).
     pub upstream: String,
+    /// `[route.waf]`; `None` when the WAF is off for this route.
+    pub waf: Option<crate::waf::config::RouteWaf>,
 }
 
 // ---------------------------------------------------------------- loading
@@ -482,13 +488,18 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     }
 }
 
-struct V<'a> {
+pub(crate) struct V<'a> {
     text: &'a str,
     file: &'a str,
 }
 
 impl V<'_> {
-    fn err<T>(&self, span: std::ops::Range<usize>, key: &str, msg: impl AsRef<str>) -> Result<T> {
+    pub(crate) fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+        msg: impl AsRef<str>,
+    ) -> Result<T> {
         Err(Error::Config(Box::new(locate(
             self.text,
             self.file,
@@ -853,6 +864,9 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
         });
     }
 
+    // [waf] before the routes, which inherit its defaults.
+    let waf = crate::waf::config::validate_global(&v, raw.waf)?;
+
     // [[route]]
     let mut routes: Vec<RouteConfig> = Vec::new();
     let mut seen = HashSet::new();
@@ -913,11 +927,13 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
             let span = rr.name.as_ref().map(|n| n.span()).unwrap_or(pspan);
             return v.err(span, "route.name", format!("duplicate route name `{name}`"));
         }
+        let route_waf = crate::waf::config::validate_route(&v, &waf, rr.waf, rr.upstream.span())?;
         routes.push(RouteConfig {
             name,
             host,
             path_prefix,
             upstream: up.clone(),
+            waf: route_waf,
         });
     }
 
@@ -929,6 +945,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
         listeners,
         upstreams,
         routes,
+        waf,
     })
 }
 

@@ -124,6 +124,14 @@ pub enum Error {
     /// A body stream failed.
     #[error("body stream: {0}")]
     Body(String),
+    /// A route's WAF rules do not load (the message has the file and line).
+    #[error("WAF rules of route `{route}`: {message}")]
+    WafRules {
+        /// The route.
+        route: String,
+        /// What is wrong, `file:line: …`.
+        message: String,
+    },
 }
 
 impl Error {
@@ -149,7 +157,8 @@ impl Error {
             | Error::Config(_)
             | Error::Certificate { .. }
             | Error::Bind { .. }
-            | Error::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            | Error::Io { .. }
+            | Error::WafRules { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -157,7 +166,10 @@ impl Error {
     pub fn is_config(&self) -> bool {
         matches!(
             self,
-            Error::ConfigRead { .. } | Error::Config(_) | Error::Certificate { .. }
+            Error::ConfigRead { .. }
+                | Error::Config(_)
+                | Error::Certificate { .. }
+                | Error::WafRules { .. }
         )
     }
 

@@ -25,18 +25,49 @@
 //! is forwarded; chunk errors arriving later fail the body stream, which
 //! aborts the upstream request.
 //!
+//! ## Raw heads
+//!
+//! Every request head the guard hands hyper is also captured exactly as the
+//! client sent it — request line and header lines with their case, order and
+//! duplicates — as a [`RawHead`] (one `Bytes` copy of the head, sliced). It
+//! is queued on the connection's [`ConnShared`] and [`take_raw_head`] (called
+//! first thing in the request handler) moves it into the request's
+//! extensions. One FIFO per connection stays aligned with hyper because
+//! hyper serves HTTP/1 requests strictly in order and the guard pushes
+//! exactly one entry per head it delivers: a checked head, or the synthetic
+//! rejection request (whose entry carries [`RawHead::rejected`]). Heads hyper
+//! would still refuse after the guard's checks are refused by the guard
+//! instead (token method and header names, header value bytes, target
+//! bytes), so hyper never drops a queued head and carries on. As a second
+//! line of defence the handler checks the method of each entry against the
+//! request's; on a mismatch (or a queue overflow) the connection's raw heads
+//! are switched off rather than ever attached to the wrong request. HTTP/2
+//! and passthrough (CONNECT, upgraded) traffic has no raw heads.
+//!
+//! ## Request-target leniency
+//!
+//! `http::Uri` refuses some visible ASCII bytes in an origin-form target
+//! that nginx, Apache and ModSecurity accept as sent (`<`, `>`, `` ` `` in the
+//! path; `"`, `<`, `>` in the query) and bytes >= 0x80 that are not UTF-8.
+//! The guard percent-encodes exactly those bytes in the head it hands hyper
+//! (so the upstream gets an equivalent, valid target) while the [`RawHead`]
+//! keeps the target as sent for the WAF. Control bytes, DEL and whitespace in
+//! the target are still refused (`malformed request line`).
+//!
 //! The guard also owns two connection timers: the header-read timeout (from
 //! the first byte of a head, and from accept) and the keep-alive idle timeout
 //! (between requests, only while no request is in flight).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -44,6 +75,12 @@ use crate::limits::{MAX_CHUNK_LINE_BYTES, REQUEST_LINE_SLACK};
 
 /// Size of the guard's read buffer. One per connection, allocated at first read.
 const READ_BUF: usize = 8 * 1024;
+
+/// Fixed 16: raw heads queued per connection between the guard and the
+/// handlers. hyper holds at most one unanswered HTTP/1 head, so the queue
+/// never has more than a couple of entries; the bound caps memory if that
+/// ever stopped being true (the connection's raw heads are then switched off).
+pub const MAX_QUEUED_HEADS: usize = 16;
 
 /// Header carrying the rejection marker on the synthetic request.
 pub const REJECT_HEADER: &str = "x-palisade-reject";
@@ -78,10 +115,14 @@ pub enum Reject {
     UriTooLong,
     /// Header block too large or too many headers (431).
     HeadersTooLarge,
+    /// Header name with a byte that is not a token character.
+    HeaderName,
+    /// Control byte (other than HTAB) or DEL in a header value.
+    HeaderValue,
 }
 
 impl Reject {
-    const ALL: [Reject; 13] = [
+    const ALL: [Reject; 15] = [
         Reject::BareLf,
         Reject::BadByte,
         Reject::ObsFold,
@@ -95,6 +136,8 @@ impl Reject {
         Reject::BadChunk,
         Reject::UriTooLong,
         Reject::HeadersTooLarge,
+        Reject::HeaderName,
+        Reject::HeaderValue,
     ];
 
     /// Short reason for logs and the 4xx body.
@@ -113,6 +156,8 @@ impl Reject {
             Reject::BadChunk => "invalid chunked encoding",
             Reject::UriTooLong => "request URI too long",
             Reject::HeadersTooLarge => "request header fields too large",
+            Reject::HeaderName => "invalid header name",
+            Reject::HeaderValue => "control byte in header value",
         }
     }
 
@@ -137,12 +182,123 @@ impl Reject {
     }
 }
 
+/// One HTTP/1 request head exactly as the client sent it (see the module
+/// docs). All fields are slices of one buffer, bounded by the guard's
+/// request-line and header limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawHead {
+    /// The request line without its CRLF, e.g. `GET /a?b=<c> HTTP/1.1`.
+    pub request_line: Bytes,
+    /// Header fields in the order received: the name as sent (case kept),
+    /// the value without surrounding SP/HTAB. Duplicates stay separate.
+    pub headers: Vec<(Bytes, Bytes)>,
+    /// Set when the guard refused this request: the handler got the
+    /// synthetic rejection request in its place, and these are the lines
+    /// received up to the problem (possibly none).
+    pub rejected: Option<Reject>,
+}
+
+impl RawHead {
+    fn part(&self, i: usize) -> &[u8] {
+        self.request_line
+            .split(|&b| b == b' ')
+            .nth(i)
+            .unwrap_or_default()
+    }
+
+    /// The method bytes.
+    pub fn method(&self) -> &[u8] {
+        self.part(0)
+    }
+
+    /// The request target as sent (not percent-encoded by the guard).
+    pub fn target(&self) -> &[u8] {
+        self.part(1)
+    }
+
+    /// The protocol token, e.g. `HTTP/1.1`.
+    pub fn version(&self) -> &[u8] {
+        self.part(2)
+    }
+
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| &v[..])
+    }
+}
+
+#[derive(Debug, Default)]
+struct HeadQueue {
+    heads: VecDeque<RawHead>,
+    /// Alignment with hyper was lost: no more raw heads on this connection.
+    off: bool,
+}
+
 /// State shared between a connection's guard and its request handlers.
 #[derive(Debug, Default)]
 pub struct ConnShared {
     /// Requests whose response has not finished; the idle timer never closes
     /// a connection with requests in flight.
     pub inflight: AtomicUsize,
+    /// Raw heads delivered to hyper and not yet taken by a handler.
+    heads: Mutex<HeadQueue>,
+}
+
+impl ConnShared {
+    fn push_head(&self, head: RawHead) {
+        // A poisoned lock only means another thread panicked mid-push; the
+        // queue itself is still a valid VecDeque.
+        let mut q = self.heads.lock().unwrap_or_else(|e| e.into_inner());
+        if q.off {
+            return;
+        }
+        if q.heads.len() >= MAX_QUEUED_HEADS {
+            tracing::debug!("raw head queue overflow: raw heads off for this connection");
+            q.heads.clear();
+            q.off = true;
+            return;
+        }
+        q.heads.push_back(head);
+    }
+
+    fn pop_head(&self) -> Option<RawHead> {
+        let mut q = self.heads.lock().unwrap_or_else(|e| e.into_inner());
+        q.heads.pop_front()
+    }
+
+    fn switch_off(&self) {
+        let mut q = self.heads.lock().unwrap_or_else(|e| e.into_inner());
+        q.heads.clear();
+        q.off = true;
+    }
+}
+
+/// Moves the raw head of an HTTP/1 request from the connection's queue into
+/// `req`'s extensions (as [`RawHead`]), once it is proven to belong to this
+/// request. Call it once per request, first thing in the handler; HTTP/2
+/// requests are left alone.
+pub fn take_raw_head<B>(req: &mut http::Request<B>, conn: &ConnShared) {
+    if req.version() == http::Version::HTTP_2 {
+        return;
+    }
+    let Some(head) = conn.pop_head() else {
+        return;
+    };
+    let marker = req.headers().contains_key(REJECT_HEADER);
+    let aligned = if head.rejected.is_some() {
+        marker
+    } else {
+        head.method() == req.method().as_str().as_bytes()
+    };
+    if aligned {
+        req.extensions_mut().insert(head);
+    } else {
+        tracing::debug!("raw head does not match its request: raw heads off for this connection");
+        conn.switch_off();
+    }
 }
 
 /// Limits the guard enforces.
@@ -315,6 +471,15 @@ enum Timer {
 /// Per-request facts collected while checking a head.
 #[derive(Debug, Default, Clone, Copy)]
 struct HeadInfo {
+    /// Offsets in `head` of the request line (without CRLF) and its target.
+    line_start: usize,
+    line_end: usize,
+    target_start: usize,
+    target_end: usize,
+    /// The target has bytes `http::Uri` refuses: hyper gets it percent-encoded.
+    encode_target: bool,
+    /// The h2 prior-knowledge preface (no request of its own).
+    preface: bool,
     request_line_end: usize,
     headers: usize,
     content_length: Option<u64>,
@@ -341,6 +506,8 @@ pub struct Guarded<T> {
     rpos: usize,
     head: Vec<u8>,
     info: HeadInfo,
+    /// Offsets in `head` of each header's name and (trimmed) value.
+    fields: Vec<[usize; 4]>,
     /// Bytes ready for hyper (a checked head, or the rejection marker).
     hold: Vec<u8>,
     hold_pos: usize,
@@ -387,6 +554,7 @@ impl<T> Guarded<T> {
             rpos: 0,
             head: Vec::new(),
             info: HeadInfo::default(),
+            fields: Vec::new(),
             hold: Vec::new(),
             hold_pos: 0,
             halted: false,
@@ -419,8 +587,36 @@ impl<T> Guarded<T> {
         self.timer_dirty = true;
     }
 
+    /// The raw head collected so far: the request line once it has been
+    /// checked, and the header lines checked so far.
+    fn raw_head(&self, rejected: Option<Reject>) -> RawHead {
+        if self.info.request_line_end == 0 {
+            return RawHead {
+                request_line: Bytes::new(),
+                headers: Vec::new(),
+                rejected,
+            };
+        }
+        let end = self
+            .fields
+            .last()
+            .map_or(self.info.line_end, |f| f[3])
+            .max(self.info.line_end);
+        let buf = Bytes::copy_from_slice(&self.head[..end]);
+        RawHead {
+            request_line: buf.slice(self.info.line_start..self.info.line_end),
+            headers: self
+                .fields
+                .iter()
+                .map(|f| (buf.slice(f[0]..f[1]), buf.slice(f[2]..f[3])))
+                .collect(),
+            rejected,
+        }
+    }
+
     fn reject(&mut self, why: Reject) {
         tracing::debug!(reason = why.reason(), "request rejected by framing guard");
+        self.shared.push_head(self.raw_head(Some(why)));
         self.head.clear();
         self.hold.clear();
         self.hold_pos = 0;
@@ -469,14 +665,23 @@ impl<T> Guarded<T> {
             else {
                 return Err(Reject::RequestLine);
             };
-            if method.is_empty() || target.is_empty() {
+            if method.is_empty() || target.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
                 return Err(Reject::RequestLine);
             }
             if target.len() as u64 > self.limits.max_uri_bytes {
                 return Err(Reject::UriTooLong);
             }
+            if target.iter().any(|&b| b < 0x21 || b == 0x7f) {
+                return Err(Reject::RequestLine);
+            }
+            self.info.line_start = start;
+            self.info.line_end = start + content.len();
+            self.info.target_start = start + method.len() + 1;
+            self.info.target_end = self.info.target_start + target.len();
+            self.info.encode_target = method != b"CONNECT" && encoded_target(target).is_some();
             if self.first && method == b"PRI" && version == b"HTTP/2.0" {
                 self.info.passthrough = true;
+                self.info.preface = true;
                 self.info.request_line_end = self.head.len();
                 return Ok(true);
             }
@@ -507,11 +712,25 @@ impl<T> Guarded<T> {
         if name.iter().any(|&b| b == b' ' || b == b'\t') {
             return Err(Reject::SpaceBeforeColon);
         }
+        if !name.iter().all(|&b| is_tchar(b)) {
+            return Err(Reject::HeaderName);
+        }
         self.info.headers += 1;
         if self.info.headers > self.limits.max_headers {
             return Err(Reject::HeadersTooLarge);
         }
-        let value = trim_ows(&content[colon + 1..]);
+        let raw_value = &content[colon + 1..];
+        if raw_value
+            .iter()
+            .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+        {
+            return Err(Reject::HeaderValue);
+        }
+        let (vs, ve) = ows_range(raw_value);
+        let value = &raw_value[vs..ve];
+        let value_start = start + colon + 1;
+        self.fields
+            .push([start, start + colon, value_start + vs, value_start + ve]);
         if name.eq_ignore_ascii_case(b"content-length") {
             if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
                 return Err(Reject::BadContentLength);
@@ -542,6 +761,7 @@ impl<T> Guarded<T> {
         while self.rpos < self.rlen {
             if self.head.is_empty() {
                 self.info = HeadInfo::default();
+                self.fields.clear();
                 // The deadline runs from accept for the first request (a
                 // late first byte earns no extra time), from the first byte
                 // for later ones.
@@ -622,7 +842,23 @@ impl<T> Guarded<T> {
             }
         }
         self.upgrade_after_body = info.upgrade;
-        std::mem::swap(&mut self.hold, &mut self.head);
+        // The h2 preface is no request of its own: hyper switches protocol.
+        if !info.preface {
+            self.shared.push_head(self.raw_head(None));
+        }
+        let encoded = if info.encode_target {
+            encoded_target(&self.head[info.target_start..info.target_end])
+        } else {
+            None
+        };
+        if let Some(target) = encoded {
+            self.hold.clear();
+            self.hold.extend_from_slice(&self.head[..info.target_start]);
+            self.hold.extend_from_slice(&target);
+            self.hold.extend_from_slice(&self.head[info.target_end..]);
+        } else {
+            std::mem::swap(&mut self.hold, &mut self.head);
+        }
         self.head.clear();
         self.hold_pos = 0;
         if self.phase == Phase::Head {
@@ -631,7 +867,8 @@ impl<T> Guarded<T> {
     }
 }
 
-fn trim_ows(v: &[u8]) -> &[u8] {
+/// The range of `v` without leading and trailing SP/HTAB.
+fn ows_range(v: &[u8]) -> (usize, usize) {
     let start = v
         .iter()
         .position(|&b| b != b' ' && b != b'\t')
@@ -641,7 +878,77 @@ fn trim_ows(v: &[u8]) -> &[u8] {
         .rposition(|&b| b != b' ' && b != b'\t')
         .map(|i| i + 1)
         .unwrap_or(start);
-    &v[start..end.max(start)]
+    (start, end.max(start))
+}
+
+/// RFC 9110 token character (method, header name).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Where the path of a request target starts: 0 for origin form, after the
+/// authority for absolute form; `None` for authority form, `*` and anything
+/// else (left to hyper as sent).
+fn path_start(target: &[u8]) -> Option<usize> {
+    if target.first() == Some(&b'/') {
+        return Some(0);
+    }
+    let sep = memchr::memmem::find(target, b"://")?;
+    let scheme = &target[..sep];
+    let valid_scheme = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        && scheme
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    if !valid_scheme {
+        return None;
+    }
+    let rest = sep + 3;
+    let end = target[rest..]
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .map_or(target.len(), |i| rest + i);
+    Some(end)
+}
+
+/// The target with every byte `http::Uri` refuses percent-encoded, or `None`
+/// when hyper takes it as sent. Refused there (and accepted by nginx and
+/// Apache): `<`, `>` and `` ` `` in the path, `"`, `<` and `>` in the query,
+/// and bytes >= 0x80 that are not UTF-8. The fragment is not looked at
+/// (hyper drops it).
+fn encoded_target(target: &[u8]) -> Option<Vec<u8>> {
+    let start = path_start(target)?;
+    let pq_end = memchr::memchr(b'#', &target[start..]).map_or(target.len(), |i| start + i);
+    let pq = &target[start..pq_end];
+    let high = std::str::from_utf8(pq).is_err();
+    let mut in_query = false;
+    let needs = |b: u8, q: bool| {
+        (high && b >= 0x80)
+            || if q {
+                matches!(b, b'"' | b'<' | b'>')
+            } else {
+                matches!(b, b'<' | b'>' | b'`')
+            }
+    };
+    let mut out: Option<Vec<u8>> = None;
+    for (i, &b) in pq.iter().enumerate() {
+        if needs(b, in_query) {
+            let o = out.get_or_insert_with(|| {
+                let mut v = Vec::with_capacity(target.len() + 16);
+                v.extend_from_slice(&target[..start + i]);
+                v
+            });
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            o.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        } else if let Some(o) = out.as_mut() {
+            o.push(b);
+        }
+        if b == b'?' {
+            in_query = true;
+        }
+    }
+    let mut o = out?;
+    o.extend_from_slice(&target[pq_end..]);
+    Some(o)
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
@@ -1074,6 +1381,218 @@ mod tests {
         let e = g.write_all(&[0u8; 4096]).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         assert!(start.elapsed() >= Duration::from_secs(5));
+    }
+
+    /// Runs `input` through a guard in front of a real hyper HTTP/1 server
+    /// whose handler answers the request's [`RawHead`] (or `none`) and the
+    /// URI hyper parsed; returns everything the client read.
+    async fn serve_raw_heads(input: &[u8]) -> String {
+        use hyper::service::service_fn;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let shared = Arc::new(ConnShared::default());
+        let io = Guarded::new(server, limits(), shared.clone(), Arc::from("s3"), false);
+        let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            let shared = shared.clone();
+            async move {
+                take_raw_head(&mut req, &shared);
+                let text = match req.extensions().get::<RawHead>() {
+                    Some(h) => {
+                        let mut t = String::from_utf8_lossy(&h.request_line).into_owned();
+                        for (n, v) in &h.headers {
+                            t.push_str(&format!(
+                                "|{}={}",
+                                String::from_utf8_lossy(n),
+                                String::from_utf8_lossy(v)
+                            ));
+                        }
+                        if let Some(r) = h.rejected {
+                            t.push_str(&format!("|rejected={}", r.reason()));
+                        }
+                        t
+                    }
+                    None => "none".to_owned(),
+                };
+                let body = format!("[{text}] uri={}", req.uri());
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                    Bytes::from(body),
+                )))
+            }
+        });
+        let conn = tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(io), svc),
+        );
+        client.write_all(input).await.unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Read until the server closes or goes quiet.
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(300), client.read(&mut buf)).await
+        {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        drop(client);
+        conn.abort();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// The handler answers of a response stream, in order.
+    fn answers(out: &str) -> Vec<&str> {
+        out.split("HTTP/1.1 ")
+            .skip(1)
+            .map(|r| r.split("\r\n\r\n").nth(1).unwrap_or(""))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_each_get_their_own_raw_head() {
+        let input = b"GET /a?x=<b> HTTP/1.1\r\nHost: x\r\nX-Dup: 1\r\nx-dup:  2 \r\n\r\n\
+POST /p HTTP/1.1\r\nHOST: y\r\nContent-Length: 3\r\n\r\nabc\
+GET /c`d HTTP/1.1\r\nHost: z\r\n\r\n";
+        let out = serve_raw_heads(input).await;
+        assert_eq!(
+            answers(&out),
+            vec![
+                "[GET /a?x=<b> HTTP/1.1|Host=x|X-Dup=1|x-dup=2] uri=/a?x=%3Cb%3E",
+                "[POST /p HTTP/1.1|HOST=y|Content-Length=3] uri=/p",
+                "[GET /c`d HTTP/1.1|Host=z] uri=/c%60d",
+            ],
+            "{out}"
+        );
+    }
+
+    #[tokio::test]
+    async fn rejected_request_keeps_the_queue_aligned() {
+        // Two good requests, then one the guard refuses: the synthetic
+        // request gets the refused head (flagged), never a neighbour's.
+        let input = [
+            OK1,
+            OK2,
+            b"DELETE /z HTTP/1.1\r\nHost: q\r\nBad Name: v\r\n\r\n".as_slice(),
+        ]
+        .concat();
+        let out = serve_raw_heads(&input).await;
+        assert_eq!(
+            answers(&out),
+            vec![
+                "[GET /a HTTP/1.1|Host=x] uri=/a",
+                "[POST /b HTTP/1.1|Host=x|Content-Length=5] uri=/b",
+                "[DELETE /z HTTP/1.1|Host=q|rejected=whitespace in header name] uri=/",
+            ],
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_head_for_another_request_is_never_attached() {
+        let shared = ConnShared::default();
+        let head = |line: &'static [u8]| RawHead {
+            request_line: Bytes::from_static(line),
+            headers: Vec::new(),
+            rejected: None,
+        };
+        shared.push_head(head(b"POST / HTTP/1.1"));
+        shared.push_head(head(b"GET /next HTTP/1.1"));
+        let mut req = http::Request::get("/").body(()).unwrap();
+        take_raw_head(&mut req, &shared);
+        assert!(req.extensions().get::<RawHead>().is_none());
+        // Alignment lost: later requests get none, even matching ones.
+        let mut req = http::Request::get("/next").body(()).unwrap();
+        take_raw_head(&mut req, &shared);
+        assert!(req.extensions().get::<RawHead>().is_none());
+        shared.push_head(head(b"GET /later HTTP/1.1"));
+        assert_eq!(shared.pop_head(), None);
+    }
+
+    #[test]
+    fn queue_overflow_switches_raw_heads_off() {
+        let shared = ConnShared::default();
+        for _ in 0..=MAX_QUEUED_HEADS {
+            shared.push_head(RawHead {
+                request_line: Bytes::from_static(b"GET / HTTP/1.1"),
+                headers: Vec::new(),
+                rejected: None,
+            });
+        }
+        assert_eq!(shared.pop_head(), None);
+    }
+
+    #[test]
+    fn raw_head_accessors() {
+        let h = RawHead {
+            request_line: Bytes::from_static(b"GET /a<b HTTP/1.0"),
+            headers: vec![(Bytes::from_static(b"HoSt"), Bytes::from_static(b"x"))],
+            rejected: None,
+        };
+        assert_eq!(h.method(), b"GET");
+        assert_eq!(h.target(), b"/a<b");
+        assert_eq!(h.version(), b"HTTP/1.0");
+        assert_eq!(h.header(b"host"), Some(&b"x"[..]));
+        assert_eq!(h.header(b"cookie"), None);
+    }
+
+    #[test]
+    fn targets_are_encoded_only_where_http_uri_refuses_them() {
+        let enc = |t: &[u8]| encoded_target(t).map(|v| String::from_utf8(v).unwrap());
+        // Accepted by http::Uri as sent: untouched.
+        for ok in [
+            &b"/a/{b}|c^d\\e?x=`{|}^\\&y=%3C"[..],
+            b"/caf\xc3\xa9?q=\xc3\xa9",
+            b"/a\"b",
+            b"/#<frag>",
+            b"*",
+            b"example.com:443",
+            b"\\",
+        ] {
+            assert_eq!(enc(ok), None, "{}", String::from_utf8_lossy(ok));
+        }
+        assert_eq!(enc(b"/a<b>`c").as_deref(), Some("/a%3Cb%3E%60c"));
+        assert_eq!(
+            enc(b"/p?q=\"<x>\"&r=`").as_deref(),
+            Some("/p?q=%22%3Cx%3E%22&r=`")
+        );
+        assert_eq!(enc(b"/\xff?\xe9#f").as_deref(), Some("/%FF?%E9#f"));
+        assert_eq!(
+            enc(b"http://h:1/a<b?c=>").as_deref(),
+            Some("http://h:1/a%3Cb?c=%3E")
+        );
+        assert_eq!(enc(b"/x#frag<").as_deref(), None);
+    }
+
+    #[tokio::test]
+    async fn control_bytes_and_non_tokens_are_still_refused() {
+        let cases: &[(&[u8], Reject)] = &[
+            (
+                b"GET /a\x01b HTTP/1.1\r\nHost: x\r\n\r\n",
+                Reject::RequestLine,
+            ),
+            (
+                b"GET /a\x7fb HTTP/1.1\r\nHost: x\r\n\r\n",
+                Reject::RequestLine,
+            ),
+            (
+                b"GET /a\tb HTTP/1.1\r\nHost: x\r\n\r\n",
+                Reject::RequestLine,
+            ),
+            (b"GET /a  HTTP/1.1\r\nHost: x\r\n\r\n", Reject::RequestLine),
+            (b"G(T / HTTP/1.1\r\nHost: x\r\n\r\n", Reject::RequestLine),
+            (b"GET / HTTP/1.1\r\nHo(st: x\r\n\r\n", Reject::HeaderName),
+            (
+                b"GET / HTTP/1.1\r\nHost: x\x01y\r\n\r\n",
+                Reject::HeaderValue,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: x\x7f\r\n\r\n",
+                Reject::HeaderValue,
+            ),
+        ];
+        for (input, why) in cases {
+            check_all_steps(input, &marker(*why)).await;
+        }
     }
 
     #[test]

@@ -24,7 +24,9 @@ pub mod route;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+pub mod waf;
 
 pub use config::Config;
 pub use error::{ConfigError, Error, Result};
+pub use guard::RawHead;
 pub use server::Gateway;

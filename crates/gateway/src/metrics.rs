@@ -21,6 +21,10 @@ pub struct RouteMetrics {
     buckets: [AtomicU64; DURATION_BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
+    /// Logged WAF rule matches (every mode).
+    pub waf_matches: AtomicU64,
+    /// Requests and responses the WAF blocked.
+    pub waf_blocks: AtomicU64,
 }
 
 impl RouteMetrics {
@@ -31,6 +35,8 @@ impl RouteMetrics {
             buckets: Default::default(),
             count: AtomicU64::new(0),
             sum_micros: AtomicU64::new(0),
+            waf_matches: AtomicU64::new(0),
+            waf_blocks: AtomicU64::new(0),
         }
     }
 
@@ -140,6 +146,26 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "palisade_request_duration_seconds_count{{route=\"{name}\"}} {count}"
+            );
+        }
+        out.push_str("# HELP palisade_waf_matches_total Logged WAF rule matches, by route.\n");
+        out.push_str("# TYPE palisade_waf_matches_total counter\n");
+        for r in &routes {
+            let _ = writeln!(
+                out,
+                "palisade_waf_matches_total{{route=\"{}\"}} {}",
+                escape(&r.name),
+                r.waf_matches.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP palisade_waf_blocks_total Requests and responses blocked by the WAF, by route.\n");
+        out.push_str("# TYPE palisade_waf_blocks_total counter\n");
+        for r in &routes {
+            let _ = writeln!(
+                out,
+                "palisade_waf_blocks_total{{route=\"{}\"}} {}",
+                escape(&r.name),
+                r.waf_blocks.load(Ordering::Relaxed)
             );
         }
         out.push_str("# HELP palisade_connections_open Open client connections.\n");

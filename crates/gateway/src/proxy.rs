@@ -116,6 +116,8 @@ struct Done {
     lease: Option<(Arc<Pool>, usize)>,
     reuse: Option<SendRequest<UpBody>>,
     finished: bool,
+    /// The request's WAF transaction (phase 5 runs in `finish`).
+    waf: Option<Box<crate::waf::WafTx>>,
 }
 
 impl Finish for Done {
@@ -124,6 +126,9 @@ impl Finish for Done {
             return;
         }
         self.finished = true;
+        if let Some(w) = self.waf.take() {
+            w.finish(self.status);
+        }
         if let Some((pool, i)) = self.lease.take() {
             if let Some(s) = pool.servers.get(i) {
                 s.active.fetch_sub(1, Ordering::Relaxed);
@@ -179,6 +184,7 @@ pub async fn handle(
     ctx: Arc<ConnCtx>,
 ) -> Result<Response<RespBody>, Infallible> {
     let start = Instant::now();
+    crate::guard::take_raw_head(&mut req, &ctx.conn);
     ctx.conn.inflight.fetch_add(1, Ordering::AcqRel);
     let rt = ctx.shared.runtime.load_full();
     let h1 = req.version() != Version::HTTP_2;
@@ -206,6 +212,7 @@ pub async fn handle(
         lease: None,
         reuse: None,
         finished: false,
+        waf: None,
     });
 
     if let Some(v) = req.headers().get(REJECT_HEADER) {
@@ -438,6 +445,25 @@ async fn forward(
         }
     }
 
+    // WAF phases 1-2: a blocked request never reaches the upstream.
+    let waf_prefix = match crate::waf::check_request(
+        &route,
+        ctx,
+        &mut req,
+        &host,
+        &done.request_id,
+        limits,
+        &mut done.waf,
+    )
+    .await?
+    {
+        crate::waf::Verdict::Pass(prefix) => prefix,
+        crate::waf::Verdict::Respond(resp) => {
+            done.status = resp.status().as_u16();
+            return Ok(resp);
+        }
+    };
+
     let upgrade = h1 && wants_upgrade(req.headers());
     // The framing guard stops checking a connection after any request with
     // an Upgrade header; unless the upgrade happens, the connection ends
@@ -513,6 +539,7 @@ async fn forward(
             Some(counter),
         )
     };
+    let body = body.with_prefix(waf_prefix);
     let mut pending = Some(Request::from_parts(parts, body));
 
     // Pick a server; retry on another only when the connection could not be made.
@@ -558,10 +585,24 @@ async fn forward(
                 if !upgrade {
                     done.reuse = Some(co.tx);
                 }
-                return Ok(
-                    respond(&mut resp, done, listener, client_upgrade, guard_stopped)
-                        .map(|_| RespBody::upstream(resp.into_body())),
-                );
+                let head = respond(&mut resp, done, listener, client_upgrade, guard_stopped);
+                // WAF phases 3-4 (response inspection).
+                let checked = crate::waf::check_response(
+                    head,
+                    resp.into_body(),
+                    &mut done.waf,
+                    &done.request_id,
+                    limits,
+                )
+                .await;
+                if !matches!(checked, Ok((_, false))) {
+                    done.reuse = None;
+                }
+                let (out, replaced) = checked?;
+                if replaced {
+                    done.status = out.status().as_u16();
+                }
+                return Ok(out);
             }
             Ok(Err(mut e)) => {
                 // Not sent (a pooled connection closed meanwhile): try again

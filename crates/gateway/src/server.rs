@@ -37,6 +37,8 @@ pub struct RouteRt {
     pub pool: Arc<Pool>,
     /// Its counters.
     pub metrics: Arc<RouteMetrics>,
+    /// Its WAF (`None`: off).
+    pub waf: Option<Arc<crate::waf::RouteWafRt>>,
 }
 
 /// A listener's settings for one config generation.
@@ -77,6 +79,8 @@ pub struct Runtime {
     pub pools: HashMap<String, Arc<Pool>>,
     /// Listener settings by configured address.
     pub listeners: HashMap<SocketAddr, Arc<ListenerRt>>,
+    /// Compiled WAF rules and the audit log.
+    pub waf: crate::waf::WafRt,
 }
 
 /// Process-wide state shared by all connections.
@@ -223,6 +227,8 @@ pub fn build_runtime(config: Config, old: Option<&Runtime>, metrics: &Metrics) -
         };
         pools.insert(u.name.clone(), pool);
     }
+    // Rules first: a rules file that does not load refuses the generation.
+    let waf = crate::waf::WafRt::build(&config, old.map(|o| &o.waf))?;
     let mut entries = Vec::new();
     for r in &config.routes {
         let Some(pool) = pools.get(&r.upstream).cloned() else {
@@ -235,6 +241,7 @@ pub fn build_runtime(config: Config, old: Option<&Runtime>, metrics: &Metrics) -
             Arc::new(RouteRt {
                 name: Arc::from(r.name.as_str()),
                 pool,
+                waf: waf.route(r.waf.as_ref(), &metrics.route(&r.name)),
                 metrics: metrics.route(&r.name),
             }),
         ));
@@ -289,6 +296,7 @@ pub fn build_runtime(config: Config, old: Option<&Runtime>, metrics: &Metrics) -
         routes,
         pools,
         listeners,
+        waf,
     })
 }
 

@@ -13,7 +13,9 @@ use gateway::config::{self, Config, EMBEDDED_DEFAULT, EMBEDDED_NAME};
 use gateway::demo::{spawn_echo, EchoOptions};
 use gateway::Gateway;
 
+mod echo;
 mod waf;
+mod waftest;
 
 // The proxy allocates small, short-lived objects per request (header maps,
 // bodies, log records) across tasks; mimalloc's thread-local free lists cost
@@ -107,17 +109,22 @@ enum WafCmd {
         #[arg(long, required = true, num_args = 1..)]
         rules: Vec<PathBuf>,
     },
+    /// Run go-ftw YAML tests (the CRS regression suite) against a running palisade.
+    Test(waftest::TestArgs),
 }
 
 #[derive(Subcommand, Debug)]
 enum TestingCmd {
-    /// Echo upstream: answers every request with what it received, as JSON.
+    /// Test backend: albedo's API (POST /reflect, /capabilities, an empty 200 otherwise).
     Echo {
         /// Address to listen on (port 0: pick one; the address is printed).
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
-        /// Append each complete request as a JSON line to this file.
+        /// Answer every request with what it received, as JSON, instead.
         #[arg(long)]
+        json: bool,
+        /// Append each complete request as a JSON line to this file (with --json).
+        #[arg(long, requires = "json")]
         capture: Option<PathBuf>,
     },
 }
@@ -161,8 +168,13 @@ fn main() -> ExitCode {
         } => reload(config, pid_file, admin),
         Cmd::Serve { config } => runtime().and_then(|rt| rt.block_on(serve(config))),
         Cmd::Testing {
-            tool: TestingCmd::Echo { listen, capture },
-        } => runtime().and_then(|rt| rt.block_on(echo(listen, capture))),
+            tool:
+                TestingCmd::Echo {
+                    listen,
+                    json,
+                    capture,
+                },
+        } => runtime().and_then(|rt| rt.block_on(echo(listen, json, capture))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -224,6 +236,11 @@ fn waf_cmd(cmd: WafCmd) -> Result<(), Failure> {
             let text = serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?;
             print_stdout(&text)
         }
+        WafCmd::Test(args) => match waftest::run(&args) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Failure::Runtime(anyhow::anyhow!("some tests failed"))),
+            Err(e) => Err(Failure::Config(anyhow::anyhow!(e))),
+        },
         WafCmd::Lint { rules } => {
             let (directives, problems) = waf::lint(&rules).map_err(map)?;
             for p in &problems {
@@ -260,6 +277,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 fn check_config(path: &Path) -> Result<(), Failure> {
     let cfg = config::load_file(path)?;
+    gateway::waf::check_rules(&cfg)?;
     // Certificates are part of the config: load them too (a missing file is
     // a config error). Development certificates are not generated here.
     for l in &cfg.listeners {
@@ -442,15 +460,21 @@ fn reload_via_admin(addr: SocketAddr) -> Result<(), Failure> {
     }
 }
 
-async fn echo(listen: SocketAddr, capture: Option<PathBuf>) -> Result<(), Failure> {
-    let addr = spawn_echo(
-        listen,
-        EchoOptions {
-            demo_page: false,
-            capture,
-        },
-    )
-    .await?;
+async fn echo(listen: SocketAddr, json: bool, capture: Option<PathBuf>) -> Result<(), Failure> {
+    let addr = if json {
+        spawn_echo(
+            listen,
+            EchoOptions {
+                demo_page: false,
+                capture,
+            },
+        )
+        .await?
+    } else {
+        echo::spawn(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?
+    };
     println!("echo listening on {addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
