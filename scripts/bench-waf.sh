@@ -27,7 +27,7 @@
 # >= 50) and palisade's WAF overhead on the benign GET as
 # CPU(palisade+WAF) / CPU(plain palisade proxy) (goal: <= 3).
 #
-# Environment: DURATION (default 10s), WARMUP (3s), CONNS (16),
+# Environment: DURATION (default 10s), WARMUP (3s), CONNS (8; wrk --timeout 10s),
 # PALISADE_BIN (skip the build), PALISADE_SHARED (default ../shared).
 # Loopback only; every process it starts is stopped on exit.
 set -euo pipefail
@@ -35,7 +35,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
-CONNS=${CONNS:-16}
+CONNS=${CONNS:-8}
 SHARED=$(realpath "${PALISADE_SHARED:-../shared}")
 CRS="$SHARED/crs-v4"
 [ -f "$CRS/crs-setup.conf.example" ] || { echo "bench-waf: no CRS at $CRS" >&2; exit 1; }
@@ -382,9 +382,9 @@ declare -A RPS P50 P99 CPU_US
 
 run_one() { # name pid port scenario
   local name=$1 pid=$2 port=$3 s=$4 out before after reqs key="$1/$4"
-  taskset -c 1 wrk -t1 -c"$CONNS" -d"$WARMUP" -s "$WORK/wrk/$s.lua" "http://127.0.0.1:$port" >/dev/null
+  taskset -c 1 wrk -t1 -c"$CONNS" -d"$WARMUP" --timeout 10s -s "$WORK/wrk/$s.lua" "http://127.0.0.1:$port" >/dev/null
   before=$(cpu_ticks "$pid")
-  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/wrk/$s.lua" "http://127.0.0.1:$port")
+  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --timeout 10s --latency -s "$WORK/wrk/$s.lua" "http://127.0.0.1:$port")
   after=$(cpu_ticks "$pid")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   RPS[$key]=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')

@@ -36,8 +36,11 @@ fn load_crs(crs: &Path, enforcing: bool, prefilters: bool) -> Arc<Ruleset> {
     } else {
         (ENGINE_SETUP.to_owned(), CRS_TEST_MODE.to_owned())
     };
-    assert_ne!(engine.contains("DetectionOnly"), enforcing);
-    assert_ne!(test_mode.contains("DetectionOnly"), enforcing);
+    assert_ne!(engine.contains("SecRuleEngine DetectionOnly"), enforcing);
+    assert_ne!(
+        test_mode.contains("ctl:ruleEngine=DetectionOnly"),
+        enforcing
+    );
     let rs = RulesetBuilder::new(&FsLoader)
         .prefilters(prefilters)
         .add_str(&engine, "engine.conf")

@@ -122,6 +122,10 @@ pub struct Rule {
     /// Bytes of which a value must hold one for the operator to match
     /// (`None`: none known).
     pub(crate) required_bytes: Option<crate::tcache::ByteSet>,
+    /// Whether the prefilter may decide the whole link at once over every
+    /// value its targets can select (positive, single-value operator with a
+    /// prefilter, every target a stored collection or scalar).
+    pub(crate) whole_filter: bool,
     /// Transformations (defaults included unless `t:none`).
     pub transformations: Vec<Transformation>,
     /// Prefix-tree node after each transformation (same length).
@@ -937,6 +941,7 @@ impl Compiler<'_> {
             negated: ast.operator.negated,
             literals: self.literal_ids(operator.as_ref()),
             required_bytes: operator.required_bytes(),
+            whole_filter: false,
             operator,
             transformations: Vec::new(),
             tchain: Vec::new(),
@@ -997,6 +1002,14 @@ impl Compiler<'_> {
         }
         rule.tchain = self.tchain(&transformations);
         rule.transformations = transformations;
+        rule.whole_filter = !rule.negated
+            && !rule.multi_match
+            && (rule.literals.is_some() || rule.required_bytes.is_some())
+            && !rule.targets.is_empty()
+            && rule
+                .targets
+                .iter()
+                .all(|t| !t.count && crate::variables::data::union_sources(t.var).is_some());
         Ok(rule)
     }
 }

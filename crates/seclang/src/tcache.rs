@@ -21,6 +21,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use aho_corasick::AhoCorasick;
 
 use crate::ruleset::TNode;
+use crate::variables::data::{Data, Src, UnionSrc};
 
 /// A multiplicative hasher for the cache's integer keys. The keys are
 /// (collection, index, chain node) numbers the engine assigns, not request
@@ -252,6 +253,10 @@ pub(crate) struct TCache {
     scans: usize,
     found: Vec<u32>,
     seen: Vec<u64>,
+    /// Per (collection or scalar, chain node): the union of the scans of
+    /// every value there, transformed by the chain.
+    unions: IdMap<(u32, u32), Scan>,
+    union_tmp: Vec<u32>,
 }
 
 impl Default for TCache {
@@ -264,6 +269,8 @@ impl Default for TCache {
             scans: 0,
             found: Vec::new(),
             seen: Vec::new(),
+            unions: IdMap::default(),
+            union_tmp: Vec::new(),
         }
     }
 }
@@ -276,6 +283,7 @@ impl TCache {
         self.input_scans.clear();
         self.scans = 0;
         self.found.clear();
+        self.unions.clear();
     }
 
     fn store_owned(&mut self, bytes: Vec<u8>) -> u32 {
@@ -389,6 +397,89 @@ impl TCache {
             bytes: s.bytes,
         });
         Some((value, found))
+    }
+}
+
+impl TCache {
+    /// What the prefilter finds over every value of `src` transformed by
+    /// `chain` (literals: the union, sorted; bytes: the union): an operator
+    /// impossible on this is impossible on each of those values, so a rule
+    /// over them can be skipped without selecting them one by one. `None`
+    /// when some value could not be scanned (limits).
+    pub(crate) fn union_found(
+        &mut self,
+        nodes: &[TNode],
+        pf: &Prefilter,
+        data: &Data,
+        src: UnionSrc,
+        chain: &[u32],
+    ) -> Option<Found<'_>> {
+        let node = chain.last().copied().unwrap_or(0);
+        let key = match src {
+            UnionSrc::Coll(v, name) => (v as u32) | (u32::from(name) << 30),
+            UnionSrc::Scalar(v) => (v as u32) | (1 << 31),
+        };
+        if let Some(s) = self.unions.get(&(key, node)).copied() {
+            return Some(Found {
+                literals: &self.found[s.start as usize..(s.start + s.len) as usize],
+                bytes: s.bytes,
+            });
+        }
+        let mut tmp = std::mem::take(&mut self.union_tmp);
+        tmp.clear();
+        let mut bytes = [0u64; 4];
+        let mut add = |this: &mut TCache, id: u64, value: &[u8]| -> bool {
+            match this.apply_filtered(nodes, pf, id, value, chain) {
+                Some((_, Some(f))) => {
+                    tmp.extend_from_slice(f.literals);
+                    for (w, x) in bytes.iter_mut().zip(f.bytes) {
+                        *w |= x;
+                    }
+                    true
+                }
+                _ => false,
+            }
+        };
+        let complete = match src {
+            UnionSrc::Coll(coll, name) => {
+                data.coll(coll)
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .all(|(idx, (k, v))| {
+                        let id = Src::Entry {
+                            coll,
+                            idx: idx as u32,
+                            name,
+                        }
+                        .cache_id();
+                        let value = if name { k } else { v };
+                        id.is_some_and(|id| add(self, id, value))
+                    })
+            }
+            UnionSrc::Scalar(v) => Src::Scalar(v)
+                .cache_id()
+                .is_some_and(|id| add(self, id, data.scalar(v).unwrap_or_default())),
+        };
+        if !complete || self.found.len() + tmp.len() > MAX_FOUND_LITERALS {
+            self.union_tmp = tmp;
+            return None;
+        }
+        tmp.sort_unstable();
+        tmp.dedup();
+        let start = self.found.len();
+        self.found.extend_from_slice(&tmp);
+        self.union_tmp = tmp;
+        let s = Scan {
+            start: start as u32,
+            len: (self.found.len() - start) as u32,
+            bytes,
+        };
+        self.unions.insert((key, node), s);
+        Some(Found {
+            literals: &self.found[start..],
+            bytes,
+        })
     }
 }
 

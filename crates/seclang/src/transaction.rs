@@ -31,7 +31,7 @@ use crate::parser::ast::LimitAction;
 use crate::ruleset::{Entry, Rule, Ruleset};
 use crate::store::CollectionStore;
 use crate::tcache::{apply_uncached, Prefilter, TCache};
-use crate::variables::data::{map_index, Data, Item, Resolver, Scratch, MAPS};
+use crate::variables::data::{map_index, union_sources, Data, Item, Resolver, Scratch, MAPS};
 use crate::variables::{Target, Var};
 
 /// Most `MATCHED_VARS` entries kept per transaction (bounds memory when a
@@ -991,8 +991,45 @@ impl Transaction {
         Some(flow)
     }
 
+    /// Whether some value the link's targets can select might match its
+    /// operator, judged by the prefilter over whole collections (each
+    /// scanned once per transformation chain and shared by every rule with
+    /// that chain).
+    fn link_possible(&mut self, link: &Rule, pf: &Prefilter) -> bool {
+        for t in &link.targets {
+            let Some(sources) = union_sources(t.var) else {
+                return true;
+            };
+            for &src in sources {
+                match self
+                    .tcache
+                    .union_found(&self.rs.tnodes, pf, &self.data, src, &link.tchain)
+                {
+                    Some(f)
+                        if !Prefilter::possible(
+                            &f,
+                            link.literals.as_deref(),
+                            link.required_bytes.as_ref(),
+                        ) => {}
+                    _ => return true,
+                }
+            }
+        }
+        false
+    }
+
     /// Evaluates one link and, when it matches, the rest of the chain.
     fn eval_link(&mut self, starter: &Rule, link: &Rule) -> bool {
+        if link.whole_filter {
+            let rs = self.rs.clone();
+            if let Some(pf) = &rs.prefilter {
+                if !self.link_possible(link, pf) {
+                    // No value can match (and the link is not negated):
+                    // as if every value had been tested and failed.
+                    return false;
+                }
+            }
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.reset();
         if link.targets.is_empty() {
