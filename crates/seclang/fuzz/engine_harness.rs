@@ -301,3 +301,123 @@ pub fn transaction(data: &[u8]) {
     }
     assert!(first.matched.len() <= seclang::transaction::MAX_MATCHED_RULES);
 }
+
+/// Where the shared third-party data (`crs-v4/`) lives: `$PALISADE_SHARED`,
+/// else the `shared/` directory next to the repository (found from this
+/// crate's directory upwards, as the fuzz crate sits deeper than seclang).
+pub fn shared_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("PALISADE_SHARED") {
+        return PathBuf::from(p);
+    }
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .map(|a| a.join("shared"))
+        .find(|s| s.join("crs-v4").is_dir())
+        .unwrap_or_else(|| here.join("../../../shared"))
+}
+
+/// The CRS at paranoia level 4 in DetectionOnly (every rule of every phase
+/// runs, nothing stops early), with or without prefilters.
+fn crs_rules(prefilters: bool) -> Arc<Ruleset> {
+    const SETUP: &str = r#"
+SecRuleEngine DetectionOnly
+SecRequestBodyAccess On
+SecRequestBodyLimit 65536
+SecRequestBodyNoFilesLimit 65536
+SecRequestBodyLimitAction ProcessPartial
+SecResponseBodyAccess On
+SecResponseBodyMimeType text/plain text/html
+SecRule REQUEST_HEADERS:Content-Type "@rx ^application/json" \
+    "id:200001,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=JSON"
+SecRule REQUEST_HEADERS:Content-Type "@rx (?:application(?:/soap\+|/)|text/)xml" \
+    "id:200000,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=XML"
+"#;
+    const LEVEL: &str = r#"
+SecAction "id:900001,phase:1,pass,nolog,setvar:tx.blocking_paranoia_level=4,\
+    setvar:tx.detection_paranoia_level=4"
+"#;
+    let crs = shared_dir().join("crs-v4");
+    let built = RulesetBuilder::new(&seclang::FsLoader)
+        .prefilters(prefilters)
+        .add_str(SETUP, "/fuzz/setup.conf")
+        .and_then(|b| b.add_file(crs.join("crs-setup.conf.example")))
+        .and_then(|b| b.add_str(LEVEL, "/fuzz/level.conf"))
+        .and_then(|b| b.add_file(crs.join("rules/*.conf")))
+        .and_then(|b| b.build());
+    match built {
+        Ok(rs) => Arc::new(rs),
+        // Fixed third-party rules, not fuzzed input.
+        Err(e) => panic!("CRS does not load from {}: {e}", crs.display()),
+    }
+}
+
+/// [`TRANSACTION_RULES`] with or without prefilters.
+fn small_rules(prefilters: bool) -> Arc<Ruleset> {
+    match RulesetBuilder::new(&MemLoader)
+        .prefilters(prefilters)
+        .add_str(TRANSACTION_RULES, "/fuzz/rules.conf")
+        .and_then(|b| b.build())
+    {
+        Ok(rs) => Arc::new(rs),
+        Err(e) => panic!("fuzz rule set does not compile: {e}"),
+    }
+}
+
+/// Everything detection decides for one exchange: the intervention, each
+/// matched rule with its matched variable and value, every TX variable.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub intervention: Option<(u16, u64)>,
+    pub matched: Vec<(u64, String, Vec<u8>, String)>,
+    pub tx: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+pub fn answer(rs: &Arc<Ruleset>, req: &Request<'_>) -> Answer {
+    let tx = exchange(rs, req);
+    Answer {
+        intervention: tx.intervention().map(|i| (i.status, i.rule_id)),
+        matched: tx
+            .matched_rules()
+            .iter()
+            .map(|m| {
+                (
+                    m.id,
+                    m.matched_var_name.clone(),
+                    m.matched_value.clone(),
+                    m.logdata.clone(),
+                )
+            })
+            .collect(),
+        tx: tx
+            .tx_vars()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect(),
+    }
+}
+
+/// The input as a request through the OWASP CRS (paranoia level 4) and
+/// through [`TRANSACTION_RULES`], each with prefilters on and off: the
+/// answers must be identical (prefilters only skip work that cannot
+/// match).
+pub fn prefilter_differential(data: &[u8]) {
+    static SETS: OnceLock<[Arc<Ruleset>; 4]> = OnceLock::new();
+    let [crs_on, crs_off, small_on, small_off] = SETS.get_or_init(|| {
+        [
+            crs_rules(true),
+            crs_rules(false),
+            small_rules(true),
+            small_rules(false),
+        ]
+    });
+    let req = split_request(data);
+    assert_eq!(
+        answer(crs_on, &req),
+        answer(crs_off, &req),
+        "CRS: prefilters changed the answer"
+    );
+    assert_eq!(
+        answer(small_on, &req),
+        answer(small_off, &req),
+        "small rule set: prefilters changed the answer"
+    );
+}

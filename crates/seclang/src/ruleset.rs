@@ -116,8 +116,16 @@ pub struct Rule {
     /// `!@`.
     pub negated: bool,
     pub(crate) operator: Arc<dyn Operator>,
-    /// Prefilter literal ids of the operator (`None`: always evaluate).
+    /// Prefilter literal ids of the operator, sorted (`None`: no literal
+    /// is required).
     pub(crate) literals: Option<Box<[u32]>>,
+    /// Bytes of which a value must hold one for the operator to match
+    /// (`None`: none known).
+    pub(crate) required_bytes: Option<crate::tcache::ByteSet>,
+    /// Whether the prefilter may decide the whole link at once over every
+    /// value its targets can select (positive, single-value operator with a
+    /// prefilter, every target a stored collection or scalar).
+    pub(crate) whole_filter: bool,
     /// Transformations (defaults included unless `t:none`).
     pub transformations: Vec<Transformation>,
     /// Prefix-tree node after each transformation (same length).
@@ -221,6 +229,8 @@ pub struct Ruleset {
     pub(crate) phases: [Vec<Entry>; 5],
     pub(crate) tnodes: Vec<TNode>,
     pub(crate) prefilter: Option<Prefilter>,
+    /// Whether prefilters may skip operators ([`RulesetBuilder::prefilters`]).
+    pub(crate) prefilters_on: bool,
     /// Whether any rule reads MATCHED_VARS(_NAMES) (else they are not kept).
     pub(crate) uses_matched_vars: bool,
     /// Every tag (as written) → its id.
@@ -233,6 +243,7 @@ pub struct Ruleset {
 pub struct RulesetBuilder<'a> {
     loader: &'a dyn FileLoader,
     directives: Vec<Spanned>,
+    prefilters: bool,
 }
 
 impl std::fmt::Debug for RulesetBuilder<'_> {
@@ -249,7 +260,19 @@ impl<'a> RulesetBuilder<'a> {
         RulesetBuilder {
             loader,
             directives: Vec::new(),
+            prefilters: true,
         }
+    }
+
+    /// Turns the evaluation prefilters on (the default) or off. They skip
+    /// operators that provably cannot match a value (none of their
+    /// required literals occurs in it); the rule set's answers are the same
+    /// either way, only slower without them. Off is for differential
+    /// testing and for ruling the prefilters out when chasing a detection
+    /// difference.
+    pub fn prefilters(mut self, on: bool) -> Self {
+        self.prefilters = on;
+        self
     }
 
     /// Adds rules text named `name` (includes resolve against its directory).
@@ -274,7 +297,7 @@ impl<'a> RulesetBuilder<'a> {
 
     /// Compiles everything added.
     pub fn build(self) -> Result<Ruleset, Error> {
-        compile(self.directives, self.loader)
+        compile(self.directives, self.loader, self.prefilters)
     }
 }
 
@@ -296,6 +319,11 @@ impl Ruleset {
     /// The interned id of a tag some rule carries.
     pub(crate) fn tag_id(&self, tag: &str) -> Option<u32> {
         self.tag_index.get(tag).copied()
+    }
+
+    /// Whether evaluation prefilters are on ([`RulesetBuilder::prefilters`]).
+    pub fn prefilters(&self) -> bool {
+        self.prefilters_on
     }
 
     /// The engine settings.
@@ -391,7 +419,11 @@ fn parse_err(pos: &Position, message: impl Into<String>) -> Error {
     }
 }
 
-fn compile(directives: Vec<Spanned>, loader: &dyn FileLoader) -> Result<Ruleset, Error> {
+fn compile(
+    directives: Vec<Spanned>,
+    loader: &dyn FileLoader,
+    prefilters: bool,
+) -> Result<Ruleset, Error> {
     let mut config = Config::default();
     let mut items: Vec<Item> = Vec::new();
     let mut defaults: Arc<[Option<Arc<Vec<Action>>>; 5]> = Arc::new(Default::default());
@@ -536,7 +568,12 @@ fn compile(directives: Vec<Spanned>, loader: &dyn FileLoader) -> Result<Ruleset,
     Ok(Ruleset {
         config,
         phases,
-        prefilter: Prefilter::new(&compiler.ci_literals, &compiler.cs_literals),
+        prefilter: if prefilters {
+            Prefilter::new(&compiler.ci_literals, &compiler.cs_literals)
+        } else {
+            None
+        },
+        prefilters_on: prefilters,
         uses_matched_vars: compiler.uses_matched_vars,
         tag_index: compiler.tag_index,
         tnodes: compiler.tnodes,
@@ -692,6 +729,10 @@ impl Compiler<'_> {
             };
             ids.push(id);
         }
+        // Sorted: scans report sorted ids, and `Prefilter::possible`
+        // binary-searches this list.
+        ids.sort_unstable();
+        ids.dedup();
         Some(ids.into_boxed_slice())
     }
 
@@ -899,6 +940,8 @@ impl Compiler<'_> {
             operator_argument: ast.operator.argument.clone(),
             negated: ast.operator.negated,
             literals: self.literal_ids(operator.as_ref()),
+            required_bytes: operator.required_bytes(),
+            whole_filter: false,
             operator,
             transformations: Vec::new(),
             tchain: Vec::new(),
@@ -959,6 +1002,14 @@ impl Compiler<'_> {
         }
         rule.tchain = self.tchain(&transformations);
         rule.transformations = transformations;
+        rule.whole_filter = !rule.negated
+            && !rule.multi_match
+            && (rule.literals.is_some() || rule.required_bytes.is_some())
+            && !rule.targets.is_empty()
+            && rule
+                .targets
+                .iter()
+                .all(|t| !t.count && crate::variables::data::union_sources(t.var).is_some());
         Ok(rule)
     }
 }

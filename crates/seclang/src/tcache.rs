@@ -21,6 +21,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use aho_corasick::AhoCorasick;
 
 use crate::ruleset::TNode;
+use crate::variables::data::{Data, Src, UnionSrc};
 
 /// A multiplicative hasher for the cache's integer keys. The keys are
 /// (collection, index, chain node) numbers the engine assigns, not request
@@ -52,32 +53,49 @@ type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 /// automaton already. Default 512.
 pub const MAX_RULE_LITERALS: usize = 512;
 
+/// A set of bytes: bit `b % 64` of word `b / 64`.
+pub(crate) type ByteSet = [u64; 4];
+
+/// Whether two byte sets share a byte.
+pub(crate) fn intersects(a: &ByteSet, b: &ByteSet) -> bool {
+    (a[0] & b[0]) | (a[1] & b[1]) | (a[2] & b[2]) | (a[3] & b[3]) != 0
+}
+
+/// The bytes present in `input`.
+fn byte_set(input: &[u8]) -> ByteSet {
+    let mut set = [0u64; 4];
+    for &b in input {
+        set[usize::from(b >> 6)] |= 1 << (b & 63);
+    }
+    set
+}
+
 /// The required literals of every operator of a rule set, in one automaton
 /// (ASCII case-insensitive) and one for case-sensitive literals.
 #[derive(Debug)]
 pub(crate) struct Prefilter {
     ci: Option<AhoCorasick>,
     cs: Option<AhoCorasick>,
+    /// Number of literal ids (case-insensitive then case-sensitive).
+    total: usize,
     /// Literal id of the first case-sensitive pattern.
     cs_offset: u32,
-    /// `u64` words per bit set.
-    pub(crate) words: usize,
 }
 
 impl Prefilter {
     /// Builds the automata; literal ids are `0..ci.len()` then the
-    /// case-sensitive ones.
+    /// case-sensitive ones. `None` when an automaton cannot be built (the
+    /// engine then runs every operator).
     pub(crate) fn new(ci: &[Vec<u8>], cs: &[Vec<u8>]) -> Option<Prefilter> {
-        let total = ci.len() + cs.len();
-        if total == 0 {
-            return None;
-        }
         let build = |lits: &[Vec<u8>], fold: bool| -> Option<AhoCorasick> {
             if lits.is_empty() {
                 return None;
             }
+            // A DFA: the set is fixed at load and scanned for every distinct
+            // transformed value, so search speed beats build time and memory.
             AhoCorasick::builder()
                 .ascii_case_insensitive(fold)
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
                 .build(lits)
                 .ok()
         };
@@ -91,35 +109,76 @@ impl Prefilter {
         Some(Prefilter {
             ci: ci_ac,
             cs: cs_ac,
+            total: ci.len() + cs.len(),
             cs_offset: ci.len() as u32,
-            words: total.div_ceil(64),
         })
     }
 
-    /// Sets the bit of every literal occurring in `input`.
-    fn scan(&self, input: &[u8], out: &mut [u64]) {
-        let mut set = |id: u32| {
-            let id = id as usize;
-            out[id / 64] |= 1 << (id % 64);
+    /// Appends the id of every literal occurring in `input` to `out`, each
+    /// once, sorted (case-sensitive ones tagged with [`CASE_SENSITIVE`], as
+    /// in rules' lists). `seen` is a scratch bit set, left all clear.
+    fn scan(&self, input: &[u8], out: &mut Vec<u32>, seen: &mut Vec<u64>) {
+        if seen.len() < self.total.div_ceil(64) {
+            seen.resize(self.total.div_ceil(64), 0);
+        }
+        let start = out.len();
+        let mut add = |bit: u32, id: u32| {
+            let (w, m) = ((bit / 64) as usize, 1u64 << (bit % 64));
+            if seen[w] & m == 0 {
+                seen[w] |= m;
+                out.push(id);
+            }
         };
         if let Some(ac) = &self.ci {
             for m in ac.find_overlapping_iter(input) {
-                set(m.pattern().as_u32());
+                let id = m.pattern().as_u32();
+                add(id, id);
             }
         }
         if let Some(ac) = &self.cs {
             for m in ac.find_overlapping_iter(input) {
-                set(self.cs_offset + m.pattern().as_u32());
+                let id = m.pattern().as_u32();
+                add(self.cs_offset + id, id | CASE_SENSITIVE);
             }
+        }
+        for &id in &out[start..] {
+            let bit = if id & CASE_SENSITIVE != 0 {
+                self.cs_offset + (id & !CASE_SENSITIVE)
+            } else {
+                id
+            };
+            seen[(bit / 64) as usize] = 0;
+        }
+        out[start..].sort_unstable();
+    }
+
+    /// Whether an operator with required literals `lits` (sorted) and
+    /// required bytes `bytes` can match a value whose scan is `found`.
+    pub(crate) fn possible(
+        found: &Found<'_>,
+        lits: Option<&[u32]>,
+        bytes: Option<&ByteSet>,
+    ) -> bool {
+        if let Some(b) = bytes {
+            if !intersects(b, &found.bytes) {
+                return false;
+            }
+        }
+        match lits {
+            Some(lits) => found
+                .literals
+                .iter()
+                .any(|id| lits.binary_search(id).is_ok()),
+            None => true,
         }
     }
 }
 
 /// The bytes a slot stands for.
-fn bytes<'a>(arena: &'a [Vec<u8>], input: &'a [u8], slot: Slot) -> &'a [u8] {
+fn bytes<'a>(arena: &'a [Owned], input: &'a [u8], slot: Slot) -> &'a [u8] {
     match slot {
         Slot::Input => input,
-        Slot::Owned(s) => &arena[s as usize],
+        Slot::Owned(s) => &arena[s as usize].bytes,
     }
 }
 
@@ -127,26 +186,15 @@ fn bytes<'a>(arena: &'a [Vec<u8>], input: &'a [u8], slot: Slot) -> &'a [u8] {
 /// `cs_offset + id` once the automata are built).
 pub(crate) const CASE_SENSITIVE: u32 = 1 << 31;
 
-impl Prefilter {
-    /// Whether any literal of `ids` (case-sensitive ones tagged with
-    /// [`CASE_SENSITIVE`]) is set in `bits`.
-    pub(crate) fn any(&self, bits: &[u64], ids: &[u32]) -> bool {
-        ids.iter().any(|&id| {
-            let id = if id & CASE_SENSITIVE != 0 {
-                (self.cs_offset + (id & !CASE_SENSITIVE)) as usize
-            } else {
-                id as usize
-            };
-            bits.get(id / 64).is_some_and(|w| w & (1 << (id % 64)) != 0)
-        })
-    }
-}
-
-/// Most literal bit sets kept per transaction (each is one bit per literal
-/// of the rule set, about 400 bytes for CRS). Bounds memory for requests
-/// with thousands of arguments; beyond it operators run unfiltered.
-/// Default 8192.
+/// Most distinct transformed values scanned for literals per transaction.
+/// Bounds memory for requests with thousands of arguments; beyond it
+/// operators run unfiltered. Default 8192.
 pub const MAX_LITERAL_SETS: usize = 8192;
+
+/// Most literal occurrences recorded per transaction (4 bytes each), over
+/// all scanned values: bounds the memory a request full of rule keywords
+/// can take. Beyond it operators run unfiltered. Default 262 144.
+pub const MAX_FOUND_LITERALS: usize = 262_144;
 
 /// Most cached transformation results per transaction; beyond it results
 /// are computed without caching. Bounds memory for requests with huge
@@ -162,15 +210,69 @@ enum Slot {
     Owned(u32),
 }
 
-/// The cache.
+/// What the prefilter found in one distinct transformed value.
+#[derive(Clone, Copy, Debug)]
+struct Scan {
+    /// Range of its literal ids in [`TCache::found`].
+    start: u32,
+    len: u32,
+    /// Bytes present.
+    bytes: ByteSet,
+}
+
+/// A transformed value's prefilter facts.
+#[derive(Debug)]
+pub(crate) struct Found<'a> {
+    /// Sorted ids of the rule set's literals occurring in it.
+    pub(crate) literals: &'a [u32],
+    /// Bytes present in it.
+    pub(crate) bytes: ByteSet,
+}
+
+/// A transformed value the cache owns, with its scan once made.
 #[derive(Debug, Default)]
+struct Owned {
+    bytes: Vec<u8>,
+    scan: Option<Scan>,
+}
+
+/// Transformation results a new cache has room for before it grows
+/// (a CRS benign GET stores ~400, a 2 KB JSON POST ~4,000): growing a hash
+/// map from empty rehashes it a dozen times per transaction. Default 1024.
+const INITIAL_ENTRIES: usize = 1024;
+
+/// The cache.
+#[derive(Debug)]
 pub(crate) struct TCache {
     map: IdMap<(u64, u32), Slot>,
-    arena: Vec<Vec<u8>>,
+    arena: Vec<Owned>,
     used: usize,
-    /// (value, chain node) → offset of its literal bit set in `bits`.
-    lits: IdMap<(u64, u32), usize>,
-    bits: Vec<u64>,
+    /// Scans of untransformed values, by value identity: every chain that
+    /// leaves a value unchanged shares one scan.
+    input_scans: IdMap<u64, Scan>,
+    scans: usize,
+    found: Vec<u32>,
+    seen: Vec<u64>,
+    /// Per (collection or scalar, chain node): the union of the scans of
+    /// every value there, transformed by the chain.
+    unions: IdMap<(u32, u32), Scan>,
+    union_tmp: Vec<u32>,
+}
+
+impl Default for TCache {
+    fn default() -> Self {
+        TCache {
+            map: IdMap::with_capacity_and_hasher(INITIAL_ENTRIES, Default::default()),
+            arena: Vec::new(),
+            used: 0,
+            input_scans: IdMap::with_capacity_and_hasher(INITIAL_ENTRIES / 8, Default::default()),
+            scans: 0,
+            found: Vec::new(),
+            seen: Vec::new(),
+            unions: IdMap::default(),
+            union_tmp: Vec::new(),
+        }
+    }
 }
 
 impl TCache {
@@ -178,15 +280,18 @@ impl TCache {
     pub(crate) fn clear(&mut self) {
         self.map.clear();
         self.used = 0;
-        self.lits.clear();
-        self.bits.clear();
+        self.input_scans.clear();
+        self.scans = 0;
+        self.found.clear();
+        self.unions.clear();
     }
 
     fn store_owned(&mut self, bytes: Vec<u8>) -> u32 {
+        let owned = Owned { bytes, scan: None };
         if self.used < self.arena.len() {
-            self.arena[self.used] = bytes;
+            self.arena[self.used] = owned;
         } else {
-            self.arena.push(bytes);
+            self.arena.push(owned);
         }
         self.used += 1;
         (self.used - 1) as u32
@@ -202,8 +307,13 @@ impl TCache {
         input: &'a [u8],
         chain: &[u32],
     ) -> Option<&'a [u8]> {
+        let slot = self.resolve(nodes, src, input, chain)?;
+        Some(bytes(&self.arena, input, slot))
+    }
+
+    fn resolve(&mut self, nodes: &[TNode], src: u64, input: &[u8], chain: &[u32]) -> Option<Slot> {
         if chain.is_empty() {
-            return Some(input);
+            return Some(Slot::Input);
         }
         // Longest cached prefix (usually the whole chain: one probe).
         let mut done = chain.len();
@@ -215,7 +325,10 @@ impl TCache {
             }
             done -= 1;
         }
-        if done < chain.len() && self.map.len() + chain.len() > MAX_CACHE_ENTRIES {
+        if done == chain.len() {
+            return Some(slot);
+        }
+        if self.map.len() + chain.len() > MAX_CACHE_ENTRIES {
             return None;
         }
         for &node in &chain[done..] {
@@ -234,38 +347,139 @@ impl TCache {
             }
             self.map.insert((src, node), slot);
         }
-        Some(bytes(&self.arena, input, slot))
+        Some(slot)
     }
 
-    /// Like [`TCache::apply`], also returning which literals of `pf` occur in
-    /// the result (computed once per value and chain).
-    pub(crate) fn apply_with_literals<'a>(
+    /// Like [`TCache::apply`], also returning which literals of `pf` and
+    /// which bytes occur in the result (scanned once per distinct
+    /// transformed value: chains that leave the value unchanged share the
+    /// scan). `None` facts: too many scans this transaction.
+    pub(crate) fn apply_filtered<'a>(
         &'a mut self,
         nodes: &[TNode],
         pf: &Prefilter,
         src: u64,
         input: &'a [u8],
         chain: &[u32],
-    ) -> Option<(&'a [u8], Option<&'a [u64]>)> {
-        self.apply(nodes, src, input, chain)?;
-        let node = chain.last().copied().unwrap_or(0);
-        let slot = match chain.last() {
-            Some(&last) => self.map.get(&(src, last)).copied().unwrap_or(Slot::Input),
-            None => Slot::Input,
+    ) -> Option<(&'a [u8], Option<Found<'a>>)> {
+        let slot = self.resolve(nodes, src, input, chain)?;
+        let known = match slot {
+            Slot::Input => self.input_scans.get(&src).copied(),
+            Slot::Owned(i) => self.arena[i as usize].scan,
         };
-        let value = bytes(&self.arena, input, slot);
-        let offset = match self.lits.get(&(src, node)) {
-            Some(&o) => o,
-            None if self.lits.len() >= MAX_LITERAL_SETS => return Some((value, None)),
+        let scan = match known {
+            Some(s) => Some(s),
+            None if self.scans >= MAX_LITERAL_SETS || self.found.len() >= MAX_FOUND_LITERALS => {
+                None
+            }
             None => {
-                let o = self.bits.len();
-                self.bits.resize(o + pf.words, 0);
-                pf.scan(value, &mut self.bits[o..]);
-                self.lits.insert((src, node), o);
-                o
+                let value = bytes(&self.arena, input, slot);
+                let start = self.found.len();
+                pf.scan(value, &mut self.found, &mut self.seen);
+                let s = Scan {
+                    start: start as u32,
+                    len: (self.found.len() - start) as u32,
+                    bytes: byte_set(value),
+                };
+                self.scans += 1;
+                match slot {
+                    Slot::Input => {
+                        self.input_scans.insert(src, s);
+                    }
+                    Slot::Owned(i) => self.arena[i as usize].scan = Some(s),
+                }
+                Some(s)
             }
         };
-        Some((value, Some(&self.bits[offset..offset + pf.words])))
+        let value = bytes(&self.arena, input, slot);
+        let found = scan.map(|s| Found {
+            literals: &self.found[s.start as usize..(s.start + s.len) as usize],
+            bytes: s.bytes,
+        });
+        Some((value, found))
+    }
+}
+
+impl TCache {
+    /// What the prefilter finds over every value of `src` transformed by
+    /// `chain` (literals: the union, sorted; bytes: the union): an operator
+    /// impossible on this is impossible on each of those values, so a rule
+    /// over them can be skipped without selecting them one by one. `None`
+    /// when some value could not be scanned (limits).
+    pub(crate) fn union_found(
+        &mut self,
+        nodes: &[TNode],
+        pf: &Prefilter,
+        data: &Data,
+        src: UnionSrc,
+        chain: &[u32],
+    ) -> Option<Found<'_>> {
+        let node = chain.last().copied().unwrap_or(0);
+        let key = match src {
+            UnionSrc::Coll(v, name) => (v as u32) | (u32::from(name) << 30),
+            UnionSrc::Scalar(v) => (v as u32) | (1 << 31),
+        };
+        if let Some(s) = self.unions.get(&(key, node)).copied() {
+            return Some(Found {
+                literals: &self.found[s.start as usize..(s.start + s.len) as usize],
+                bytes: s.bytes,
+            });
+        }
+        let mut tmp = std::mem::take(&mut self.union_tmp);
+        tmp.clear();
+        let mut bytes = [0u64; 4];
+        let mut add = |this: &mut TCache, id: u64, value: &[u8]| -> bool {
+            match this.apply_filtered(nodes, pf, id, value, chain) {
+                Some((_, Some(f))) => {
+                    tmp.extend_from_slice(f.literals);
+                    for (w, x) in bytes.iter_mut().zip(f.bytes) {
+                        *w |= x;
+                    }
+                    true
+                }
+                _ => false,
+            }
+        };
+        let complete = match src {
+            UnionSrc::Coll(coll, name) => {
+                data.coll(coll)
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .all(|(idx, (k, v))| {
+                        let id = Src::Entry {
+                            coll,
+                            idx: idx as u32,
+                            name,
+                        }
+                        .cache_id();
+                        let value = if name { k } else { v };
+                        id.is_some_and(|id| add(self, id, value))
+                    })
+            }
+            UnionSrc::Scalar(v) => Src::Scalar(v)
+                .cache_id()
+                .is_some_and(|id| add(self, id, data.scalar(v).unwrap_or_default())),
+        };
+        if !complete || self.found.len() + tmp.len() > MAX_FOUND_LITERALS {
+            self.union_tmp = tmp;
+            return None;
+        }
+        tmp.sort_unstable();
+        tmp.dedup();
+        let start = self.found.len();
+        self.found.extend_from_slice(&tmp);
+        self.union_tmp = tmp;
+        let s = Scan {
+            start: start as u32,
+            len: (self.found.len() - start) as u32,
+            bytes,
+        };
+        self.unions.insert((key, node), s);
+        Some(Found {
+            literals: &self.found[start..],
+            bytes,
+        })
     }
 }
 

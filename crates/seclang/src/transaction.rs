@@ -30,8 +30,8 @@ use crate::operators::OperatorContext;
 use crate::parser::ast::LimitAction;
 use crate::ruleset::{Entry, Rule, Ruleset};
 use crate::store::CollectionStore;
-use crate::tcache::{apply_uncached, TCache};
-use crate::variables::data::{map_index, Data, Item, Resolver, Scratch, MAPS};
+use crate::tcache::{apply_uncached, Prefilter, TCache};
+use crate::variables::data::{map_index, union_sources, Data, Item, Resolver, Scratch, MAPS};
 use crate::variables::{Target, Var};
 
 /// Most `MATCHED_VARS` entries kept per transaction (bounds memory when a
@@ -991,8 +991,45 @@ impl Transaction {
         Some(flow)
     }
 
+    /// Whether some value the link's targets can select might match its
+    /// operator, judged by the prefilter over whole collections (each
+    /// scanned once per transformation chain and shared by every rule with
+    /// that chain).
+    fn link_possible(&mut self, link: &Rule, pf: &Prefilter) -> bool {
+        for t in &link.targets {
+            let Some(sources) = union_sources(t.var) else {
+                return true;
+            };
+            for &src in sources {
+                match self
+                    .tcache
+                    .union_found(&self.rs.tnodes, pf, &self.data, src, &link.tchain)
+                {
+                    Some(f)
+                        if !Prefilter::possible(
+                            &f,
+                            link.literals.as_deref(),
+                            link.required_bytes.as_ref(),
+                        ) => {}
+                    _ => return true,
+                }
+            }
+        }
+        false
+    }
+
     /// Evaluates one link and, when it matches, the rest of the chain.
     fn eval_link(&mut self, starter: &Rule, link: &Rule) -> bool {
+        if link.whole_filter {
+            let rs = self.rs.clone();
+            if let Some(pf) = &rs.prefilter {
+                if !self.link_possible(link, pf) {
+                    // No value can match (and the link is not negated):
+                    // as if every value had been tested and failed.
+                    return false;
+                }
+            }
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.reset();
         if link.targets.is_empty() {
@@ -1033,7 +1070,17 @@ impl Transaction {
                 // changed are each tested (ModSecurity multiMatch).
                 let mut candidates: Vec<Vec<u8>> = vec![value.to_vec()];
                 for k in 1..=link.transformations.len() {
-                    let v = apply_uncached(&link.transformations[..k], value);
+                    let cached = match item.src.cache_id() {
+                        Some(id) => {
+                            self.tcache
+                                .apply(&self.rs.tnodes, id, value, &link.tchain[..k])
+                        }
+                        None => None,
+                    };
+                    let v = match cached {
+                        Some(c) => Cow::Borrowed(c),
+                        None => apply_uncached(&link.transformations[..k], value),
+                    };
                     if candidates.last().is_none_or(|l| l.as_slice() != &*v) {
                         candidates.push(v.into_owned());
                     }
@@ -1052,21 +1099,30 @@ impl Transaction {
                 continue;
             }
             let mut impossible = false;
-            let cached = match (item.src.cache_id(), &link.literals, &self.rs.prefilter) {
-                (Some(id), Some(ids), Some(pf)) => self
+            let filtered = link.literals.is_some() || link.required_bytes.is_some();
+            let cached = match (item.src.cache_id(), &self.rs.prefilter) {
+                (Some(id), Some(pf)) if filtered => self
                     .tcache
-                    .apply_with_literals(&self.rs.tnodes, pf, id, value, &link.tchain)
-                    .map(|(v, bits)| {
-                        // No required literal in the value: the operator
-                        // cannot match, so it is not run.
-                        impossible = bits.is_some_and(|b| !pf.any(b, ids));
+                    .apply_filtered(&self.rs.tnodes, pf, id, value, &link.tchain)
+                    .map(|(v, found)| {
+                        // The value holds none of the operator's required
+                        // literals or bytes: it cannot match, so it is not run.
+                        impossible = found.is_some_and(|f| {
+                            !Prefilter::possible(
+                                &f,
+                                link.literals.as_deref(),
+                                link.required_bytes.as_ref(),
+                            )
+                        });
                         v
                     }),
-                (Some(id), _, _) => self.tcache.apply(&self.rs.tnodes, id, value, &link.tchain),
-                (None, _, _) => None,
+                (Some(id), _) => self.tcache.apply(&self.rs.tnodes, id, value, &link.tchain),
+                (None, _) => None,
             };
             if impossible {
                 if link.negated {
+                    // As if the operator ran and failed: no captures.
+                    self.caps.set = 0;
                     let matched = cached.unwrap_or_default().to_vec();
                     let name = scratch.name(&self.data, &item);
                     self.on_value_match(starter, link, name, matched);

@@ -98,3 +98,32 @@ fn transaction_rules_detect_and_pass() {
     let (status, ids) = outcome("json_broken.txt");
     assert_eq!(status, Some(400), "matched {ids:?}");
 }
+
+#[test]
+fn prefilter_differential_corpus() {
+    replay(
+        "prefilter_differential",
+        engine_harness::prefilter_differential,
+    );
+}
+
+/// The differential corpus makes the CRS really work (else the comparison
+/// proves nothing): its attacks match dozens of rules.
+#[test]
+fn prefilter_differential_corpus_exercises_the_crs() {
+    let data = std::fs::read(
+        PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/corpus/prefilter_differential"
+        ))
+        .join("rce.txt"),
+    )
+    .unwrap_or_else(|e| panic!("rce.txt: {e}"));
+    let rs = seclang::RulesetBuilder::new(&seclang::FsLoader)
+        .add_file(engine_harness::shared_dir().join("crs-v4/crs-setup.conf.example"))
+        .and_then(|b| b.add_file(engine_harness::shared_dir().join("crs-v4/rules/*.conf")))
+        .and_then(|b| b.build())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let a = engine_harness::answer(&Arc::new(rs), &engine_harness::split_request(&data));
+    assert!(a.matched.len() >= 10, "{:?}", a.matched);
+}

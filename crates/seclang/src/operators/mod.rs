@@ -106,6 +106,15 @@ pub trait Operator: Send + Sync + fmt::Debug {
     fn literals_case_insensitive(&self) -> bool {
         false
     }
+
+    /// A set of bytes (bit `b % 64` of word `b / 64`) at least one of
+    /// which occurs in every input [`Operator::evaluate`] returns true for:
+    /// the engine skips the operator on a value holding none of them (the
+    /// same caveat as [`Operator::required_literals`] for negated rules).
+    /// `None` means no useful set is known.
+    fn required_bytes(&self) -> Option<[u64; 4]> {
+        None
+    }
 }
 
 /// Where an operator's data files are resolved from.

@@ -103,6 +103,8 @@ enum Kind {
         /// use: few inputs end with a newline.
         without_caret: Option<LazyRegex>,
         literals: Option<Vec<Vec<u8>>>,
+        /// Bytes one of which every match holds ([`required_bytes_of`]).
+        bytes: Option<[u64; 4]>,
     },
     /// A pattern with macros, expanded and compiled per evaluation.
     Macro(MacroString),
@@ -167,11 +169,13 @@ impl Rx {
             Caret::None | Caret::Other => None,
         };
         let literals = required_literals_of(&translation.pattern);
+        let bytes = required_bytes_of(&translation.pattern);
         Ok(Rx {
             kind: Kind::Compiled {
                 regex,
                 without_caret,
                 literals,
+                bytes,
             },
         })
     }
@@ -191,8 +195,13 @@ fn store(locations: &CaptureLocations, input: &[u8], ctx: &mut dyn OperatorConte
 
 /// Runs `regex`, storing captures when the rule captures.
 fn run(regex: &Regex, input: &[u8], ctx: &mut dyn OperatorContext) -> bool {
+    // Most evaluations do not match: the lazy DFA answers those without
+    // the capture engines or a capture-locations allocation.
+    if !regex.is_match(input) {
+        return false;
+    }
     if !ctx.capturing() {
-        return regex.is_match(input);
+        return true;
     }
     let mut locations = regex.capture_locations();
     if regex.captures_read(&mut locations, input).is_none() {
@@ -286,6 +295,13 @@ impl Operator for Rx {
 
     fn literals_case_insensitive(&self) -> bool {
         true
+    }
+
+    fn required_bytes(&self) -> Option<[u64; 4]> {
+        match &self.kind {
+            Kind::Compiled { bytes, .. } => *bytes,
+            _ => None,
+        }
     }
 }
 
@@ -1005,6 +1021,91 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// input the translated pattern matches, lower-cased; `None` when no useful
 /// set (every literal at least 2 bytes, at most [`MAX_REQUIRED_LITERALS`])
 /// is known.
+/// Most "commonness" (see [`byte_weight`]) a required byte set may have:
+/// a set holding most letters would almost never let a value be skipped,
+/// so it is not worth checking.
+const MAX_REQUIRED_BYTES_WEIGHT: u32 = 64;
+
+/// How common a byte is in ordinary request data: letters, digits and space
+/// are, punctuation less, control and non-ASCII bytes rarely.
+fn byte_weight(b: u8) -> u32 {
+    match b {
+        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b' ' => 10,
+        0x21..=0x7e => 2,
+        _ => 1,
+    }
+}
+
+fn set_weight(set: &[u64; 4]) -> u32 {
+    (0..=255u8)
+        .filter(|&b| set[usize::from(b >> 6)] & (1 << (b & 63)) != 0)
+        .map(byte_weight)
+        .sum()
+}
+
+/// A set of bytes one of which occurs in every match of the (translated)
+/// pattern, if a selective one exists: the prefilter for patterns without
+/// a required literal (the large CRS command-injection and XSS patterns
+/// all need some separator or `<`, `=`, `$` byte).
+fn required_bytes_of(translated: &str) -> Option<[u64; 4]> {
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .dot_matches_new_line(true)
+        .multi_line(true)
+        .build()
+        .parse(translated)
+        .ok()?;
+    let set = required_bytes(&hir)?;
+    (set_weight(&set) <= MAX_REQUIRED_BYTES_WEIGHT).then_some(set)
+}
+
+/// Bytes one of which every match of `hir` holds: a literal's rarest byte,
+/// a class's members, the most selective part of a concatenation, the
+/// union over an alternation; nothing for what can match empty.
+fn required_bytes(hir: &Hir) -> Option<[u64; 4]> {
+    let single = |b: u8| {
+        let mut set = [0u64; 4];
+        set[usize::from(b >> 6)] |= 1 << (b & 63);
+        set
+    };
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => None,
+        HirKind::Literal(hir::Literal(bytes)) => bytes
+            .iter()
+            .copied()
+            .min_by_key(|&b| byte_weight(b))
+            .map(single),
+        HirKind::Class(Class::Bytes(class)) => {
+            let mut set = [0u64; 4];
+            for range in class.iter() {
+                for b in range.start()..=range.end() {
+                    set[usize::from(b >> 6)] |= 1 << (b & 63);
+                }
+            }
+            Some(set)
+        }
+        HirKind::Class(Class::Unicode(_)) => None,
+        HirKind::Repetition(rep) if rep.min == 0 => None,
+        HirKind::Repetition(rep) => required_bytes(&rep.sub),
+        HirKind::Capture(cap) => required_bytes(&cap.sub),
+        HirKind::Concat(subs) => subs
+            .iter()
+            .filter_map(required_bytes)
+            .min_by_key(set_weight),
+        HirKind::Alternation(subs) => {
+            let mut set = [0u64; 4];
+            for sub in subs {
+                let s = required_bytes(sub)?;
+                for (w, x) in set.iter_mut().zip(s) {
+                    *w |= x;
+                }
+            }
+            Some(set)
+        }
+    }
+}
+
 fn required_literals_of(translated: &str) -> Option<Vec<Vec<u8>>> {
     let hir = regex_syntax::ParserBuilder::new()
         .unicode(false)

@@ -71,4 +71,9 @@ impl Operator for ValidateByteRange {
     fn evaluate(&self, input: &[u8], _ctx: &mut dyn OperatorContext) -> bool {
         input.iter().any(|&b| !self.allows(b))
     }
+
+    /// It matches exactly when a byte outside the allowed ranges occurs.
+    fn required_bytes(&self) -> Option<[u64; 4]> {
+        Some(self.allowed.map(|w| !w))
+    }
 }

@@ -336,6 +336,47 @@ impl Src {
     }
 }
 
+/// Where every value a target of variable `var` can select lives, for
+/// prefiltering a rule over all of them at once: stored collections
+/// (values or keys) and stored scalars. `None` for variables whose values
+/// are computed or copied per rule (TX, counts, sizes, MATCHED_VAR, …).
+pub(crate) fn union_sources(var: Var) -> Option<&'static [UnionSrc]> {
+    use UnionSrc::{Coll, Scalar};
+    Some(match var {
+        Var::Args => &[Coll(Var::ArgsGet, false), Coll(Var::ArgsPost, false)],
+        Var::ArgsGet => &[Coll(Var::ArgsGet, false)],
+        Var::ArgsPost => &[Coll(Var::ArgsPost, false)],
+        Var::ArgsNames => &[Coll(Var::ArgsGet, true), Coll(Var::ArgsPost, true)],
+        Var::ArgsGetNames => &[Coll(Var::ArgsGet, true)],
+        Var::ArgsPostNames => &[Coll(Var::ArgsPost, true)],
+        Var::RequestHeaders => &[Coll(Var::RequestHeaders, false)],
+        Var::RequestHeadersNames => &[Coll(Var::RequestHeaders, true)],
+        Var::RequestCookies => &[Coll(Var::RequestCookies, false)],
+        Var::RequestCookiesNames => &[Coll(Var::RequestCookies, true)],
+        Var::ResponseHeaders => &[Coll(Var::ResponseHeaders, false)],
+        Var::ResponseHeadersNames => &[Coll(Var::ResponseHeaders, true)],
+        Var::Xml => &[Coll(Var::Xml, false)],
+        Var::RequestUri => &[Scalar(Var::RequestUri)],
+        Var::RequestUriRaw => &[Scalar(Var::RequestUriRaw)],
+        Var::RequestFilename => &[Scalar(Var::RequestFilename)],
+        Var::RequestBasename => &[Scalar(Var::RequestBasename)],
+        Var::QueryString => &[Scalar(Var::QueryString)],
+        Var::RequestLine => &[Scalar(Var::RequestLine)],
+        Var::RequestBody => &[Scalar(Var::RequestBody)],
+        Var::ResponseBody => &[Scalar(Var::ResponseBody)],
+        _ => return None,
+    })
+}
+
+/// A place [`union_sources`] names.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum UnionSrc {
+    /// Every entry of a stored collection: keys when `true`, else values.
+    Coll(Var, bool),
+    /// A stored scalar (empty while unset).
+    Scalar(Var),
+}
+
 /// One selected value.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Item {
