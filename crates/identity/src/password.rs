@@ -97,6 +97,7 @@ impl HashParams {
 pub struct Hasher {
     params: HashParams,
     slots: Arc<Semaphore>,
+    dummy: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Default for Hasher {
@@ -111,6 +112,7 @@ impl Hasher {
         Hasher {
             params,
             slots: Arc::new(Semaphore::new(MAX_CONCURRENT_HASHES)),
+            dummy: Arc::new(std::sync::OnceLock::new()),
         }
     }
 
@@ -207,6 +209,26 @@ impl Hasher {
         tokio::task::spawn_blocking(move || me.verify(&pw, &phc))
             .await
             .map_err(|e| Error::BadHash(e.to_string()))?
+    }
+
+    /// Verifies a login: against the user's hash, or, when the user does
+    /// not exist (`phc` is `None`), against a dummy hash with the same
+    /// parameters and returns `false` — so the response time does not
+    /// reveal whether a username exists.
+    pub async fn verify_login(&self, password: &str, phc: Option<&str>) -> Result<bool> {
+        match phc {
+            Some(p) => self.verify_bounded(password, p).await,
+            None => {
+                let dummy = match self.dummy.get() {
+                    Some(d) => d.clone(),
+                    None => {
+                        let d = self.hash_bounded("palisade-dummy-password").await?;
+                        self.dummy.get_or_init(|| d).clone()
+                    }
+                };
+                self.verify_bounded(password, &dummy).await.map(|_| false)
+            }
+        }
     }
 
     async fn acquire(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
@@ -420,5 +442,21 @@ mod tests {
         drop(held);
         tokio::time::resume();
         assert!(h.verify_bounded("pw", &phc).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn unknown_user_costs_a_hash_and_fails() {
+        let h = Hasher::insecure_for_tests();
+        let phc = h.hash("pw").unwrap();
+        assert!(h.verify_login("pw", Some(&phc)).await.unwrap());
+        assert!(!h.verify_login("pw", None).await.unwrap());
+        assert!(!h
+            .verify_login("palisade-dummy-password", None)
+            .await
+            .unwrap());
+        assert!(
+            h.dummy.get().is_some(),
+            "the dummy hash is computed once and kept"
+        );
     }
 }
