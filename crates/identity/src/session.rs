@@ -96,9 +96,16 @@ pub struct Sessions {
 }
 
 fn key(id: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = Sha256::digest(id.as_bytes());
-    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
-    format!("id:s:{hex}")
+    // Hot path (every request): no per-byte formatting.
+    let mut k = String::with_capacity(5 + 64);
+    k.push_str("id:s:");
+    for b in d {
+        k.push(HEX[usize::from(b >> 4)] as char);
+        k.push(HEX[usize::from(b & 15)] as char);
+    }
+    k
 }
 
 fn revoke_key(user: &str) -> String {
