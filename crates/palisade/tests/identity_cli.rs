@@ -120,12 +120,21 @@ fn user_lifecycle() {
     let out = ok(&run(&cfg, &["user", "roles", "bob"], ""));
     assert_eq!(out, "bob: dev,ops\n");
 
+    let svg = d.path().join("qr.svg");
     let out = ok(&run(
         &cfg,
-        &["user", "totp-enroll", "alice", "--svg", "qr.svg"],
+        &[
+            "user",
+            "totp-enroll",
+            "alice",
+            "--svg",
+            svg.to_str().unwrap(),
+        ],
         "",
     ));
     assert!(out.contains("TOTP enrolled for alice."), "{out}");
+    let svg_text = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg_text.contains("<svg") && svg_text.contains("</svg>"));
     let secret = out
         .lines()
         .find_map(|l| l.strip_prefix("secret: "))
