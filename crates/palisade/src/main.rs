@@ -21,6 +21,9 @@ mod rules_cmd;
 mod waf;
 mod waftest;
 
+// `palisade user` and `palisade access` (crates/identity).
+mod user_cmd;
+
 // The proxy allocates small, short-lived objects per request (header maps,
 // bodies, log records) across tasks; mimalloc's thread-local free lists cost
 // less CPU per request than glibc malloc here.
@@ -107,6 +110,20 @@ enum Cmd {
         dir: pki_cmd::DirArg,
         #[command(subcommand)]
         cmd: pki_cmd::PkiCmd,
+    },
+    /// Users, passwords, TOTP and sessions (the identity user database).
+    User {
+        #[command(flatten)]
+        cfg: user_cmd::ConfigArg,
+        #[command(subcommand)]
+        cmd: user_cmd::UserCmd,
+    },
+    /// Access rules: `access check` prints which rule matches a URL and why.
+    Access {
+        #[command(flatten)]
+        cfg: user_cmd::ConfigArg,
+        #[command(subcommand)]
+        cmd: user_cmd::AccessCmd,
     },
     /// Tools for tests.
     #[command(hide = true)]
@@ -195,6 +212,8 @@ fn main() -> ExitCode {
         Cmd::Ban { cmd, target } => ban::run(cmd, &target).map_err(Failure::Runtime),
         Cmd::Crypt { cmd } => crypt_cmd::run(cmd).map_err(Failure::Runtime),
         Cmd::Pki { dir, cmd } => pki_cmd::run(&dir, cmd).map_err(Failure::Runtime),
+        Cmd::User { cfg, cmd } => user_cmd::run_user(&cfg, cmd).map_err(Failure::Runtime),
+        Cmd::Access { cfg, cmd } => user_cmd::run_access(&cfg, cmd).map_err(Failure::Runtime),
         Cmd::Reload {
             config,
             pid_file,

@@ -1,0 +1,34 @@
+//! palisade identity: who may reach what.
+//!
+//! * [`password`]: argon2id hashing with bounded concurrency, rehash on
+//!   parameter change, and the password policy (length, zxcvbn, breached
+//!   list via [`breach`]);
+//! * [`username`]: NFKC normalisation and limits;
+//! * [`totp`]: RFC 6238 codes, enrollment URI and QR codes, recovery codes;
+//! * [`users`]: the SQLite user database;
+//! * [`session`]: sessions in the state store (timeouts, rotation, revocation);
+//! * [`bruteforce`]: failure counters and back-off locks;
+//! * [`access`]: first-match access rules, default deny.
+//!
+//! See docs/identity.md.
+
+pub mod access;
+pub mod breach;
+pub mod bruteforce;
+pub mod config;
+mod error;
+pub mod password;
+pub mod session;
+pub mod totp;
+pub mod username;
+pub mod users;
+
+pub use access::{AccessRules, Decision, Policy, Request, RuleConfig, Subject};
+pub use breach::BreachFilter;
+pub use bruteforce::{BruteForceConfig, Factor, Regulator};
+pub use config::{AccessConfig, IdentityConfig};
+pub use error::{Error, Result};
+pub use password::{HashParams, Hasher, Policy as PasswordPolicy, PolicyConfig};
+pub use session::{Refusal, Session, SessionConfig, Sessions};
+pub use username::normalize_username;
+pub use users::{User, UserDb};

@@ -1,0 +1,371 @@
+//! Sessions in the state store (memory, SQLite or Redis, shared by nodes).
+//!
+//! * IDs: 256 random bits, base64url (43 characters). The store key is the
+//!   SHA-256 of the ID, so a leaked store does not hand out live cookies.
+//! * Timeouts: inactivity (sliding; the store TTL) and absolute (from
+//!   creation); "remember me" uses the longer pair.
+//! * Rotation: [`Sessions::rotate`] moves a session to a new ID (on login
+//!   and on elevation to two factors), so a fixated ID is useless.
+//! * Revocation: [`Sessions::revoke_all`] records "sessions of this user
+//!   created before now are invalid"; every check compares against it.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use state::{Micros, Store};
+
+use crate::error::{Error, Result};
+
+/// 43: length of a session ID (32 bytes, base64url without padding).
+pub const SESSION_ID_LEN: usize = 43;
+/// Default 1 h: inactivity timeout of a normal session.
+pub const DEFAULT_INACTIVITY: Duration = Duration::from_secs(3600);
+/// Default 12 h: absolute lifetime of a normal session.
+pub const DEFAULT_ABSOLUTE: Duration = Duration::from_secs(12 * 3600);
+/// Default 7 days: inactivity timeout with "remember me".
+pub const DEFAULT_REMEMBER_INACTIVITY: Duration = Duration::from_secs(7 * 86400);
+/// Default 30 days: absolute lifetime with "remember me"; also how long a
+/// `logout-all` mark is kept (no older session can outlive it).
+pub const DEFAULT_REMEMBER_ABSOLUTE: Duration = Duration::from_secs(30 * 86400);
+/// 60 s: a session's last-seen time is written back at most this often, so
+/// a busy session costs one store read per request, not a write.
+pub const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Session timeouts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Inactivity timeout, seconds.
+    pub inactivity_secs: u64,
+    /// Absolute lifetime, seconds.
+    pub absolute_secs: u64,
+    /// Inactivity timeout with remember-me, seconds.
+    pub remember_inactivity_secs: u64,
+    /// Absolute lifetime with remember-me, seconds.
+    pub remember_absolute_secs: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            inactivity_secs: DEFAULT_INACTIVITY.as_secs(),
+            absolute_secs: DEFAULT_ABSOLUTE.as_secs(),
+            remember_inactivity_secs: DEFAULT_REMEMBER_INACTIVITY.as_secs(),
+            remember_absolute_secs: DEFAULT_REMEMBER_ABSOLUTE.as_secs(),
+        }
+    }
+}
+
+/// A live session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Normalised username.
+    pub user: String,
+    /// Factors completed: 1 (password) or 2 (password + TOTP).
+    pub factors: u8,
+    /// Remember-me session (longer timeouts).
+    pub remember: bool,
+    /// Created, [`Micros`].
+    pub created_us: Micros,
+    /// Last seen, [`Micros`].
+    pub last_seen_us: Micros,
+}
+
+/// Why a session was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The cookie is not a well-formed session ID.
+    Malformed,
+    /// No such session (forged, logged out, or inactive too long).
+    Unknown,
+    /// Past its absolute lifetime.
+    Expired,
+    /// Revoked by logout-all.
+    Revoked,
+}
+
+/// The session manager.
+#[derive(Clone, Debug)]
+pub struct Sessions {
+    store: Store,
+    cfg: SessionConfig,
+}
+
+fn key(id: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let d = Sha256::digest(id.as_bytes());
+    // Hot path (every request): no per-byte formatting.
+    let mut k = String::with_capacity(5 + 64);
+    k.push_str("id:s:");
+    for b in d {
+        k.push(HEX[usize::from(b >> 4)] as char);
+        k.push(HEX[usize::from(b & 15)] as char);
+    }
+    k
+}
+
+fn revoke_key(user: &str) -> String {
+    format!("id:rev:{user}")
+}
+
+/// Whether `id` has the shape of a session ID (checked before any lookup).
+pub fn well_formed(id: &str) -> bool {
+    id.len() == SESSION_ID_LEN
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
+fn new_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    getrandom::getrandom(&mut b).map_err(|e| Error::Corrupt(e.to_string()))?;
+    Ok(URL_SAFE_NO_PAD.encode(b))
+}
+
+impl Sessions {
+    /// Sessions in `store` with timeouts `cfg`.
+    pub fn new(store: Store, cfg: SessionConfig) -> Sessions {
+        Sessions { store, cfg }
+    }
+
+    fn limits(&self, remember: bool) -> (Micros, Micros) {
+        let (i, a) = if remember {
+            (
+                self.cfg.remember_inactivity_secs,
+                self.cfg.remember_absolute_secs,
+            )
+        } else {
+            (self.cfg.inactivity_secs, self.cfg.absolute_secs)
+        };
+        (i.saturating_mul(1_000_000), a.saturating_mul(1_000_000))
+    }
+
+    async fn put(&self, id: &str, s: &Session, now: Micros) -> Result<()> {
+        let (inact, abs) = self.limits(s.remember);
+        let left = (s.created_us + abs).saturating_sub(now).min(inact);
+        let v = serde_json::to_vec(s).map_err(|e| Error::Corrupt(e.to_string()))?;
+        self.store
+            .kv_set(&key(id), &v, Some(Duration::from_micros(left.max(1))), now)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates a session for `user` after `factors` factors; returns its ID.
+    pub async fn create(
+        &self,
+        user: &str,
+        factors: u8,
+        remember: bool,
+        now: Micros,
+    ) -> Result<String> {
+        let id = new_id()?;
+        let s = Session {
+            user: user.to_owned(),
+            factors,
+            remember,
+            created_us: now,
+            last_seen_us: now,
+        };
+        self.put(&id, &s, now).await?;
+        Ok(id)
+    }
+
+    /// Checks a cookie value: the session, or why it is refused. Refreshes
+    /// the inactivity timer at most every [`TOUCH_INTERVAL`].
+    pub async fn check(
+        &self,
+        id: &str,
+        now: Micros,
+    ) -> Result<std::result::Result<Session, Refusal>> {
+        if !well_formed(id) {
+            return Ok(Err(Refusal::Malformed));
+        }
+        let Some(v) = self.store.kv_get(&key(id), now).await? else {
+            return Ok(Err(Refusal::Unknown));
+        };
+        let Ok(mut s) = serde_json::from_slice::<Session>(&v) else {
+            return Ok(Err(Refusal::Unknown));
+        };
+        let (inact, abs) = self.limits(s.remember);
+        if now >= s.created_us.saturating_add(abs) {
+            return Ok(Err(Refusal::Expired));
+        }
+        if now >= s.last_seen_us.saturating_add(inact) {
+            return Ok(Err(Refusal::Unknown));
+        }
+        if let Some(r) = self.store.kv_get(&revoke_key(&s.user), now).await? {
+            let before = std::str::from_utf8(&r)
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(u64::MAX);
+            if s.created_us <= before {
+                return Ok(Err(Refusal::Revoked));
+            }
+        }
+        if now.saturating_sub(s.last_seen_us) >= TOUCH_INTERVAL.as_micros() as u64 {
+            s.last_seen_us = now;
+            self.put(id, &s, now).await?;
+        }
+        Ok(Ok(s))
+    }
+
+    /// Moves session `id` to a fresh ID (login, elevation), optionally
+    /// raising its factors; the old ID stops working at once. `None` when
+    /// the old session is not valid.
+    pub async fn rotate(
+        &self,
+        id: &str,
+        factors: Option<u8>,
+        now: Micros,
+    ) -> Result<Option<String>> {
+        let Ok(mut s) = self.check(id, now).await? else {
+            return Ok(None);
+        };
+        // Take (not get) so two concurrent rotations cannot both succeed.
+        if self.store.kv_take(&key(id), now).await?.is_none() {
+            return Ok(None);
+        }
+        if let Some(f) = factors {
+            s.factors = s.factors.max(f);
+        }
+        s.last_seen_us = now;
+        let new = new_id()?;
+        self.put(&new, &s, now).await?;
+        Ok(Some(new))
+    }
+
+    /// Logs out one session; true when it existed.
+    pub async fn destroy(&self, id: &str, now: Micros) -> Result<bool> {
+        if !well_formed(id) {
+            return Ok(false);
+        }
+        Ok(self.store.kv_delete(&key(id), now).await?)
+    }
+
+    /// Revokes every session of `user` created up to `now`.
+    pub async fn revoke_all(&self, user: &str, now: Micros) -> Result<()> {
+        let ttl = Duration::from_secs(
+            self.cfg
+                .remember_absolute_secs
+                .max(self.cfg.absolute_secs)
+                .saturating_add(60),
+        );
+        self.store
+            .kv_set(
+                &revoke_key(user),
+                now.to_string().as_bytes(),
+                Some(ttl),
+                now,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Micros = 1_000_000;
+
+    fn mgr() -> Sessions {
+        Sessions::new(Store::memory(&Default::default()), SessionConfig::default())
+    }
+
+    #[tokio::test]
+    async fn lifecycle() {
+        let m = mgr();
+        let t0 = 1_700_000_000 * S;
+        let id = m.create("alice", 1, false, t0).await.unwrap();
+        assert!(well_formed(&id));
+        let s = m.check(&id, t0 + S).await.unwrap().unwrap();
+        assert_eq!((s.user.as_str(), s.factors), ("alice", 1));
+        // Elevation rotates: the old ID is dead.
+        let id2 = m.rotate(&id, Some(2), t0 + 2 * S).await.unwrap().unwrap();
+        assert_ne!(id, id2);
+        assert_eq!(
+            m.check(&id, t0 + 3 * S).await.unwrap(),
+            Err(Refusal::Unknown)
+        );
+        assert_eq!(m.check(&id2, t0 + 3 * S).await.unwrap().unwrap().factors, 2);
+        assert!(m.rotate(&id, None, t0 + 3 * S).await.unwrap().is_none());
+        assert!(m.destroy(&id2, t0 + 4 * S).await.unwrap());
+        assert_eq!(
+            m.check(&id2, t0 + 5 * S).await.unwrap(),
+            Err(Refusal::Unknown)
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_and_forged() {
+        let m = mgr();
+        let t = 1_700_000_000 * S;
+        for bad in ["", "x", "../../etc", &"a".repeat(44), &"é".repeat(22)] {
+            assert_eq!(
+                m.check(bad, t).await.unwrap(),
+                Err(Refusal::Malformed),
+                "{bad}"
+            );
+        }
+        let forged = "A".repeat(SESSION_ID_LEN);
+        assert_eq!(m.check(&forged, t).await.unwrap(), Err(Refusal::Unknown));
+    }
+
+    #[tokio::test]
+    async fn timeouts() {
+        let m = mgr();
+        let t0 = 1_700_000_000 * S;
+        let id = m.create("bob", 2, false, t0).await.unwrap();
+        // Activity every 50 min keeps it alive past 1 h of age …
+        let mut t = t0;
+        for _ in 0..10 {
+            t += 50 * 60 * S;
+            if t >= t0 + 12 * 3600 * S {
+                break;
+            }
+            assert!(
+                m.check(&id, t).await.unwrap().is_ok(),
+                "alive at +{}s",
+                (t - t0) / S
+            );
+        }
+        // … but not past the absolute 12 h.
+        let r = m.check(&id, t0 + 12 * 3600 * S + S).await.unwrap();
+        assert!(
+            matches!(r, Err(Refusal::Expired | Refusal::Unknown)),
+            "{r:?}"
+        );
+        // Inactivity: 61 min idle kills a normal session, not a remembered one.
+        let a = m.create("bob", 1, false, t0).await.unwrap();
+        let b = m.create("bob", 1, true, t0).await.unwrap();
+        let later = t0 + 61 * 60 * S;
+        assert!(m.check(&a, later).await.unwrap().is_err());
+        assert!(m.check(&b, later).await.unwrap().is_ok());
+        assert!(m.check(&b, t0 + 31 * 86400 * S).await.unwrap().is_err());
+    }
+
+    #[tokio::test]
+    async fn revoke_all() {
+        let m = mgr();
+        let t0 = 1_700_000_000 * S;
+        let a = m.create("carol", 1, false, t0).await.unwrap();
+        let b = m.create("carol", 2, true, t0 + S).await.unwrap();
+        let other = m.create("dave", 1, false, t0).await.unwrap();
+        m.revoke_all("carol", t0 + 2 * S).await.unwrap();
+        assert_eq!(
+            m.check(&a, t0 + 3 * S).await.unwrap(),
+            Err(Refusal::Revoked)
+        );
+        assert_eq!(
+            m.check(&b, t0 + 3 * S).await.unwrap(),
+            Err(Refusal::Revoked)
+        );
+        assert!(m.check(&other, t0 + 3 * S).await.unwrap().is_ok());
+        let fresh = m.create("carol", 1, false, t0 + 4 * S).await.unwrap();
+        assert!(m.check(&fresh, t0 + 5 * S).await.unwrap().is_ok());
+    }
+}
