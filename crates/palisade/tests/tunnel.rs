@@ -334,3 +334,47 @@ fn tunnel_config_errors_are_located() {
         assert!(e.contains(&format!("t.toml:{line}")), "{e}");
     }
 }
+
+#[test]
+fn crl_is_reloaded_without_restart() {
+    if !have_python() {
+        return;
+    }
+    let t = TempDir::new("tunnel-crl-reload");
+    let ca = t.path().join("ca");
+    pki(&ca, &["init", "--org", "Acme"]);
+    pki(&ca, &["issue", "--device", "sensor-05"]);
+    let echo = echo_server();
+    let toml = format!(
+        r#"
+[server]
+data_dir = "@DATA_DIR@"
+access_log = "off"
+[admin]
+listen = "127.0.0.1:@ADMIN@"
+[[listener]]
+name = "devices"
+listen = "127.0.0.1:@LISTEN@"
+protocol = "tls"
+upstream = "echo"
+client_auth = "required"
+client_ca = "{bundle}"
+crl = ["{crl}"]
+[[upstream]]
+name = "echo"
+servers = ["{echo}"]
+"#,
+        bundle = ca.join("ca-bundle.pem").display(),
+        crl = ca.join("crl.pem").display(),
+    );
+    let p = Palisade::start_toml(&toml);
+    let (c, k) = device(&ca, "sensor-05");
+    assert!(client(p.port, Some((&c, &k))).0, "{}", p.logs());
+    pki(&ca, &["revoke", "sensor-05"]);
+    pki(&ca, &["crl"]);
+    p.signal("HUP");
+    assert!(logs_contain(&p, "config reloaded"), "{}", p.logs());
+    let (ok, out) = client(p.port, Some((&c, &k)));
+    assert!(!ok, "revoked after reload but got through: {out}");
+    assert!(logs_contain(&p, "certificate revoked"), "{}", p.logs());
+}
