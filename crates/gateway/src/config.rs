@@ -164,6 +164,10 @@ pub enum Protocol {
     Http,
     /// HTTP over TLS (h2 and http/1.1 via ALPN).
     Https,
+    /// Plain TCP passthrough to an upstream (docs/gateway.md, tunnels).
+    Tcp,
+    /// TLS terminated here (optionally mTLS), plain TCP to the upstream.
+    Tls,
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,6 +182,13 @@ struct RawListener {
     hsts: Option<Spanned<String>>,
     #[serde(default)]
     certificate: Vec<RawCert>,
+    upstream: Option<Spanned<String>>,
+    idle_timeout: Option<Spanned<String>>,
+    client_auth: Option<Spanned<crate::tunnel::ClientAuth>>,
+    client_ca: Option<Spanned<PathBuf>>,
+    crl: Option<Spanned<Vec<PathBuf>>>,
+    allow: Option<Spanned<Vec<String>>>,
+    identity_header: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -300,6 +311,8 @@ pub struct ListenerConfig {
     pub hsts: Option<String>,
     /// https only: certificates, chosen by SNI; empty = self-signed dev cert.
     pub certificates: Vec<CertFiles>,
+    /// tcp/tls tunnel and client-certificate settings.
+    pub tunnel: crate::tunnel::TunnelSettings,
 }
 
 /// A certificate chain file and its private key file (PEM).
@@ -682,6 +695,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
     let mut listeners = Vec::new();
     let mut names = HashSet::new();
     let mut addrs = HashSet::new();
+    let mut tunnel_refs = Vec::new();
     for rl in raw.listener {
         let name = rl.name.get_ref().trim().to_string();
         if name.is_empty() {
@@ -731,14 +745,30 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
             }
             None => None,
         };
-        if rl.protocol == Protocol::Http && !rl.certificate.is_empty() {
+        if matches!(rl.protocol, Protocol::Http | Protocol::Tcp) && !rl.certificate.is_empty() {
             let span = rl.certificate[0].cert.span();
             return v.err(
                 span,
                 "listener.certificate",
-                "certificates need protocol = \"https\"",
+                "certificates need protocol = \"https\" or \"tls\"",
             );
         }
+        if let Some(u) = &rl.upstream {
+            tunnel_refs.push((u.get_ref().clone(), u.span()));
+        }
+        let tunnel = crate::tunnel::validate(
+            &v,
+            rl.protocol,
+            crate::tunnel::RawTunnelKeys {
+                upstream: rl.upstream,
+                idle_timeout: rl.idle_timeout,
+                client_auth: rl.client_auth,
+                client_ca: rl.client_ca,
+                crl: rl.crl,
+                allow: rl.allow,
+                identity_header: rl.identity_header,
+            },
+        )?;
         let certificates = rl
             .certificate
             .into_iter()
@@ -755,6 +785,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
             redirect_to_https: redirect,
             hsts,
             certificates,
+            tunnel,
         });
     }
 
@@ -877,6 +908,15 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
                 .unwrap_or(limits::EJECT_COOLDOWN),
             health_check,
         });
+    }
+    for (name, span) in tunnel_refs {
+        if !unames.contains(name.trim()) {
+            return v.err(
+                span,
+                "listener.upstream",
+                format!("unknown upstream `{name}`"),
+            );
+        }
     }
 
     // [waf] before the routes, which inherit its defaults.

@@ -24,6 +24,7 @@ pub mod route;
 pub mod server;
 pub mod shield_glue;
 pub mod tls;
+pub mod tunnel;
 pub mod upstream;
 pub mod waf;
 

@@ -94,6 +94,8 @@ pub struct ConnCtx {
     pub peer_hv: HeaderValue,
     /// State shared with the connection's guard.
     pub conn: Arc<ConnShared>,
+    /// Verified client-certificate identity (https with `client_auth`).
+    pub identity: std::sync::OnceLock<HeaderValue>,
 }
 
 /// Bookkeeping of one request, completed when its response ends or is dropped.
@@ -586,6 +588,7 @@ async fn forward(
         h.insert(X_FORWARDED_HOST.clone(), hv.clone());
     }
     h.insert(X_REQUEST_ID.clone(), done.request_id.clone());
+    crate::tunnel::forward_identity(h, listener, ctx.identity.get());
     parts.version = Version::HTTP_11;
     parts.uri = match parts.uri.path_and_query() {
         Some(pq) => Uri::from(pq.clone()),

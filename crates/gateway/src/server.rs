@@ -131,13 +131,13 @@ impl ConnTracker {
 }
 
 /// Holds a connection slot; released on drop.
-struct ConnPermit {
+pub(crate) struct ConnPermit {
     shared: Arc<Shared>,
     ip: IpAddr,
 }
 
 impl ConnPermit {
-    fn acquire(shared: &Arc<Shared>, ip: IpAddr, limits: &Limits) -> Option<ConnPermit> {
+    pub(crate) fn acquire(shared: &Arc<Shared>, ip: IpAddr, limits: &Limits) -> Option<ConnPermit> {
         let t = &shared.conns;
         if t.total.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
             t.total.fetch_sub(1, Ordering::AcqRel);
@@ -258,10 +258,10 @@ pub fn build_runtime(config: Config, old: Option<&Runtime>, metrics: &Metrics) -
     let limits = &config.limits;
     for l in &config.listeners {
         let (tls, certs) = match l.protocol {
-            Protocol::Http => (None, Vec::new()),
-            Protocol::Https => {
+            Protocol::Http | Protocol::Tcp => (None, Vec::new()),
+            Protocol::Https | Protocol::Tls => {
                 let certs = tls::listener_certs(l, &config.server.data_dir)?;
-                let sc = tls::server_config(&certs)?;
+                let sc = tls::listener_server_config(l, &certs)?;
                 (Some(TlsAcceptor::from(sc)), certs)
             }
         };
@@ -386,7 +386,16 @@ impl Gateway {
         let local = listener.local_addr().unwrap_or(key);
         let (stop, stop_rx) = watch::channel(false);
         tracing::info!(listen = %local, "listening");
-        tokio::spawn(accept_loop(listener, key, self.0.shared.clone(), stop_rx));
+        if crate::tunnel::owns(&self.0.shared, key) {
+            tokio::spawn(crate::tunnel::accept_loop(
+                listener,
+                key,
+                self.0.shared.clone(),
+                stop_rx,
+            ));
+        } else {
+            tokio::spawn(accept_loop(listener, key, self.0.shared.clone(), stop_rx));
+        }
         let mut m = match self.0.listeners.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -602,6 +611,7 @@ async fn serve_conn(
         peer,
         peer_hv,
         conn: conn.clone(),
+        identity: Default::default(),
     });
     let shutdown = shared.shutdown.subscribe();
     match &l.tls {
@@ -622,6 +632,7 @@ async fn serve_conn(
                         return;
                     }
                 };
+            crate::tunnel::set_identity(&ctx.identity, tls.get_ref().1);
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let io = Guarded::new(tls, l.guard, conn, shared.secret.clone(), h2);
             serve_http(io, ctx, &l, shutdown).await;

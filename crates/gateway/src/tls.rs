@@ -191,6 +191,28 @@ pub fn server_config(certs: &[LoadedCert]) -> Result<Arc<rustls::ServerConfig>> 
     Ok(Arc::new(cfg))
 }
 
+/// Builds the rustls server config of an https or tls listener: client
+/// certificates per `client_auth`/`client_ca`/`crl`, ALPN only on https.
+pub fn listener_server_config(
+    l: &ListenerConfig,
+    certs: &[LoadedCert],
+) -> Result<Arc<rustls::ServerConfig>> {
+    let resolver =
+        SniResolver::new(certs).ok_or_else(|| cert_err(Path::new("-"), "no certificate"))?;
+    let b = rustls::ServerConfig::builder_with_provider(Arc::new(crypto_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| cert_err(Path::new("-"), e.to_string()))?;
+    let b = match crate::tunnel::client_verifier(&l.tunnel)? {
+        Some(v) => b.with_client_cert_verifier(v),
+        None => b.with_no_client_auth(),
+    };
+    let mut cfg = b.with_cert_resolver(Arc::new(resolver));
+    if l.protocol == crate::config::Protocol::Https {
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
+    Ok(Arc::new(cfg))
+}
+
 /// Loads a listener's certificates, or the development certificate
 /// (generated into `data_dir` when missing) when none is configured.
 pub fn listener_certs(l: &ListenerConfig, data_dir: &Path) -> Result<Vec<LoadedCert>> {
@@ -280,7 +302,7 @@ pub fn now_unix() -> i64 {
 // ------------------------------------------------------------ minimal DER
 
 /// Reads one DER TLV: (tag, content, rest).
-fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+pub(crate) fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = data.split_first()?;
     let (&l0, rest) = rest.split_first()?;
     let (len, rest) = if l0 < 0x80 {

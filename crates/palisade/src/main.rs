@@ -417,6 +417,8 @@ fn print_banner(gw: &Gateway, cfg: &Config, demo: bool) {
         let scheme = match l.protocol {
             config::Protocol::Http => "http",
             config::Protocol::Https => "https",
+            config::Protocol::Tcp => "tcp",
+            config::Protocol::Tls => "tls",
         };
         let host = if local.ip().is_unspecified() {
             "127.0.0.1".to_string()

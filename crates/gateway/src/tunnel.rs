@@ -1,0 +1,837 @@
+//! TCP and TLS tunnels: `protocol = "tcp"` (plain passthrough) and
+//! `protocol = "tls"` (terminate TLS, optionally with client certificates,
+//! forward plain bytes to the upstream), plus the client-certificate settings
+//! shared with https listeners (`client_auth`, `client_ca`, `crl`) and the
+//! per-device policy (`allow`).
+//!
+//! Every connection ends with one `tunnel closed` event (peer, identity,
+//! bytes each way, duration, reason); every refusal logs `tunnel refused` with
+//! the reason (no certificate, unknown CA, expired, revoked, policy).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::server::WebPkiClientVerifier;
+use rustls::{CertificateError, RootCertStore};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use toml::Spanned;
+
+use crate::config::{Protocol, V};
+use crate::error::{Error, Result};
+use crate::limits::parse_duration;
+use crate::server::Shared;
+
+/// Default idle timeout of a tunnel (no byte in either direction): 5 minutes.
+/// Bounds the sockets and buffers a client can pin by opening and abandoning
+/// connections.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Copy buffer per direction: 16 KiB. Bounds memory per tunnel to 32 KiB of
+/// buffers whatever the peers send.
+pub const COPY_BUF: usize = 16 * 1024;
+
+/// Most `allow` patterns on one listener: 256. Bounds the per-connection
+/// policy check a config can make expensive.
+pub const MAX_ALLOW_PATTERNS: usize = 256;
+
+/// Most certificates in a client CA bundle or CRLs per listener: 1024.
+/// Bounds memory and startup time a bad file can cost.
+pub const MAX_TRUST_ITEMS: usize = 1024;
+
+/// Default header carrying the verified client identity upstream on https
+/// listeners with client certificates.
+pub const DEFAULT_IDENTITY_HEADER: &str = "x-client-identity";
+
+/// Client-certificate mode of a `tls` or `https` listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// No client certificate is asked for.
+    #[default]
+    None,
+    /// A certificate is asked for; when one is sent it must verify.
+    Optional,
+    /// Connections without a valid certificate are refused.
+    Required,
+}
+
+/// One `allow` pattern: a certificate field and a value (a trailing `*`
+/// matches any suffix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowPattern {
+    /// `cn`, `ou`, `dns` or `uri`.
+    pub field: Field,
+    /// The value; ends with `*` for a prefix match.
+    pub value: String,
+}
+
+/// A certificate field that `allow` patterns match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// Subject common name.
+    Cn,
+    /// Subject organisational unit.
+    Ou,
+    /// DNS subjectAltName (case-insensitive).
+    Dns,
+    /// URI subjectAltName (SPIFFE IDs).
+    Uri,
+}
+
+impl AllowPattern {
+    /// Parses `cn:NAME`, `ou:NAME`, `dns:NAME` or `uri:URI`.
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        let (f, v) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}`: expected cn:, ou:, dns: or uri: followed by a value"))?;
+        let field = match f.to_ascii_lowercase().as_str() {
+            "cn" => Field::Cn,
+            "ou" => Field::Ou,
+            "dns" => Field::Dns,
+            "uri" => Field::Uri,
+            _ => return Err(format!("`{s}`: unknown field `{f}` (cn, ou, dns, uri)")),
+        };
+        if v.is_empty() || v[..v.len() - 1].contains('*') {
+            return Err(format!(
+                "`{s}`: the value must be non-empty and `*` may only end it"
+            ));
+        }
+        let value = if field == Field::Dns {
+            v.to_ascii_lowercase()
+        } else {
+            v.to_string()
+        };
+        Ok(AllowPattern { field, value })
+    }
+
+    fn matches_value(&self, got: &str) -> bool {
+        let got = if self.field == Field::Dns {
+            std::borrow::Cow::Owned(got.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(got)
+        };
+        match self.value.strip_suffix('*') {
+            Some(prefix) => got.starts_with(prefix),
+            None => *got == self.value,
+        }
+    }
+
+    /// Whether the identity has a field value matching this pattern.
+    pub fn matches(&self, id: &Identity) -> bool {
+        let values = match self.field {
+            Field::Cn => &id.cn,
+            Field::Ou => &id.ou,
+            Field::Dns => &id.dns,
+            Field::Uri => &id.uri,
+        };
+        values.iter().any(|v| self.matches_value(v))
+    }
+}
+
+/// Tunnel and client-certificate settings of one listener.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TunnelSettings {
+    /// tcp/tls: the `[[upstream]]` the bytes go to.
+    pub upstream: Option<String>,
+    /// tcp/tls: idle timeout. Default [`DEFAULT_IDLE_TIMEOUT`].
+    pub idle_timeout: Duration,
+    /// tls/https: client certificates.
+    pub client_auth: ClientAuth,
+    /// PEM bundle of trusted client CAs (needed unless `client_auth = none`).
+    pub client_ca: Option<PathBuf>,
+    /// PEM CRL files, re-read at every reload.
+    pub crls: Vec<PathBuf>,
+    /// tls: certificates allowed through (any pattern matches); empty = any
+    /// verified certificate.
+    pub allow: Vec<AllowPattern>,
+    /// https: header carrying the verified identity upstream (always
+    /// stripped from client requests).
+    pub identity_header: String,
+}
+
+/// The tunnel keys of a `[[listener]]` as written.
+#[derive(Debug, Default)]
+pub(crate) struct RawTunnelKeys {
+    pub upstream: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub client_auth: Option<Spanned<ClientAuth>>,
+    pub client_ca: Option<Spanned<PathBuf>>,
+    pub crl: Option<Spanned<Vec<PathBuf>>>,
+    pub allow: Option<Spanned<Vec<String>>>,
+    pub identity_header: Option<Spanned<String>>,
+}
+
+/// Validates the tunnel keys of one listener.
+pub(crate) fn validate(v: &V, protocol: Protocol, raw: RawTunnelKeys) -> Result<TunnelSettings> {
+    let tunnel = matches!(protocol, Protocol::Tcp | Protocol::Tls);
+    let tls = matches!(protocol, Protocol::Tls | Protocol::Https);
+    let mut s = TunnelSettings {
+        idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        identity_header: DEFAULT_IDENTITY_HEADER.to_string(),
+        ..TunnelSettings::default()
+    };
+    match raw.upstream {
+        Some(u) if tunnel => s.upstream = Some(u.into_inner()),
+        Some(u) => {
+            return v.err(
+                u.span(),
+                "listener.upstream",
+                "only valid on tcp and tls listeners (http listeners use [[route]])",
+            )
+        }
+        None if tunnel => {
+            return v.err(
+                0..0,
+                "listener.upstream",
+                "tcp and tls listeners need `upstream = \"NAME\"`",
+            )
+        }
+        None => {}
+    }
+    if let Some(t) = raw.idle_timeout {
+        if !tunnel {
+            return v.err(
+                t.span(),
+                "listener.idle_timeout",
+                "only valid on tcp and tls listeners",
+            );
+        }
+        match parse_duration(t.get_ref()) {
+            Ok(d) if !d.is_zero() => s.idle_timeout = d,
+            Ok(_) => {
+                return v.err(
+                    t.span(),
+                    "listener.idle_timeout",
+                    "must be greater than zero",
+                )
+            }
+            Err(e) => return v.err(t.span(), "listener.idle_timeout", e),
+        }
+    }
+    if let Some(a) = &raw.client_auth {
+        if !tls {
+            return v.err(
+                a.span(),
+                "listener.client_auth",
+                "only valid on tls and https listeners",
+            );
+        }
+        s.client_auth = *a.get_ref();
+    }
+    if let Some(ca) = raw.client_ca {
+        if s.client_auth == ClientAuth::None {
+            return v.err(
+                ca.span(),
+                "listener.client_ca",
+                "needs client_auth = \"optional\" or \"required\"",
+            );
+        }
+        s.client_ca = Some(ca.into_inner());
+    } else if s.client_auth != ClientAuth::None {
+        let span = raw.client_auth.as_ref().map(|a| a.span()).unwrap_or(0..0);
+        return v.err(
+            span,
+            "listener.client_ca",
+            "client_auth needs `client_ca = \"PATH\"` (a PEM CA bundle, e.g. pki/ca-bundle.pem)",
+        );
+    }
+    if let Some(c) = raw.crl {
+        if s.client_auth == ClientAuth::None {
+            return v.err(
+                c.span(),
+                "listener.crl",
+                "needs client_auth = \"optional\" or \"required\"",
+            );
+        }
+        s.crls = c.into_inner();
+    }
+    if let Some(a) = raw.allow {
+        if protocol != Protocol::Tls || s.client_auth == ClientAuth::None {
+            return v.err(
+                a.span(),
+                "listener.allow",
+                "only valid on tls listeners with client_auth",
+            );
+        }
+        if a.get_ref().len() > MAX_ALLOW_PATTERNS {
+            return v.err(
+                a.span(),
+                "listener.allow",
+                format!("at most {MAX_ALLOW_PATTERNS} patterns"),
+            );
+        }
+        for p in a.get_ref() {
+            match AllowPattern::parse(p) {
+                Ok(p) => s.allow.push(p),
+                Err(e) => return v.err(a.span(), "listener.allow", e),
+            }
+        }
+    }
+    if let Some(h) = raw.identity_header {
+        if protocol != Protocol::Https {
+            return v.err(
+                h.span(),
+                "listener.identity_header",
+                "only valid on https listeners",
+            );
+        }
+        if http::HeaderName::from_bytes(h.get_ref().as_bytes()).is_err() {
+            return v.err(
+                h.span(),
+                "listener.identity_header",
+                "not a valid header name",
+            );
+        }
+        s.identity_header = h.get_ref().to_ascii_lowercase();
+    }
+    Ok(s)
+}
+
+// ------------------------------------------------------------- rustls setup
+
+fn cert_err(path: &Path, message: impl Into<String>) -> Error {
+    Error::Certificate {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Builds the client-certificate verifier of a listener (`None` when
+/// `client_auth = none`). CA bundle and CRLs are read now: a reload re-reads
+/// them, and connections already open keep going.
+pub fn client_verifier(
+    s: &TunnelSettings,
+) -> Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>> {
+    let Some(ca) = &s.client_ca else {
+        return Ok(None);
+    };
+    if s.client_auth == ClientAuth::None {
+        return Ok(None);
+    }
+    let mut roots = RootCertStore::empty();
+    let mut n = 0usize;
+    for c in CertificateDer::pem_file_iter(ca).map_err(|e| cert_err(ca, format!("{e:?}")))? {
+        let c = c.map_err(|e| cert_err(ca, format!("invalid PEM: {e:?}")))?;
+        n += 1;
+        if n > MAX_TRUST_ITEMS {
+            return Err(cert_err(
+                ca,
+                format!("more than {MAX_TRUST_ITEMS} certificates"),
+            ));
+        }
+        roots
+            .add(c)
+            .map_err(|e| cert_err(ca, format!("not a usable CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(cert_err(ca, "no CERTIFICATE in the client CA bundle"));
+    }
+    let mut crls = Vec::new();
+    for p in &s.crls {
+        for c in CertificateRevocationListDer::pem_file_iter(p)
+            .map_err(|e| cert_err(p, format!("cannot read CRL: {e:?}")))?
+        {
+            let c = c.map_err(|e| cert_err(p, format!("invalid CRL PEM: {e:?}")))?;
+            crls.push(c);
+            if crls.len() > MAX_TRUST_ITEMS {
+                return Err(cert_err(p, format!("more than {MAX_TRUST_ITEMS} CRLs")));
+            }
+        }
+    }
+    let mut b = WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(crate::tls::crypto_provider()),
+    );
+    if !crls.is_empty() {
+        // The device PKI publishes the issuing CA's CRL only; the CAs above
+        // it are trusted as configured.
+        b = b.with_crls(crls).only_check_end_entity_revocation();
+    }
+    if s.client_auth == ClientAuth::Optional {
+        b = b.allow_unauthenticated();
+    }
+    let v = b.build().map_err(|e| {
+        let path = s.crls.first().map(PathBuf::as_path).unwrap_or(ca);
+        cert_err(path, format!("cannot build the client verifier: {e}"))
+    })?;
+    Ok(Some(v))
+}
+
+// ------------------------------------------------------------ identities
+
+/// What a verified client certificate says about its holder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// Subject CN values.
+    pub cn: Vec<String>,
+    /// Subject OU values.
+    pub ou: Vec<String>,
+    /// DNS SANs.
+    pub dns: Vec<String>,
+    /// URI SANs.
+    pub uri: Vec<String>,
+}
+
+impl Identity {
+    /// Reads subject CN/OU and DNS/URI SANs from a DER certificate;
+    /// `None` when it does not parse.
+    pub fn from_der(der: &[u8]) -> Option<Identity> {
+        use crate::tls::tlv;
+        let (0x30, cert, _) = tlv(der)? else {
+            return None;
+        };
+        let (0x30, tbs, _) = tlv(cert)? else {
+            return None;
+        };
+        let mut rest = tbs;
+        let (tag, _, r) = tlv(rest)?;
+        if tag == 0xa0 {
+            rest = r;
+        }
+        let (_, _, r) = tlv(rest)?; // serial
+        let (_, _, r) = tlv(r)?; // signature algorithm
+        let (_, _, r) = tlv(r)?; // issuer
+        let (_, _, r) = tlv(r)?; // validity
+        let (0x30, mut subject, r) = tlv(r)? else {
+            return None;
+        };
+        let mut id = Identity::default();
+        while !subject.is_empty() {
+            let (_, set, next) = tlv(subject)?;
+            subject = next;
+            let mut set = set;
+            while !set.is_empty() {
+                let (_, atv, next) = tlv(set)?;
+                set = next;
+                let (0x06, oid, val) = tlv(atv)? else {
+                    return None;
+                };
+                let (_, val, _) = tlv(val)?;
+                let val = String::from_utf8_lossy(val).into_owned();
+                match oid {
+                    [0x55, 0x04, 0x03] => id.cn.push(val),
+                    [0x55, 0x04, 0x0b] => id.ou.push(val),
+                    _ => {}
+                }
+            }
+        }
+        let (_, _, mut r) = tlv(r)?; // spki
+        while !r.is_empty() {
+            let (tag, content, next) = tlv(r)?;
+            r = next;
+            if tag != 0xa3 {
+                continue;
+            }
+            let (0x30, mut exts, _) = tlv(content)? else {
+                return None;
+            };
+            while !exts.is_empty() {
+                let (_, ext, next) = tlv(exts)?;
+                exts = next;
+                let (0x06, oid, e) = tlv(ext)? else {
+                    return None;
+                };
+                if oid != [0x55, 0x1d, 0x11] {
+                    continue;
+                }
+                let (mut tag, mut val, e2) = tlv(e)?;
+                if tag == 0x01 {
+                    (tag, val, _) = tlv(e2)?;
+                }
+                if tag != 0x04 {
+                    return None;
+                }
+                let (0x30, mut gn, _) = tlv(val)? else {
+                    return None;
+                };
+                while !gn.is_empty() {
+                    let (t, v, next) = tlv(gn)?;
+                    gn = next;
+                    let s = String::from_utf8_lossy(v).into_owned();
+                    match t {
+                        0x82 => id.dns.push(s),
+                        0x86 => id.uri.push(s),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Some(id)
+    }
+
+    /// One name for logs and the identity header: CN, else first URI SAN,
+    /// else first DNS SAN.
+    pub fn display_name(&self) -> String {
+        self.cn
+            .first()
+            .or_else(|| self.uri.first())
+            .or_else(|| self.dns.first())
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// The verified identity of a TLS connection's client, if it sent a certificate.
+pub fn peer_identity(conn: &rustls::ServerConnection) -> Option<Identity> {
+    let leaf = conn.peer_certificates()?.first()?;
+    Identity::from_der(leaf.as_ref())
+}
+
+/// Records the verified client identity of an https connection.
+pub fn set_identity(
+    slot: &std::sync::OnceLock<http::HeaderValue>,
+    conn: &rustls::ServerConnection,
+) {
+    if let Some(id) = peer_identity(conn) {
+        if let Ok(v) = http::HeaderValue::from_str(&id.display_name()) {
+            let _ = slot.set(v);
+        }
+    }
+}
+
+/// On https listeners: removes the identity header a client sent, and sets
+/// it to the verified client-certificate identity when there is one.
+pub fn forward_identity(
+    h: &mut http::HeaderMap,
+    l: &crate::server::ListenerRt,
+    identity: Option<&http::HeaderValue>,
+) {
+    if l.cfg.protocol != Protocol::Https {
+        return;
+    }
+    let Ok(name) = http::HeaderName::from_bytes(l.cfg.tunnel.identity_header.as_bytes()) else {
+        return;
+    };
+    h.remove(&name);
+    if let Some(v) = identity {
+        h.insert(name, v.clone());
+    }
+}
+
+/// Why a TLS handshake failed, in words for the refusal event.
+pub fn refusal_reason(e: &std::io::Error) -> String {
+    let Some(re) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return format!("handshake failed: {e}");
+    };
+    match re {
+        rustls::Error::NoCertificatesPresented => "no client certificate".to_string(),
+        rustls::Error::InvalidCertificate(c) => match c {
+            CertificateError::UnknownIssuer => "certificate from an unknown CA".to_string(),
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "certificate expired".to_string()
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "certificate not yet valid".to_string()
+            }
+            CertificateError::Revoked => "certificate revoked".to_string(),
+            CertificateError::BadSignature => "bad certificate signature".to_string(),
+            other => format!("invalid certificate: {other:?}"),
+        },
+        other => format!("handshake failed: {other}"),
+    }
+}
+
+// ------------------------------------------------------------ accept loop
+
+/// Whether the listener at `key` is a tunnel (tcp or tls).
+pub fn owns(shared: &Shared, key: SocketAddr) -> bool {
+    shared
+        .runtime
+        .load()
+        .listeners
+        .get(&key)
+        .is_some_and(|l| matches!(l.cfg.protocol, Protocol::Tcp | Protocol::Tls))
+}
+
+/// Accept loop of a tcp or tls listener; each accepted connection reads
+/// the current config generation (so reloaded CRLs apply to new connections
+/// while open tunnels keep going).
+pub async fn accept_loop(
+    listener: TcpListener,
+    key: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let rr = Arc::new(AtomicUsize::new(0));
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.changed() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let Some(shield) = crate::shield_glue::on_accept(&shared, peer.ip()) else {
+                    continue;
+                };
+                let rt = shared.runtime.load();
+                let Some(l) = rt.listeners.get(&key).cloned() else {
+                    continue;
+                };
+                let Some(permit) =
+                    crate::server::ConnPermit::acquire(&shared, peer.ip(), &rt.config.limits)
+                else {
+                    tracing::info!(%peer, listener = %l.cfg.name, reason = "connection cap reached", "tunnel refused");
+                    continue;
+                };
+                let servers: Vec<SocketAddr> = l
+                    .cfg
+                    .tunnel
+                    .upstream
+                    .as_ref()
+                    .and_then(|u| rt.pools.get(u))
+                    .map(|p| p.config.servers.iter().map(|s| s.addr).collect())
+                    .unwrap_or_default();
+                let connect_timeout = rt.config.limits.upstream_connect_timeout;
+                let handshake_timeout = rt.config.limits.header_read_timeout;
+                drop(rt);
+                let start = rr.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let _shield = shield;
+                    let _permit = permit;
+                    serve(
+                        stream,
+                        peer,
+                        l,
+                        servers,
+                        start,
+                        connect_timeout,
+                        handshake_timeout,
+                    )
+                    .await;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn connect_upstream(
+    servers: &[SocketAddr],
+    start: usize,
+    timeout: Duration,
+) -> Option<TcpStream> {
+    for i in 0..servers.len() {
+        let addr = servers[(start + i) % servers.len()];
+        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Some(s);
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(upstream = %addr, error = %e, "tunnel upstream connect failed")
+            }
+            Err(_) => tracing::debug!(upstream = %addr, "tunnel upstream connect timed out"),
+        }
+    }
+    None
+}
+
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    l: Arc<crate::server::ListenerRt>,
+    servers: Vec<SocketAddr>,
+    start: usize,
+    connect_timeout: Duration,
+    handshake_timeout: Duration,
+) {
+    let _ = stream.set_nodelay(true);
+    let name = l.cfg.name.as_str();
+    let began = Instant::now();
+    let refuse = |reason: &str, identity: &str| {
+        tracing::info!(%peer, listener = name, identity, reason, "tunnel refused");
+    };
+    match &l.tls {
+        None => {
+            let Some(up) = connect_upstream(&servers, start, connect_timeout).await else {
+                refuse("upstream unreachable", "");
+                return;
+            };
+            pipe(stream, up, peer, name, "", l.cfg.tunnel.idle_timeout, began).await;
+        }
+        Some(acceptor) => {
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    refuse(&refusal_reason(&e), "");
+                    return;
+                }
+                Err(_) => {
+                    refuse("handshake timed out", "");
+                    return;
+                }
+            };
+            let id = peer_identity(tls.get_ref().1);
+            let ident = id.as_ref().map(Identity::display_name).unwrap_or_default();
+            let allow = &l.cfg.tunnel.allow;
+            if !allow.is_empty() {
+                let ok = id
+                    .as_ref()
+                    .is_some_and(|id| allow.iter().any(|p| p.matches(id)));
+                if !ok {
+                    refuse("certificate not allowed by listener policy", &ident);
+                    let mut tls = tls;
+                    let _ = tls.shutdown().await;
+                    return;
+                }
+            }
+            let Some(up) = connect_upstream(&servers, start, connect_timeout).await else {
+                refuse("upstream unreachable", &ident);
+                return;
+            };
+            pipe(
+                tls,
+                up,
+                peer,
+                name,
+                &ident,
+                l.cfg.tunnel.idle_timeout,
+                began,
+            )
+            .await;
+        }
+    }
+}
+
+/// Milliseconds since `began`, for the idle clock.
+fn ms_since(began: Instant) -> u64 {
+    u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Copies one direction until EOF, then half-closes the writer.
+async fn copy_half<R, W>(
+    mut r: R,
+    mut w: W,
+    count: &AtomicU64,
+    last: &AtomicU64,
+    began: Instant,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; COPY_BUF];
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            // Half-close: the other direction keeps flowing.
+            let _ = w.shutdown().await;
+            return Ok(());
+        }
+        w.write_all(&buf[..n]).await?;
+        count.fetch_add(n as u64, Ordering::Relaxed);
+        last.store(ms_since(began), Ordering::Relaxed);
+    }
+}
+
+async fn pipe<C>(
+    client: C,
+    up: TcpStream,
+    peer: SocketAddr,
+    listener: &str,
+    identity: &str,
+    idle: Duration,
+    began: Instant,
+) where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let (cr, cw) = tokio::io::split(client);
+    let (ur, uw) = up.into_split();
+    let to_up = AtomicU64::new(0);
+    let to_client = AtomicU64::new(0);
+    let last = AtomicU64::new(0);
+    let copy = async {
+        let (a, b) = tokio::join!(
+            copy_half(cr, uw, &to_up, &last, began),
+            copy_half(ur, cw, &to_client, &last, began)
+        );
+        match (a, b) {
+            (Ok(()), Ok(())) => "closed".to_string(),
+            (Err(e), _) => format!("client error: {e}"),
+            (_, Err(e)) => format!("upstream error: {e}"),
+        }
+    };
+    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    let watchdog = async {
+        loop {
+            let since = ms_since(began).saturating_sub(last.load(Ordering::Relaxed));
+            if since >= idle_ms {
+                return "idle timeout".to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(idle_ms - since)).await;
+        }
+    };
+    let reason = tokio::select! {
+        r = copy => r,
+        r = watchdog => r,
+    };
+    tracing::info!(
+        %peer,
+        listener,
+        identity,
+        bytes_in = to_up.load(Ordering::Relaxed),
+        bytes_out = to_client.load(Ordering::Relaxed),
+        duration_ms = ms_since(began),
+        reason = %reason,
+        "tunnel closed"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_parse_and_match() {
+        let id = Identity {
+            cn: vec!["sensor-01".into()],
+            ou: vec!["devices".into()],
+            dns: vec!["Sensor-01.iot.acme".into()],
+            uri: vec!["spiffe://acme/device/sensor-01".into()],
+        };
+        let m = |s: &str| AllowPattern::parse(s).unwrap().matches(&id);
+        assert!(m("cn:sensor-01"));
+        assert!(m("cn:sensor-*"));
+        assert!(!m("cn:sensor-0"));
+        assert!(m("ou:devices"));
+        assert!(m("dns:sensor-01.IOT.acme"));
+        assert!(m("uri:spiffe://acme/device/*"));
+        assert!(!m("uri:spiffe://other/*"));
+        assert!(AllowPattern::parse("xx:1").is_err());
+        assert!(AllowPattern::parse("cn:").is_err());
+        assert!(AllowPattern::parse("cn:a*b").is_err());
+        assert!(AllowPattern::parse("nocolon").is_err());
+    }
+
+    #[test]
+    fn identity_from_rcgen_certificate() {
+        let mut p = rcgen::CertificateParams::new(vec!["dev.example".to_string()]).unwrap();
+        p.subject_alt_names.push(rcgen::SanType::URI(
+            rcgen::Ia5String::try_from("spiffe://acme/device/x").unwrap(),
+        ));
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "dev-x");
+        p.distinguished_name
+            .push(rcgen::DnType::OrganizationalUnitName, "devices");
+        let kp = rcgen::KeyPair::generate().unwrap();
+        let c = p.self_signed(&kp).unwrap();
+        let id = Identity::from_der(c.der()).unwrap();
+        assert_eq!(id.cn, vec!["dev-x"]);
+        assert_eq!(id.ou, vec!["devices"]);
+        assert_eq!(id.dns, vec!["dev.example"]);
+        assert_eq!(id.uri, vec!["spiffe://acme/device/x"]);
+        assert_eq!(id.display_name(), "dev-x");
+        assert_eq!(Identity::from_der(b"\x30\x82garbage"), None);
+        assert_eq!(Identity::from_der(&[]), None);
+    }
+}
