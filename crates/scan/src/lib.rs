@@ -9,6 +9,9 @@
 //!
 //! Findings carry a [`Severity`] so a CLI can gate on `--fail-on`.
 
+pub mod deps;
+pub mod osv;
+pub mod pep440;
 pub mod ports;
 pub mod portspec;
 pub mod probe;
