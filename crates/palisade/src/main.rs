@@ -18,6 +18,7 @@ mod crypt_cmd;
 mod echo;
 mod pki_cmd;
 mod rules_cmd;
+mod scan_cmd;
 mod waf;
 mod waftest;
 
@@ -108,6 +109,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: pki_cmd::PkiCmd,
     },
+    /// Scanners: TCP ports with service identification, dependencies against OSV.
+    Scan {
+        #[command(subcommand)]
+        cmd: scan_cmd::ScanCmd,
+    },
     /// Tools for tests.
     #[command(hide = true)]
     Testing {
@@ -195,6 +201,7 @@ fn main() -> ExitCode {
         Cmd::Ban { cmd, target } => ban::run(cmd, &target).map_err(Failure::Runtime),
         Cmd::Crypt { cmd } => crypt_cmd::run(cmd).map_err(Failure::Runtime),
         Cmd::Pki { dir, cmd } => pki_cmd::run(&dir, cmd).map_err(Failure::Runtime),
+        Cmd::Scan { cmd } => return scan_cmd::run(cmd),
         Cmd::Reload {
             config,
             pid_file,

@@ -178,7 +178,7 @@ impl Database {
             let age = now - newest;
             if age > max.as_secs() as i64 {
                 return Err(err(format!(
-                    "stale: newest record modified {} days ago (max {} days); update it",
+                    "newest record modified {} days ago (max {} days); update it",
                     age / 86400,
                     max.as_secs() / 86400
                 )));

@@ -145,7 +145,7 @@ fn absent_empty_and_stale_databases_are_errors() {
     let e = Database::load(tmp.path(), week, later)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("stale"), "{e}");
+    assert!(e.contains("days ago"), "{e}");
     assert!(
         Database::load(tmp.path(), None, later).is_ok(),
         "max age disabled"
