@@ -18,6 +18,7 @@ mod crypt_cmd;
 mod echo;
 mod pki_cmd;
 mod rules_cmd;
+mod scan_cmd;
 mod waf;
 mod waftest;
 
@@ -124,6 +125,10 @@ enum Cmd {
         cfg: user_cmd::ConfigArg,
         #[command(subcommand)]
         cmd: user_cmd::AccessCmd,
+    /// Scanners: TCP ports with service identification, dependencies against OSV.
+    Scan {
+        #[command(subcommand)]
+        cmd: scan_cmd::ScanCmd,
     },
     /// Tools for tests.
     #[command(hide = true)]
@@ -214,6 +219,7 @@ fn main() -> ExitCode {
         Cmd::Pki { dir, cmd } => pki_cmd::run(&dir, cmd).map_err(Failure::Runtime),
         Cmd::User { cfg, cmd } => user_cmd::run_user(&cfg, cmd).map_err(Failure::Runtime),
         Cmd::Access { cfg, cmd } => user_cmd::run_access(&cfg, cmd).map_err(Failure::Runtime),
+        Cmd::Scan { cmd } => return scan_cmd::run(cmd),
         Cmd::Reload {
             config,
             pid_file,

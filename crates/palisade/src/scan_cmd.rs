@@ -1,0 +1,241 @@
+//! `palisade scan`: TCP port scan with service identification, and the
+//! dependency audit against an OSV database (the `scan` crate does the
+//! work). Exit codes: 0 clean, 1 findings at or above `--fail-on`,
+//! 2 error (bad arguments, unresolvable host, missing or stale database).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::{Subcommand, ValueEnum};
+use scan::{Error, Severity};
+
+/// Printed before every scan (stderr, so JSON on stdout stays clean).
+const REMINDER: &str = "reminder: scan only hosts and code you are authorised to test";
+
+/// Output format.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Human-readable table.
+    Table,
+    /// One JSON document.
+    Json,
+    /// One JSON object per line (per open port / finding).
+    Jsonl,
+}
+
+/// `palisade scan` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ScanCmd {
+    /// TCP connect scan with banner grab and service identification.
+    Ports {
+        /// Host name or IP address.
+        host: String,
+        /// Ports: `1-1024,8080,top100`, `-` for all (default: top100).
+        #[arg(short, long, default_value = "top100")]
+        ports: String,
+        /// Per-connect timeout in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        timeout: u64,
+        /// Banner read timeout in milliseconds (0: no service identification).
+        #[arg(long, default_value_t = 500)]
+        banner_timeout: u64,
+        /// Concurrent connects (capped by the open-file limit).
+        #[arg(long, default_value_t = scan::ports::DEFAULT_CONCURRENCY)]
+        concurrency: usize,
+        /// Exit 1 when a finding is at least this severe (`never` to disable).
+        #[arg(long, default_value = "high")]
+        fail_on: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Shorthand for `--format json`.
+        #[arg(long)]
+        json: bool,
+        /// Confirm you may scan a non-loopback target.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Check lockfiles against an OSV advisory database directory.
+    Deps {
+        /// Cargo.lock, poetry.lock, requirements*.txt, package-lock.json, go.sum.
+        #[arg(required = true)]
+        lockfiles: Vec<PathBuf>,
+        /// OSV database directory (JSON records from OSV's bulk exports).
+        #[arg(long)]
+        db: PathBuf,
+        /// Maximum age of the database in days since its newest record (0: no limit).
+        #[arg(long, default_value_t = 7)]
+        max_age_days: u64,
+        /// Exit 1 when a finding is at least this severe (`never` to disable).
+        #[arg(long, default_value = "low")]
+        fail_on: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Shorthand for `--format json`.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a scan command and returns its exit code.
+pub fn run(cmd: ScanCmd) -> ExitCode {
+    match run_inner(cmd) {
+        Ok(true) => ExitCode::from(1),
+        Ok(false) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn fail_level(s: &str) -> Result<Option<Severity>, String> {
+    if s.eq_ignore_ascii_case("never") {
+        return Ok(None);
+    }
+    Severity::parse(s).map(Some).ok_or_else(|| {
+        format!("--fail-on {s:?}: expected info, low, medium, high, critical or never")
+    })
+}
+
+/// `Ok(true)`: findings at or above the gate.
+fn run_inner(cmd: ScanCmd) -> Result<bool, String> {
+    match cmd {
+        ScanCmd::Ports {
+            host,
+            ports,
+            timeout,
+            banner_timeout,
+            concurrency,
+            fail_on,
+            format,
+            json,
+            yes,
+        } => {
+            let gate = fail_level(&fail_on)?;
+            let format = if json { Format::Json } else { format };
+            let list = scan::portspec::parse(&ports).map_err(|e| e.to_string())?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let ip = rt
+                .block_on(scan::ports::resolve(&host))
+                .map_err(|e: Error| e.to_string())?;
+            eprintln!("target: {host} ({ip}), {} ports ({ports})", list.len());
+            eprintln!("{REMINDER}");
+            if !ip.is_loopback() && !yes {
+                return Err(format!(
+                    "{ip} is not a loopback address: pass --yes to confirm you are allowed to scan it"
+                ));
+            }
+            let opts = scan::ports::Options {
+                timeout: Duration::from_millis(timeout.max(1)),
+                concurrency,
+                banner_timeout: (banner_timeout > 0).then(|| Duration::from_millis(banner_timeout)),
+            };
+            let report = rt.block_on(scan::ports::scan(ip, &list, &opts));
+            match format {
+                Format::Json => println!("{}", to_json(&report)?),
+                Format::Jsonl => {
+                    for p in &report.open {
+                        println!("{}", to_json(p)?);
+                    }
+                }
+                Format::Table => {
+                    println!(
+                        "{:<10} {:<6} {:<11} {:<8} BANNER",
+                        "PORT", "STATE", "SERVICE", "SEVERITY"
+                    );
+                    for p in &report.open {
+                        println!(
+                            "{:<10} {:<6} {:<11} {:<8} {}",
+                            format!("{}/tcp", p.port),
+                            "open",
+                            p.service.as_deref().unwrap_or("-"),
+                            p.severity,
+                            p.banner.as_deref().unwrap_or("")
+                        );
+                    }
+                    println!(
+                        "{} open, {} scanned, {} timed out, {} self-connects ignored, concurrency {}, {} ms",
+                        report.open.len(),
+                        report.scanned,
+                        report.timed_out,
+                        report.self_connects,
+                        report.concurrency,
+                        report.elapsed_ms
+                    );
+                }
+            }
+            Ok(gate.is_some_and(|g| report.open.iter().any(|p| p.severity >= g)))
+        }
+        ScanCmd::Deps {
+            lockfiles,
+            db,
+            max_age_days,
+            fail_on,
+            format,
+            json,
+        } => {
+            let gate = fail_level(&fail_on)?;
+            let format = if json { Format::Json } else { format };
+            let names: Vec<String> = lockfiles.iter().map(|p| p.display().to_string()).collect();
+            eprintln!("target: {} (database {})", names.join(", "), db.display());
+            eprintln!("{REMINDER}");
+            let max_age = (max_age_days > 0).then(|| Duration::from_secs(max_age_days * 86400));
+            let database = scan::osv::Database::load(&db, max_age, SystemTime::now())
+                .map_err(|e| e.to_string())?;
+            for (path, why) in &database.skipped {
+                eprintln!("warning: skipped advisory {}: {why}", path.display());
+            }
+            let refs: Vec<&std::path::Path> = lockfiles.iter().map(|p| p.as_path()).collect();
+            let report = scan::deps::audit(&refs, &database).map_err(|e| e.to_string())?;
+            for (d, why) in &report.unchecked {
+                eprintln!(
+                    "warning: not checked {} {} {}: {why}",
+                    d.ecosystem, d.name, d.version
+                );
+            }
+            match format {
+                Format::Json => println!("{}", to_json(&report)?),
+                Format::Jsonl => {
+                    for f in &report.findings {
+                        println!("{}", to_json(f)?);
+                    }
+                }
+                Format::Table => {
+                    println!(
+                        "{:<9} {:<20} {:<10} {:<30} {:<12} SUMMARY",
+                        "SEVERITY", "ID", "ECOSYSTEM", "PACKAGE", "VERSION"
+                    );
+                    for f in &report.findings {
+                        println!(
+                            "{:<9} {:<20} {:<10} {:<30} {:<12} {}",
+                            f.severity,
+                            f.id,
+                            f.dependency.ecosystem,
+                            f.dependency.name,
+                            f.dependency.version,
+                            f.summary.as_deref().unwrap_or("")
+                        );
+                    }
+                    println!(
+                        "{} vulnerable, {} dependencies checked, {} unchecked, {} advisories",
+                        report.findings.len(),
+                        report.checked,
+                        report.unchecked.len(),
+                        report.advisories
+                    );
+                }
+            }
+            Ok(gate.is_some_and(|g| report.findings.iter().any(|f| f.severity >= g)))
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, String> {
+    serde_json::to_string(v).map_err(|e| e.to_string())
+}
