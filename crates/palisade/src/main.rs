@@ -125,6 +125,7 @@ enum Cmd {
         cfg: user_cmd::ConfigArg,
         #[command(subcommand)]
         cmd: user_cmd::AccessCmd,
+    },
     /// Scanners: TCP ports with service identification, dependencies against OSV.
     Scan {
         #[command(subcommand)]
