@@ -517,6 +517,7 @@ async fn forward(
     let waf_prefix = match crate::waf::check_request(
         &route,
         ctx,
+        done.client,
         &mut req,
         &host,
         &done.request_id,

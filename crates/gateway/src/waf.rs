@@ -478,9 +478,15 @@ async fn next_frame(body: &mut Incoming, idle: Duration) -> Result<Option<Bytes>
 
 /// Phases 1 and 2 for a routed request. On [`Verdict::Pass`] the WAF
 /// state is left in `slot` for the response phases and phase 5.
+///
+/// `client` is the client address the shield resolved (the TCP peer, or the
+/// address a trusted proxy forwarded): rules on REMOTE_ADDR and the audit log
+/// must name the real client, not the load balancer in front of palisade.
+#[allow(clippy::too_many_arguments)]
 pub async fn check_request(
     route: &RouteRt,
     ctx: &ConnCtx,
+    client: std::net::IpAddr,
     req: &mut Request<Incoming>,
     host: &str,
     request_id: &HeaderValue,
@@ -495,7 +501,7 @@ pub async fn check_request(
     let time = now_micros();
     let listen = ctx.listener.cfg.listen;
     let input = TransactionInput {
-        client_ip: ctx.peer.ip().to_string(),
+        client_ip: client.to_string(),
         client_port: ctx.peer.port(),
         server_ip: listen.ip().to_string(),
         server_port: listen.port(),
@@ -557,7 +563,7 @@ pub async fn check_request(
         tx.request_header(k, v);
     }
     let record = Record {
-        client_ip: ctx.peer.ip().to_string(),
+        client_ip: client.to_string(),
         client_port: ctx.peer.port(),
         host_ip: listen.ip().to_string(),
         host_port: listen.port(),

@@ -581,3 +581,34 @@ fn h2c_requests_are_inspected_and_audited() {
     assert_eq!(t["request"]["headers"]["host"], "test.local");
     assert_eq!(rule_ids(&rec), ["1001"]);
 }
+
+/// Behind a trusted load balancer the WAF judges and logs the client the
+/// balancer forwarded (X-Forwarded-For), not the balancer's own address.
+#[test]
+fn remote_addr_is_the_forwarded_client_behind_a_trusted_proxy() {
+    let up = Upstream::start("app");
+    let rules = inline(
+        r#"SecRule REMOTE_ADDR "@ipMatch 203.0.113.0/24" "id:1101,phase:1,deny,status:403,log,msg:'blocked network'""#,
+    );
+    let mut toml = config(up.addr, "", &[("/", &format!("mode = \"block\"\n{rules}"))]);
+    toml.push_str("[shield]\ntrusted_proxies = [\"127.0.0.1\"]\n");
+    let p = Palisade::start_toml(&toml);
+    let r = get(
+        p.addr(),
+        "/",
+        "xff-blocked",
+        "X-Forwarded-For: 203.0.113.7\r\n",
+    );
+    assert_eq!(r.status, 403, "{}", r.body_str());
+    let r = get(
+        p.addr(),
+        "/",
+        "xff-other",
+        "X-Forwarded-For: 198.51.100.9\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert_eq!(up.request_count(), 1);
+    let rec = record_for(&p, "xff-blocked").expect("audit record of the blocked request");
+    assert_eq!(rec["transaction"]["client_ip"], "203.0.113.7");
+    assert_eq!(rule_ids(&rec), vec!["1101".to_string()]);
+}
