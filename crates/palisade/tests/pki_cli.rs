@@ -454,19 +454,15 @@ fn bad_secrets_and_corrupted_files_are_clear_errors() {
     // A flipped byte inside the ciphertext.
     let mut lines: Vec<String> = good.lines().map(String::from).collect();
     let mid = lines.len() - 3;
-    let flipped: String = lines[mid]
-        .chars()
-        .map(|c| {
-            if c == 'A' {
-                'B'
-            } else if c == 'B' {
-                'A'
-            } else {
-                c
-            }
-        })
-        .collect();
-    lines[mid] = flipped;
+    // Always a change: the line's first base64 digit (6 data bits) is
+    // replaced by another digit (swapping A and B alone left lines without
+    // either letter untouched, and the test passed by luck or failed).
+    let first = if lines[mid].starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
+    lines[mid].replace_range(..1, first);
     std::fs::write(&key, lines.join("\n") + "\n").unwrap();
     let e = err(&pki_env(&d, &["crl", "--key-file", &kf], None));
     assert!(e.contains("issuing-ca.key"), "{e}");
