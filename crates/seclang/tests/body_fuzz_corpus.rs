@@ -5,30 +5,20 @@
 #[path = "../fuzz/harness.rs"]
 mod harness;
 
+#[path = "support/corpus.rs"]
+mod support;
+
 use std::path::PathBuf;
 
+/// The smallest corpus a target may have.
+const MIN: usize = 4;
+
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus")).join(target);
-    let mut files: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| {
-            let path = entry
-                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-                .path();
-            let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            (path, data)
-        })
-        .collect();
-    files.sort();
-    assert!(files.len() >= 4, "{target}: corpus too small");
-    files
+    support::files(target, MIN)
 }
 
 fn replay(target: &str, check: fn(&[u8])) {
-    for (path, data) in corpus(target) {
-        let outcome = std::panic::catch_unwind(|| check(&data));
-        assert!(outcome.is_ok(), "{}: invariant failed", path.display());
-    }
+    support::replay(target, MIN, check)
 }
 
 #[test]
