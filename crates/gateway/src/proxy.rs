@@ -239,8 +239,16 @@ pub async fn handle(
         req.headers_mut().remove(REJECT_HEADER);
     }
 
-    if let Some((resp, why)) =
-        crate::shield_glue::on_request(&mut req, &ctx, &rt, &mut done.client, &request_id).await
+    let mut rate = None;
+    if let Some((resp, why)) = crate::shield_glue::on_request(
+        &mut req,
+        &ctx,
+        &rt,
+        &mut done.client,
+        &mut rate,
+        &request_id,
+    )
+    .await
     {
         done.status = resp.status().as_u16();
         done.error = Some(why);
@@ -249,7 +257,10 @@ pub async fn handle(
 
     let upgrade_header = h1 && req.headers().contains_key(header::UPGRADE);
     match forward(req, &ctx, &rt, &mut done).await {
-        Ok(resp) => Ok(resp.map(|b| b.with_finish(done))),
+        Ok(mut resp) => {
+            crate::shield_glue::decorate(&mut resp, rate);
+            Ok(resp.map(|b| b.with_finish(done)))
+        }
         Err(e) => {
             let close =
                 upgrade_header || matches!(e.status().as_u16(), 400 | 405 | 408 | 413 | 414 | 431);

@@ -319,7 +319,9 @@ pub(super) fn validate(raw: RawShield, v: &V, routes: &[RouteConfig]) -> Result<
             quota,
             routes: route_refs(v, &r.routes, "shield.rate_limit.routes", routes)?,
             path_prefix,
-            policy: format!("{burst};w={window}"),
+            // Digits, `;` and `=` only: always a valid header value.
+            policy: http::HeaderValue::from_str(&format!("{burst};w={window}"))
+                .unwrap_or_else(|_| http::HeaderValue::from_static("invalid")),
         });
     }
     let mut names = HashSet::new();

@@ -72,6 +72,7 @@ pub async fn on_request(
     ctx: &ConnCtx,
     rt: &Runtime,
     client: &mut IpAddr,
+    rate: &mut Option<shield::RateInfo>,
     request_id: &HeaderValue,
 ) -> Option<(Response<RespBody>, String)> {
     let shield = &ctx.shared.shield;
@@ -105,8 +106,9 @@ pub async fn on_request(
         })
         .await;
     let answer = match verdict {
-        Verdict::Pass { client: c } => {
+        Verdict::Pass { client: c, rate: r } => {
             *client = c;
+            *rate = r;
             return None;
         }
         Verdict::Answer { client: c, answer } => {
@@ -153,6 +155,17 @@ pub async fn on_request(
     );
     let why = format!("shield: {} ({})", answer.kind.as_str(), answer.detail);
     Some((resp, why))
+}
+
+/// Announces the budget left under the tightest rate limit on a forwarded
+/// response, so well-behaved clients slow down before they get a 429.
+pub fn decorate<B>(resp: &mut Response<B>, rate: Option<shield::RateInfo>) {
+    if let Some(r) = rate {
+        let h = resp.headers_mut();
+        for (k, v) in r.headers() {
+            h.insert(k, v);
+        }
+    }
 }
 
 /// Called once per finished request: 4xx answers of the application (not

@@ -99,6 +99,35 @@ fn concurrent_clients_get_exactly_the_burst() {
 }
 
 #[test]
+fn allowed_responses_announce_the_budget_left() {
+    // Two limits cover /api: the response reports the tighter one, and the
+    // remaining count falls by one per request until the 429.
+    let up = Upstream::start("app");
+    let p = Palisade::start_toml(&config(
+        &up,
+        "[state]\nbackend = \"memory\"\n\n[[shield.rate_limit]]\nname = \"loose\"\nrate = \"1/h\"\nburst = 50\n\n[[shield.rate_limit]]\nname = \"api\"\nrate = \"1/h\"\nburst = 3\npath_prefix = \"/api\"\n",
+    ));
+    for left in (0..3).rev() {
+        let r = roundtrip(p.addr(), &get("/api/x", ""));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("ratelimit-limit"), Some("3"));
+        assert_eq!(
+            r.header("ratelimit-remaining"),
+            Some(left.to_string().as_str())
+        );
+        assert!(r.header("ratelimit-policy").unwrap().starts_with("3;w="));
+        let reset: u64 = r.header("ratelimit-reset").unwrap().parse().unwrap();
+        assert!(reset > 0 && reset <= 3 * 3600, "RateLimit-Reset {reset}");
+    }
+    assert_eq!(roundtrip(p.addr(), &get("/api/x", "")).status, 429);
+    // Outside /api only the loose limit counts (4 requests spent so far).
+    let r = roundtrip(p.addr(), &get("/other", ""));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("ratelimit-limit"), Some("50"));
+    assert_eq!(r.header("ratelimit-remaining"), Some("45"));
+}
+
+#[test]
 fn sustained_rate_never_exceeds_burst_plus_rate() {
     // 5/s with burst 5, 6 clients hammering for ~2 s: the budget over the
     // measured interval is 5 + 5 * elapsed (+1 for rounding).

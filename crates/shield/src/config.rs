@@ -89,7 +89,7 @@ pub struct RateRule {
     /// Path prefix it applies to (empty: all).
     pub path_prefix: String,
     /// Value of the `RateLimit-Policy` header (`10;w=1`).
-    pub policy: String,
+    pub policy: http::HeaderValue,
 }
 
 impl RateRule {

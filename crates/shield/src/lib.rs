@@ -126,6 +126,9 @@ pub enum Verdict {
     Pass {
         /// The client address (behind trusted proxies: the real client).
         client: IpAddr,
+        /// The tightest rate limit that counted this request, for the
+        /// `RateLimit-*` headers of the response (`None`: no limit applied).
+        rate: Option<RateInfo>,
     },
     /// Answer with this instead.
     Answer {
@@ -140,6 +143,45 @@ pub enum Verdict {
         /// The client address.
         client: IpAddr,
     },
+}
+
+/// The budget left under one rate limit, announced to well-behaved clients
+/// on every response (draft-ietf-httpapi-ratelimit-headers) so they can slow
+/// down before they are refused.
+#[derive(Debug, Clone)]
+pub struct RateInfo {
+    /// The burst (`RateLimit-Limit`).
+    pub limit: u32,
+    /// Requests still accepted right now (`RateLimit-Remaining`).
+    pub remaining: u32,
+    /// Seconds until the full burst is available again (`RateLimit-Reset`).
+    pub reset_secs: u64,
+    /// `RateLimit-Policy`, e.g. `10;w=1`.
+    pub policy: HeaderValue,
+}
+
+impl RateInfo {
+    /// The four `RateLimit-*` headers.
+    pub fn headers(&self) -> [(HeaderName, HeaderValue); 4] {
+        [
+            (
+                HeaderName::from_static("ratelimit-limit"),
+                HeaderValue::from(self.limit),
+            ),
+            (
+                HeaderName::from_static("ratelimit-remaining"),
+                HeaderValue::from(self.remaining),
+            ),
+            (
+                HeaderName::from_static("ratelimit-reset"),
+                HeaderValue::from(self.reset_secs),
+            ),
+            (
+                HeaderName::from_static("ratelimit-policy"),
+                self.policy.clone(),
+            ),
+        ]
+    }
 }
 
 /// What a request looks like to the shield.
@@ -400,7 +442,7 @@ impl Shield {
         let c = self.cfg.load_full();
         let client = client_ip::client_ip(req.peer, req.headers, &c.trusted_proxies);
         if c.allow.contains(client) {
-            return Verdict::Pass { client };
+            return Verdict::Pass { client, rate: None };
         }
         let answer = |a: Answer| Verdict::Answer {
             client,
@@ -437,9 +479,10 @@ impl Shield {
         }
         // Rate limits come before the challenge answer endpoint too, so
         // answer posts cannot bypass them.
-        if let Some(a) = self.rate_limits(&c, req, client, now).await {
-            return answer(a);
-        }
+        let rate = match self.rate_limits(&c, req, client, now).await {
+            Ok(rate) => rate,
+            Err(a) => return answer(*a),
+        };
         let challenge_on =
             !c.challenge.routes.is_empty() || c.jails.iter().any(|j| j.soft_threshold.is_some());
         if challenge_on && req.path == CHALLENGE_PATH && req.method == Method::POST {
@@ -473,7 +516,7 @@ impl Shield {
                 }
             }
         }
-        Verdict::Pass { client }
+        Verdict::Pass { client, rate }
     }
 
     async fn rate_limits(
@@ -482,7 +525,8 @@ impl Shield {
         req: &RequestInfo<'_>,
         client: IpAddr,
         now: u64,
-    ) -> Option<Answer> {
+    ) -> Result<Option<RateInfo>, Box<Answer>> {
+        let mut tightest: Option<RateInfo> = None;
         for rule in &c.rate_limits {
             if !rule.applies(req.route, req.path) {
                 continue;
@@ -511,7 +555,16 @@ impl Shield {
                     continue;
                 }
             };
+            let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
             if d.allowed {
+                if tightest.as_ref().is_none_or(|t| d.remaining < t.remaining) {
+                    tightest = Some(RateInfo {
+                        limit: d.limit,
+                        remaining: d.remaining,
+                        reset_secs: gcra::ceil_secs(us(d.reset_after)),
+                        policy: rule.policy.clone(),
+                    });
+                }
                 continue;
             }
             self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -522,7 +575,6 @@ impl Shield {
                 "too many requests: slow down",
                 format!("rate limit {}", rule.name),
             );
-            let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
             let retry = gcra::ceil_secs(us(d.retry_after)).to_string();
             a.headers.push((http::header::RETRY_AFTER, hv(&retry)));
             a.headers.push((
@@ -539,11 +591,11 @@ impl Shield {
             ));
             a.headers.push((
                 HeaderName::from_static("ratelimit-policy"),
-                hv(&rule.policy),
+                rule.policy.clone(),
             ));
-            return Some(a);
+            return Err(Box::new(a));
         }
-        None
+        Ok(tightest)
     }
 
     /// Verifies a challenge answer (the urlencoded body `token=…&nonce=…`

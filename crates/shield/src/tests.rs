@@ -127,7 +127,7 @@ async fn trusted_proxy_client_is_checked() {
     );
     // From an untrusted peer the header is ignored.
     assert!(
-        matches!(s.check_at(&r.info("192.0.2.1"), t0()).await, Verdict::Pass { client } if client == ip("192.0.2.1"))
+        matches!(s.check_at(&r.info("192.0.2.1"), t0()).await, Verdict::Pass { client, .. } if client == ip("192.0.2.1"))
     );
 }
 
@@ -144,7 +144,7 @@ async fn rate_limit_answers_429_with_headers_and_feeds_jails() {
             },
             routes: vec!["app".into()],
             path_prefix: "/api".into(),
-            policy: "2;w=20".into(),
+            policy: http::HeaderValue::from_static("2;w=20"),
         }],
         jails: vec![JailRule {
             name: "hammer".into(),
@@ -221,7 +221,7 @@ async fn header_and_route_keys() {
                 },
                 routes: vec![],
                 path_prefix: String::new(),
-                policy: "1;w=3600".into(),
+                policy: http::HeaderValue::from_static("1;w=3600"),
             },
             RateRule {
                 name: "route".into(),
@@ -233,7 +233,7 @@ async fn header_and_route_keys() {
                 },
                 routes: vec![],
                 path_prefix: String::new(),
-                policy: "3;w=3600".into(),
+                policy: http::HeaderValue::from_static("3;w=3600"),
             },
         ],
         ..Default::default()
@@ -401,7 +401,7 @@ async fn challenge_answers_are_rate_limited_too() {
         },
         routes: vec![],
         path_prefix: String::new(),
-        policy: "1;w=3600".into(),
+        policy: http::HeaderValue::from_static("1;w=3600"),
     }];
     let s = shield(cfg);
     let mut post = Req::get(CHALLENGE_PATH);
