@@ -46,7 +46,7 @@ fn config() -> ShieldConfig {
             },
             routes: vec![],
             path_prefix: String::new(),
-            policy: String::new(),
+            policy: http::HeaderValue::from_static("1000;w=1"),
         }],
         ..ShieldConfig::default()
     }
