@@ -212,3 +212,48 @@ fn redis_killed_mid_test_cached_bans_hold_and_rate_limits_fail_open() {
         p.logs()
     );
 }
+
+#[test]
+fn scanner_spread_over_two_nodes_is_banned_on_both() {
+    // A scanner behind a load balancer probes 3 distinct paths on each node:
+    // only the shared counter sees 6, the threshold.
+    let Some(redis) = start_redis() else { return };
+    let mut o = UpstreamOpts::named("app");
+    o.status = 404;
+    let up = Upstream::start_opts(o, 0);
+    let toml = format!(
+        "{}\n[state]\nbackend = \"redis\"\n[state.redis]\nurl = \"redis://127.0.0.1:{}/0\"\ntimeout_ms = 2000\nban_sync_interval_ms = 500\n\n[[shield.jail]]\nname = \"scanners\"\nevent = \"scan\"\nthreshold = 6\nwindow = \"1m\"\nban = \"10m\"\n",
+        ConfigSpec::proxy(&[up.addr]).render(),
+        redis.port
+    );
+    let n1 = Palisade::start_toml(&toml);
+    let n2 = Palisade::start_toml(&toml);
+    for i in 0..5 {
+        let node = if i % 2 == 0 { &n1 } else { &n2 };
+        assert_eq!(status(node, &format!("/probe/{i}")), 404);
+    }
+    // Five distinct paths so far; repeating one adds nothing.
+    assert_eq!(status(&n1, "/probe/0"), 404);
+    assert_eq!(status(&n2, "/probe/1"), 404);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(ban(&n1, &["list"]).trim(), "no active bans");
+    assert_eq!(status(&n2, "/probe/5"), 404);
+    for (name, n) in [("node 1", &n1), ("node 2", &n2)] {
+        let refused = wait_for(Duration::from_secs(10), || {
+            matches!(status(n, "/after-ban"), 0 | 403).then_some(())
+        });
+        assert!(
+            refused.is_some(),
+            "{name} still serves the scanner\n{}",
+            n.logs()
+        );
+    }
+    let list = ban(&n1, &["list"]);
+    assert!(list.contains("scanners"), "{list}");
+    assert!(list.contains("6 scan events within 60s"), "{list}");
+    assert_eq!(
+        list.lines().filter(|l| l.contains("127.0.0.1")).count(),
+        1,
+        "one ban, not one per node: {list}"
+    );
+}

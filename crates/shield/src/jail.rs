@@ -5,7 +5,8 @@
 //!
 //! Counting is per ban scope (an IPv4 address, an IPv6 /64 by default), so a
 //! client rotating addresses inside its /64 is one offender. The tables are
-//! local to the node and capped.
+//! local to the node and capped; with the Redis backend the shield counts in
+//! Redis instead (see `Shield::record_at`), so the nodes add up.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -229,6 +230,15 @@ impl Jails {
         lock(&self.suspects)
             .get(&who)
             .is_some_and(|until| now_ms < *until)
+    }
+
+    /// Flags `who` as a suspect until `until_ms` (a soft threshold crossed
+    /// in a counter kept elsewhere, e.g. the shared backend).
+    pub fn mark_suspect(&self, who: IpNet, until_ms: u64) {
+        let mut s = lock(&self.suspects);
+        s.insert(who, until_ms);
+        self.suspects_len
+            .store(s.len(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Forgets the suspicion (after a solved challenge or a ban).

@@ -51,6 +51,14 @@ pub use store::LocalRates;
 
 /// Path the challenge page posts its answer to.
 pub const CHALLENGE_PATH: &str = "/.palisade/challenge";
+/// Default 10 000: jail counter updates waiting on the shared (Redis)
+/// backend at once. Bounds the tasks a flood of 4xx answers can queue while
+/// Redis is slow; past it the node counts the event locally.
+pub const MAX_PENDING_SHARED_COUNTS: usize = 10_000;
+/// Fixed 5 s: after one node bans a client for a jail, other nodes crossing
+/// the same shared threshold within this time do not ban it again (which
+/// would count a second offence and double the escalation).
+pub const SHARED_BAN_DEDUP: Duration = Duration::from_secs(5);
 /// Fixed 4 KiB: body of a challenge answer. Bounds what an answer post can
 /// make us buffer (a real one is about 150 bytes).
 pub const MAX_ANSWER_BYTES: usize = 4096;
@@ -295,11 +303,13 @@ pub struct Shield {
     store: Store,
     /// Per-node accept-time rate state (never shared: it protects this node).
     local: LocalRates,
-    jails: jail::Jails,
+    jails: Arc<jail::Jails>,
+    /// Jail counter updates in flight on a shared backend.
+    pending_shared: Arc<std::sync::atomic::AtomicUsize>,
     pow: pow::Pow,
     conns: Arc<ConnCounts>,
     /// What the shield did.
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
 }
 
 fn hv(s: &str) -> HeaderValue {
@@ -359,12 +369,13 @@ impl Shield {
             cfg: ArcSwap::from_pointee(cfg),
             store,
             local: LocalRates::default(),
-            jails: jail::Jails::default(),
+            jails: Arc::new(jail::Jails::default()),
+            pending_shared: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             pow: pow::Pow::new(secret),
             conns: Arc::new(ConnCounts {
                 shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             }),
-            stats: Stats::default(),
+            stats: Arc::new(Stats::default()),
         }
     }
 
@@ -720,72 +731,110 @@ impl Shield {
         }
         let who = IpNet::ban_scope(client, c.ban_v4_prefix, c.ban_v6_prefix);
         let h = path_hash(path);
+        let shared = self.store.backend() == state::BackendKind::Redis;
         for rule in c.jails.iter().filter(|j| j.event == kind) {
+            if shared && self.record_shared(rule, client, who, h, now_ms, c.repeat_window) {
+                continue;
+            }
             match self.jails.record(rule, who, now_ms, h, c.repeat_window) {
                 jail::Outcome::Ban { duration, offences } => {
-                    let reason = format!(
-                        "{} {} events within {}s",
-                        rule.threshold,
-                        kind.name(),
-                        rule.window.as_secs()
-                    );
-                    let now_us = now_ms.saturating_mul(1000);
-                    let ban = Ban {
-                        target: to_prefix(who),
-                        reason: reason.clone(),
-                        jail: rule.name.clone(),
-                        created_us: now_us,
-                        expires_us: Some(now_us.saturating_add(
-                            u64::try_from(duration.as_micros()).unwrap_or(u64::MAX),
-                        )),
-                        offences,
-                    };
                     self.stats.auto_bans.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        event = "shield.ban",
-                        client = %client,
-                        net = %who,
-                        jail = %rule.name,
-                        reason = %reason,
-                        duration_s = duration.as_secs(),
-                        offences,
-                        "shield: client banned"
+                    write_ban(
+                        &self.store,
+                        jail_ban(rule, client, who, now_ms, duration, offences),
                     );
-                    self.write_ban(ban);
                 }
-                jail::Outcome::Suspect(n) => {
-                    tracing::info!(event = "shield.suspect", client = %client, jail = %rule.name, count = n, "shield: client must solve the challenge");
-                }
+                jail::Outcome::Suspect(n) => log_suspect(client, rule, u64::from(n)),
                 jail::Outcome::Counted(_) => {}
             }
         }
     }
 
-    /// Stores a jail's ban without making the caller wait: the in-memory
-    /// store answers at the first poll (the ban is in force before the
-    /// response that tripped the jail is finished); SQLite and Redis writes
-    /// finish on a task (the store updates its local ban cache).
-    fn write_ban(&self, ban: Ban) {
-        let store = self.store.clone();
-        let target = ban.target;
-        let mut fut = Box::pin(async move { store.ban_add(ban).await });
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        match fut.as_mut().poll(&mut cx) {
-            Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(e)) => {
-                tracing::error!(error = %e, net = %target, "shield: cannot store ban")
-            }
-            Poll::Pending => match tokio::runtime::Handle::try_current() {
-                Ok(h) => {
-                    h.spawn(async move {
-                        if let Err(e) = fut.await {
-                            tracing::error!(error = %e, net = %target, "shield: cannot store ban");
-                        }
-                    });
-                }
-                Err(_) => tracing::error!(net = %target, "shield: no runtime to store the ban"),
-            },
+    /// Counts one event in the shared backend so that every node's events
+    /// add up (a scanner spreading its probes over the nodes behind a load
+    /// balancer is still one scanner). Off the request path, on a task; the
+    /// ban lands a Redis round trip later. Redis counters are fixed windows
+    /// (fail2ban's `findtime`), the local ones slide. False when the event
+    /// must be counted locally instead (no runtime, too many in flight).
+    fn record_shared(
+        &self,
+        rule: &JailRule,
+        client: IpAddr,
+        who: IpNet,
+        path_hash: u64,
+        now_ms: u64,
+        repeat_window: Duration,
+    ) -> bool {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        if self.pending_shared.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING_SHARED_COUNTS {
+            self.pending_shared.fetch_sub(1, Ordering::Relaxed);
+            return false;
         }
+        let pending = PendingGuard(self.pending_shared.clone());
+        let (store, jails, stats, rule) = (
+            self.store.clone(),
+            self.jails.clone(),
+            self.stats.clone(),
+            rule.clone(),
+        );
+        rt.spawn(async move {
+            let _pending = pending;
+            let now_us = now_ms.saturating_mul(1000);
+            let key = format!("jail:{}:{who}", rule.name);
+            let n = if rule.event == EventKind::Scan {
+                store
+                    .add_distinct(&key, &path_hash.to_be_bytes(), rule.window, now_us)
+                    .await
+            } else {
+                store.incr(&key, rule.window, now_us).await
+            };
+            let n = match n {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, jail = %rule.name, "shield: shared jail counter failed; event not counted");
+                    return;
+                }
+            };
+            if n < u64::from(rule.threshold) {
+                if rule.soft_threshold.is_some_and(|s| n >= u64::from(s)) {
+                    jails.mark_suspect(who, now_ms.saturating_add(ms(rule.window)));
+                    log_suspect(client, &rule, n);
+                }
+                return;
+            }
+            let lock = format!("jailban:{}:{who}", rule.name);
+            if !matches!(
+                store
+                    .kv_set_nx(&lock, b"1", Some(SHARED_BAN_DEDUP), now_us)
+                    .await,
+                Ok(true)
+            ) {
+                return;
+            }
+            if let Err(e) = store.reset(&key).await {
+                tracing::warn!(error = %e, jail = %rule.name, "shield: cannot reset the shared jail counter");
+            }
+            let offences = store
+                .incr(&format!("jailrep:{}:{who}", rule.name), repeat_window, now_us)
+                .await
+                .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX));
+            jails.clear_suspect(who);
+            stats.auto_bans.fetch_add(1, Ordering::Relaxed);
+            let ban = jail_ban(
+                &rule,
+                client,
+                who,
+                now_ms,
+                rule.ban_duration(offences),
+                offences,
+            );
+            if let Err(e) = store.ban_add(ban).await {
+                tracing::error!(error = %e, net = %who, "shield: cannot store ban");
+            }
+        });
+        true
     }
 
     // ------------------------------------------------------------- ban admin
@@ -872,3 +921,85 @@ impl Shield {
 
 #[cfg(test)]
 mod tests;
+
+/// Decrements the in-flight count of shared jail updates when dropped.
+struct PendingGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn log_suspect(client: IpAddr, rule: &JailRule, count: u64) {
+    tracing::info!(event = "shield.suspect", client = %client, jail = %rule.name, count, "shield: client must solve the challenge");
+}
+
+/// The ban a tripped jail issues (and logs).
+fn jail_ban(
+    rule: &JailRule,
+    client: IpAddr,
+    who: IpNet,
+    now_ms: u64,
+    duration: Duration,
+    offences: u32,
+) -> Ban {
+    let reason = format!(
+        "{} {} events within {}s",
+        rule.threshold,
+        rule.event.name(),
+        rule.window.as_secs()
+    );
+    tracing::warn!(
+        event = "shield.ban",
+        client = %client,
+        net = %who,
+        jail = %rule.name,
+        reason = %reason,
+        duration_s = duration.as_secs(),
+        offences,
+        "shield: client banned"
+    );
+    let now_us = now_ms.saturating_mul(1000);
+    Ban {
+        target: to_prefix(who),
+        reason,
+        jail: rule.name.clone(),
+        created_us: now_us,
+        expires_us: Some(
+            now_us.saturating_add(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)),
+        ),
+        offences,
+    }
+}
+
+/// Stores a jail's ban without making the caller wait: the in-memory
+/// store answers at the first poll (the ban is in force before the
+/// response that tripped the jail is finished); SQLite and Redis writes
+/// finish on a task (the store updates its local ban cache).
+fn write_ban(store: &Store, ban: Ban) {
+    let store = store.clone();
+    let target = ban.target;
+    let mut fut = Box::pin(async move { store.ban_add(ban).await });
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(e)) => {
+            tracing::error!(error = %e, net = %target, "shield: cannot store ban")
+        }
+        Poll::Pending => match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn(async move {
+                    if let Err(e) = fut.await {
+                        tracing::error!(error = %e, net = %target, "shield: cannot store ban");
+                    }
+                });
+            }
+            Err(_) => tracing::error!(net = %target, "shield: no runtime to store the ban"),
+        },
+    }
+}
