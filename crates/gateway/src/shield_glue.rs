@@ -48,12 +48,19 @@ pub async fn build(cfg: &Config) -> crate::Result<Arc<Shield>> {
     )))
 }
 
-/// A reload installs the new lists, limits and jails; bans and counters stay.
+/// A reload installs the new lists, limits, jails and secret; bans and
+/// counters stay.
 pub fn on_reload(shared: &Shared, cfg: &Config, old: &Config) {
     shared.shield.set_config(cfg.shield.config.clone());
     if cfg.shield.secret != old.shield.secret {
-        tracing::warn!("shield.secret changed: takes effect after a restart");
+        shared.shield.set_secret(cfg.shield.secret.as_deref());
+        tracing::info!(
+            "shield.secret rotated: cookies signed with the previous secret stay valid until they expire"
+        );
     }
+    // Swapping the store under live traffic would drop every counter, ban
+    // cache and session of the old one (or split them between two stores):
+    // the switch is an explicit restart.
     if cfg.state != old.state {
         tracing::warn!("[state] changed: takes effect after a restart");
     }

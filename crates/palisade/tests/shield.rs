@@ -416,6 +416,39 @@ fn challenge_cookie_is_ip_bound_expiring_and_single_use() {
 }
 
 #[test]
+fn a_reloaded_secret_signs_new_cookies_and_keeps_issued_ones_valid() {
+    let up = Upstream::start("app");
+    let conf = |secret: &str| {
+        config(
+            &up,
+            &format!("[shield]\nsecret = \"{secret}\"\n\n[shield.challenge]\nroutes = [\"*\"]\ndifficulty = 8\ncookie_ttl = \"1h\"\n"),
+        )
+    };
+    let p = Palisade::start_toml(&conf("first-secret-0123456789abcdef"));
+    let solve = || {
+        let page = roundtrip(p.addr(), &get("/home", ""));
+        assert_eq!(page.status, 403);
+        let token = token_of(&page.body_str());
+        let ok = post_answer(&p, &token, shield::pow::solve(&token, 8), "127.0.0.1");
+        assert_eq!(ok.status, 200, "{}", ok.body_str());
+        let set = ok.header("set-cookie").unwrap().to_string();
+        set.split(';').next().unwrap().to_string()
+    };
+    let home =
+        |cookie: &str| roundtrip(p.addr(), &get("/home", &format!("Cookie: {cookie}\r\n"))).status;
+    let before = solve();
+    assert_eq!(home(&before), 200);
+    p.rewrite_config(&conf("second-secret-0123456789abcdef"));
+    assert_eq!(reload(&p).0, 200);
+    assert_eq!(home(&before), 200, "issued cookies survive the rotation");
+    let after = solve();
+    assert_ne!(before, after);
+    assert_eq!(home(&after), 200);
+    let logs = p.logs();
+    assert!(logs.contains("shield.secret rotated"), "{logs}");
+}
+
+#[test]
 fn connection_guard_caps_connections_per_ip() {
     let up = Upstream::start("app");
     let p = Palisade::start_toml(&config(&up, "[shield.connections]\nmax_per_ip = 2\n"));

@@ -379,6 +379,13 @@ impl Shield {
         }
     }
 
+    /// Rotates the secret that signs challenges and cookies (`None`: a new
+    /// random one). Cookies signed with the previous secret stay valid until
+    /// they expire.
+    pub fn set_secret(&self, secret: Option<&[u8]>) {
+        self.pow.rotate(secret);
+    }
+
     /// Installs a new config generation (lists, limits, jails); state is kept.
     pub fn set_config(&self, cfg: ShieldConfig) {
         self.cfg.store(Arc::new(cfg));

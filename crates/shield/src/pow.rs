@@ -61,10 +61,17 @@ pub struct Solved {
     pub expires: u64,
 }
 
-/// Signs and verifies challenges and cookies with one secret.
+/// Signs and verifies challenges and cookies with one secret; after a
+/// rotation the previous secret still verifies, so cookies already issued
+/// stay valid until they expire.
 pub struct Pow {
-    key: hmac::Key,
+    keys: arc_swap::ArcSwap<Keys>,
     rng: ring::rand::SystemRandom,
+}
+
+struct Keys {
+    current: hmac::Key,
+    previous: Option<hmac::Key>,
 }
 
 impl std::fmt::Debug for Pow {
@@ -91,6 +98,25 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+/// An HMAC key from `secret`, or from 32 random bytes.
+fn make_key(rng: &ring::rand::SystemRandom, secret: Option<&[u8]>) -> hmac::Key {
+    match secret {
+        Some(s) => hmac::Key::new(hmac::HMAC_SHA256, s),
+        None => {
+            let mut k = [0u8; 32];
+            // The OS RNG failing is not recoverable in a meaningful way;
+            // fall back to a key derived from the hasher seed rather than
+            // a fixed one.
+            if rng.fill(&mut k).is_err() {
+                let s = std::collections::hash_map::RandomState::new();
+                let v = std::hash::BuildHasher::hash_one(&s, std::process::id());
+                k[..8].copy_from_slice(&v.to_le_bytes());
+            }
+            hmac::Key::new(hmac::HMAC_SHA256, &k)
+        }
+    }
 }
 
 /// Leading zero bits of a byte string.
@@ -128,26 +154,30 @@ impl Pow {
     /// random per-process secret when `None`.
     pub fn new(secret: Option<&[u8]>) -> Pow {
         let rng = ring::rand::SystemRandom::new();
-        let key = match secret {
-            Some(s) => hmac::Key::new(hmac::HMAC_SHA256, s),
-            None => {
-                let mut k = [0u8; 32];
-                // The OS RNG failing is not recoverable in a meaningful way;
-                // fall back to a key derived from the hasher seed rather than
-                // a fixed one.
-                if rng.fill(&mut k).is_err() {
-                    let s = std::collections::hash_map::RandomState::new();
-                    let v = std::hash::BuildHasher::hash_one(&s, std::process::id());
-                    k[..8].copy_from_slice(&v.to_le_bytes());
-                }
-                hmac::Key::new(hmac::HMAC_SHA256, &k)
-            }
-        };
-        Pow { key, rng }
+        let current = make_key(&rng, secret);
+        Pow {
+            keys: arc_swap::ArcSwap::from_pointee(Keys {
+                current,
+                previous: None,
+            }),
+            rng,
+        }
+    }
+
+    /// Signs with `secret` from now on (a random one when `None`) and keeps
+    /// the current secret for verification only.
+    pub fn rotate(&self, secret: Option<&[u8]>) {
+        let current = make_key(&self.rng, secret);
+        let old = self.keys.load();
+        self.keys.store(std::sync::Arc::new(Keys {
+            current,
+            previous: Some(old.current.clone()),
+        }));
     }
 
     fn sign(&self, parts: &[&[u8]]) -> String {
-        let mut ctx = hmac::Context::with_key(&self.key);
+        let keys = self.keys.load();
+        let mut ctx = hmac::Context::with_key(&keys.current);
         for p in parts {
             // Length-prefixed so field boundaries cannot shift.
             ctx.update(&(p.len() as u32).to_be_bytes());
@@ -166,7 +196,12 @@ impl Pow {
             msg.extend_from_slice(p);
         }
         // Constant-time comparison.
-        hmac::verify(&self.key, &msg, &sig).is_ok()
+        let keys = self.keys.load();
+        hmac::verify(&keys.current, &msg, &sig).is_ok()
+            || keys
+                .previous
+                .as_ref()
+                .is_some_and(|k| hmac::verify(k, &msg, &sig).is_ok())
     }
 
     /// A new challenge token for `ip`.
@@ -323,6 +358,22 @@ mod tests {
             p.verify(ip("192.0.2.1"), &t, "-1", 0),
             Err(PowError::Malformed)
         );
+    }
+
+    #[test]
+    fn a_rotated_secret_still_verifies_cookies_signed_before() {
+        let p = Pow::new(Some(b"first"));
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let old = p.cookie(ip, 2_000);
+        p.rotate(Some(b"second"));
+        let new = p.cookie(ip, 2_000);
+        assert_ne!(old, new, "signed with the new secret");
+        assert!(p.check_cookie(ip, &old, 1_000).is_ok());
+        assert!(p.check_cookie(ip, &new, 1_000).is_ok());
+        // Two rotations later the first secret is gone.
+        p.rotate(Some(b"third"));
+        assert!(p.check_cookie(ip, &old, 1_000).is_err());
+        assert!(p.check_cookie(ip, &new, 1_000).is_ok());
     }
 
     #[test]
