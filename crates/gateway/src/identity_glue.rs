@@ -472,3 +472,59 @@ pub async fn on_request(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+
+    const BASE: &str = r#"
+[[listener]]
+name = "web"
+listen = "127.0.0.1:8080"
+protocol = "http"
+
+[[upstream]]
+name = "app"
+servers = ["127.0.0.1:3000"]
+
+[[route]]
+upstream = "app"
+"#;
+
+    #[test]
+    fn identity_section_is_validated_once() {
+        let c = parse(BASE, "/etc/palisade/palisade.toml").unwrap();
+        assert!(c.identity.is_none(), "no [identity]: identity off");
+        let c = parse(
+            &format!(
+                "{BASE}\n[identity]\nusers_db = \"users.db\"\nuser_header = \"X-User\"\n[[identity.access.rules]]\npaths = [\"/a\"]\ncert_cn = [\"dev\"]\npolicy = \"bypass\"\n"
+            ),
+            "/etc/palisade/palisade.toml",
+        )
+        .unwrap();
+        let s = c.identity.unwrap();
+        assert_eq!(
+            s.cfg.users_db,
+            std::path::PathBuf::from("/etc/palisade/users.db"),
+            "relative to the config file, like `palisade user`"
+        );
+        assert_eq!(s.user_header.as_str(), "x-user");
+        assert_eq!(s.rules.len(), 1);
+        for (bad, needle) in [
+            ("[identity]\nportal_path = \"auth\"", "portal_path"),
+            ("[identity]\ncookie_name = \"a;b\"", "cookie_name"),
+            (
+                "[[identity.access.rules]]\nnetworks = [\"10.0.0.0/33\"]\npolicy = \"deny\"",
+                "bad network",
+            ),
+            (
+                "[[identity.access.rules]]\npaths = [\"/x\"]",
+                "policy missing",
+            ),
+            ("[identity]\nbogus = 1", "bogus"),
+        ] {
+            let e = parse(&format!("{BASE}\n{bad}\n"), "t.toml").unwrap_err();
+            assert!(e.to_string().contains(needle), "{bad}: {e}");
+        }
+    }
+}

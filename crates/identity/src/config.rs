@@ -203,8 +203,8 @@ pub fn load_file(path: &Path) -> Result<(IdentityConfig, state::StateConfig)> {
         .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?
         .take(MAX_CONFIG_BYTES)
         .read_to_string(&mut text)?;
-    let (mut id, mut st) =
-        parse(&text).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+    let (mut id, mut st, derived_state) =
+        parse_inner(&text).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let rel = |p: &mut PathBuf| {
         if p.is_relative() {
@@ -215,12 +215,25 @@ pub fn load_file(path: &Path) -> Result<(IdentityConfig, state::StateConfig)> {
     if let Some(b) = id.password_policy.breached_list.as_mut() {
         rel(b);
     }
-    rel(&mut st.sqlite.path);
+    // An explicit relative state path is taken against the config file's
+    // directory; the default (`data_dir/state.db`, derived in `parse`) is
+    // left as the gateway reads it, relative to the working directory, so
+    // `palisade user logout-all` revokes in the store `palisade serve` uses.
+    if !derived_state {
+        rel(&mut st.sqlite.path);
+    }
     Ok((id, st))
 }
 
 /// Parses the two sections from TOML text.
 pub fn parse(text: &str) -> std::result::Result<(IdentityConfig, state::StateConfig), String> {
+    parse_inner(text).map(|(i, s, _)| (i, s))
+}
+
+/// Like [`parse`]; also says whether the SQLite path is the derived default.
+fn parse_inner(
+    text: &str,
+) -> std::result::Result<(IdentityConfig, state::StateConfig, bool), String> {
     let v: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
     let id = match v.get("identity") {
         Some(t) => t
@@ -237,7 +250,18 @@ pub fn parse(text: &str) -> std::result::Result<(IdentityConfig, state::StateCon
             .map_err(|e| format!("[state]: {e}"))?,
         None => state::StateConfig::default(),
     };
-    Ok((id, st))
+    let mut st = st;
+    let derived = st.sqlite.path == state::SqliteConfig::default().path;
+    if derived {
+        // As the gateway does: the default SQLite file is data_dir/state.db.
+        let data_dir = v
+            .get("server")
+            .and_then(|s| s.get("data_dir"))
+            .and_then(|d| d.as_str())
+            .unwrap_or("./data");
+        st.sqlite.path = Path::new(data_dir).join("state.db");
+    }
+    Ok((id, st, derived))
 }
 
 #[cfg(test)]
@@ -276,6 +300,9 @@ mod tests {
         }
         let (id, st) = parse("[other]\nx = 1\n").unwrap();
         assert_eq!(id, IdentityConfig::default());
-        assert_eq!(st, state::StateConfig::default());
+        // The gateway's default state file: data_dir/state.db.
+        assert_eq!(st.sqlite.path, PathBuf::from("./data/state.db"));
+        let (_, st) = parse("[server]\ndata_dir = \"/var/lib/p\"\n").unwrap();
+        assert_eq!(st.sqlite.path, PathBuf::from("/var/lib/p/state.db"));
     }
 }
