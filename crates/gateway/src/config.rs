@@ -122,6 +122,7 @@ struct RawConfig {
     shield: shield::RawShield,
     #[serde(default)]
     state: state::StateConfig,
+    identity: Option<identity::IdentityConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -265,6 +266,8 @@ pub struct Config {
     pub shield: shield::ShieldSettings,
     /// `[state]`: where bans, rate-limit budgets and sessions are kept.
     pub state: state::StateConfig,
+    /// `[identity]`: login portal, sessions, access rules (docs/identity.md).
+    pub identity: Option<std::sync::Arc<crate::identity_glue::IdentitySettings>>,
 }
 
 /// `[server]`.
@@ -994,6 +997,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
 
     let shield = shield::validate(raw.shield, &v, &routes)?;
     let state = shield::validate_state(raw.state, &v, &server)?;
+    let identity = crate::identity_glue::validate(raw.identity, file)?;
     Ok(Config {
         source: None,
         server,
@@ -1005,6 +1009,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
         waf,
         shield,
         state,
+        identity,
     })
 }
 

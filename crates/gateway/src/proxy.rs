@@ -96,6 +96,8 @@ pub struct ConnCtx {
     pub conn: Arc<ConnShared>,
     /// Verified client-certificate identity (https with `client_auth`).
     pub identity: std::sync::OnceLock<HeaderValue>,
+    /// Verified client certificate, for the identity access rules.
+    pub client_cert: std::sync::OnceLock<identity::ClientCert>,
 }
 
 /// Bookkeeping of one request, completed when its response ends or is dropped.
@@ -252,6 +254,14 @@ pub async fn handle(
     {
         done.status = resp.status().as_u16();
         done.error = Some(why);
+        return Ok(resp.map(|b| b.with_finish(done)));
+    }
+
+    if let Some((resp, why)) =
+        crate::identity_glue::on_request(&mut req, &ctx, &rt, done.client, &request_id).await
+    {
+        done.status = resp.status().as_u16();
+        done.error = why;
         return Ok(resp.map(|b| b.with_finish(done)));
     }
 

@@ -100,6 +100,8 @@ pub struct Shared {
     pub unrouted: Arc<RouteMetrics>,
     /// IP lists, rate limits, bans, challenge (state survives reloads).
     pub shield: Arc<shield::Shield>,
+    /// Users, sessions and counters of `[identity]` (survive reloads).
+    pub identity: crate::identity_glue::Slot,
     conns: ConnTracker,
     shutdown: watch::Sender<bool>,
 }
@@ -356,6 +358,7 @@ impl Gateway {
         let shield = crate::shield_glue::build(&rt.config).await?;
         let shared = Arc::new(Shared {
             shield,
+            identity: Default::default(),
             runtime: ArcSwap::from_pointee(rt),
             unrouted: metrics.route(NO_ROUTE),
             metrics,
@@ -365,6 +368,7 @@ impl Gateway {
             conns: ConnTracker::new(),
             shutdown,
         });
+        crate::identity_glue::build(&shared).await?;
         let admin_local = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
         let gw = Gateway(Arc::new(Inner {
             shared: shared.clone(),
@@ -484,6 +488,7 @@ impl Gateway {
             .filter(|a| !rt.listeners.contains_key(a))
             .collect();
         crate::shield_glue::on_reload(shared, &rt.config, &old.config);
+        crate::identity_glue::on_reload(shared, &rt.config, &old.config);
         shared.runtime.store(Arc::new(rt));
         for (addr, l) in fresh {
             self.spawn_listener(addr, l);
@@ -612,6 +617,7 @@ async fn serve_conn(
         peer_hv,
         conn: conn.clone(),
         identity: Default::default(),
+        client_cert: Default::default(),
     });
     let shutdown = shared.shutdown.subscribe();
     match &l.tls {
@@ -633,6 +639,7 @@ async fn serve_conn(
                     }
                 };
             crate::tunnel::set_identity(&ctx.identity, tls.get_ref().1);
+            crate::identity_glue::set_client_cert(&ctx.client_cert, tls.get_ref().1);
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let io = Guarded::new(tls, l.guard, conn, shared.secret.clone(), h2);
             serve_http(io, ctx, &l, shutdown).await;

@@ -102,6 +102,7 @@ pub async fn on_request(
     } else {
         None
     };
+    let user = crate::identity_glue::user_for_shield(req, ctx, rt).await;
     let verdict = shield
         .check(&RequestInfo {
             peer: ctx.peer.ip(),
@@ -109,7 +110,7 @@ pub async fn on_request(
             path,
             headers: req.headers(),
             route: route.as_deref(),
-            user: None,
+            user: user.as_deref(),
         })
         .await;
     let answer = match verdict {

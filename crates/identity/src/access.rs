@@ -79,6 +79,14 @@ pub struct RuleConfig {
     /// Roles.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Verified client-certificate subject CNs (mTLS); `"*"` matches any
+    /// verified certificate. Requests without a certificate never match.
+    #[serde(default)]
+    pub cert_cn: Vec<String>,
+    /// Verified client-certificate DNS or URI SANs (mTLS); `"*"` matches
+    /// any verified certificate.
+    #[serde(default)]
+    pub cert_san: Vec<String>,
     /// What a match demands.
     pub policy: Option<Policy>,
 }
@@ -150,7 +158,29 @@ struct Rule {
     networks: Vec<Cidr>,
     users: Vec<String>,
     roles: Vec<String>,
+    cert_cn: Vec<String>,
+    cert_san: Vec<String>,
     policy: Policy,
+}
+
+/// The verified client certificate of a request's connection (mTLS), as
+/// access rules see it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientCert {
+    /// Subject CN values.
+    pub cn: Vec<String>,
+    /// DNS and URI SANs.
+    pub san: Vec<String>,
+}
+
+/// Whether one of `have` matches one of `want` (`*`: any, ASCII case-insensitive).
+fn cert_matches<'a>(want: &'a [String], have: &[String]) -> Option<&'a str> {
+    want.iter()
+        .find(|w| {
+            (w.as_str() == "*" && !have.is_empty())
+                || have.iter().any(|h| h.eq_ignore_ascii_case(w))
+        })
+        .map(|w| w.as_str())
 }
 
 /// The request being decided.
@@ -164,6 +194,8 @@ pub struct Request<'a> {
     pub method: &'a str,
     /// Client address.
     pub ip: IpAddr,
+    /// The verified client certificate (mTLS listeners), if any.
+    pub cert: Option<&'a ClientCert>,
 }
 
 /// Who is asking, once authenticated.
@@ -294,6 +326,8 @@ impl AccessRules {
                 networks,
                 users,
                 roles: r.roles.iter().map(|x| x.trim().to_lowercase()).collect(),
+                cert_cn: r.cert_cn.iter().map(|x| x.trim().to_owned()).collect(),
+                cert_san: r.cert_san.iter().map(|x| x.trim().to_owned()).collect(),
                 policy,
             });
         }
@@ -344,6 +378,18 @@ impl AccessRules {
             if !r.networks.is_empty() {
                 match r.networks.iter().find(|n| n.contains(req.ip)) {
                     Some(n) => why.push(format!("client {} in {n}", req.ip)),
+                    None => continue,
+                }
+            }
+            if !r.cert_cn.is_empty() {
+                match req.cert.and_then(|c| cert_matches(&r.cert_cn, &c.cn)) {
+                    Some(w) => why.push(format!("client certificate CN ~ {w}")),
+                    None => continue,
+                }
+            }
+            if !r.cert_san.is_empty() {
+                match req.cert.and_then(|c| cert_matches(&r.cert_san, &c.san)) {
+                    Some(w) => why.push(format!("client certificate SAN ~ {w}")),
                     None => continue,
                 }
             }
@@ -663,6 +709,7 @@ mod tests {
                     path,
                     method,
                     ip,
+                    cert: None,
                 },
                 subj,
             );
@@ -684,6 +731,7 @@ mod tests {
                 path: "/",
                 method: "GET",
                 ip: "10.0.0.1".parse().unwrap(),
+                cert: None,
             },
             None,
         );
@@ -743,6 +791,7 @@ mod tests {
                 path: "/",
                 method: "GET",
                 ip: "127.0.0.1".parse().unwrap(),
+                cert: None,
             },
             None,
         );
@@ -762,5 +811,53 @@ mod tests {
         );
         assert!(split_url("ftp://h/").is_err());
         assert!(split_url("https:///x").is_err());
+    }
+
+    #[test]
+    fn client_certificate_matchers() {
+        let rules = AccessRules::new(
+            &[
+                RuleConfig {
+                    name: Some("device".into()),
+                    cert_cn: vec!["sensor-7".into()],
+                    policy: Some(Policy::Bypass),
+                    ..Default::default()
+                },
+                RuleConfig {
+                    name: Some("any-cert".into()),
+                    cert_san: vec!["*".into()],
+                    policy: Some(Policy::OneFactor),
+                    ..Default::default()
+                },
+            ],
+            Policy::Deny,
+        )
+        .unwrap();
+        let ask = |cert: Option<&ClientCert>| {
+            rules.decide(
+                &Request {
+                    host: "h",
+                    path: "/",
+                    method: "GET",
+                    ip: "127.0.0.1".parse().unwrap(),
+                    cert,
+                },
+                None,
+            )
+        };
+        let sensor = ClientCert {
+            cn: vec!["Sensor-7".into()],
+            san: vec!["sensor-7.example".into()],
+        };
+        assert_eq!(ask(Some(&sensor)).policy, Policy::Bypass);
+        let other = ClientCert {
+            cn: vec!["laptop".into()],
+            san: vec!["laptop.example".into()],
+        };
+        let d = ask(Some(&other));
+        assert_eq!((d.rule, d.policy), (Some(1), Policy::OneFactor));
+        // No certificate: neither rule matches, `*` included.
+        assert_eq!(ask(None).policy, Policy::Deny);
+        assert_eq!(ask(Some(&ClientCert::default())).policy, Policy::Deny);
     }
 }

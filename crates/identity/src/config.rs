@@ -4,6 +4,11 @@
 //! [identity]
 //! users_db = "./data/users.db"
 //! issuer = "palisade"            # shown in authenticator apps
+//! portal_path = "/.palisade/auth" # login pages and forward-auth (gateway)
+//! cookie_name = "palisade_session"
+//! user_header = "Remote-User"    # identity forwarded upstream
+//! groups_header = "Remote-Groups"
+//! # secret = "…"                # CSRF key; set it when several nodes serve the portal
 //!
 //! [identity.argon2]              # defaults: OWASP (19 MiB, t=2, p=1)
 //! m_cost_kib = 19456
@@ -71,6 +76,17 @@ impl AccessConfig {
     }
 }
 
+/// Default portal path prefix.
+pub const DEFAULT_PORTAL_PATH: &str = "/.palisade/auth";
+/// Default session cookie name.
+pub const DEFAULT_COOKIE_NAME: &str = "palisade_session";
+/// Default header carrying the user name upstream.
+pub const DEFAULT_USER_HEADER: &str = "Remote-User";
+/// Default header carrying the user's roles upstream (comma-separated).
+pub const DEFAULT_GROUPS_HEADER: &str = "Remote-Groups";
+/// 16 bytes: shortest `secret` accepted (the CSRF HMAC key).
+pub const MIN_SECRET_BYTES: usize = 16;
+
 /// `[identity]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -89,6 +105,73 @@ pub struct IdentityConfig {
     pub brute_force: BruteForceConfig,
     /// Access rules.
     pub access: AccessConfig,
+    /// Path prefix of the portal pages and the forward-auth endpoint
+    /// (gateway; default `/.palisade/auth`).
+    pub portal_path: String,
+    /// Session cookie name (default `palisade_session`).
+    pub cookie_name: String,
+    /// Header naming the authenticated user upstream (default `Remote-User`).
+    pub user_header: String,
+    /// Header listing the user's roles upstream (default `Remote-Groups`).
+    pub groups_header: String,
+    /// Key of the portal's CSRF tokens; random per process when unset
+    /// (then a form loaded before a restart, or on another node, is refused
+    /// once and reloaded).
+    pub secret: Option<String>,
+}
+
+impl IdentityConfig {
+    /// Checks the gateway-facing keys (paths, cookie and header names, secret).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        self.argon2.validate().map_err(|e| format!("argon2: {e}"))?;
+        let p = &self.portal_path;
+        if !p.starts_with('/')
+            || p.len() < 2
+            || p.ends_with('/')
+            || !p
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b))
+            || p.contains("//")
+            || p.split('/').any(|seg| seg == "." || seg == "..")
+        {
+            return Err(format!(
+                "portal_path {p:?} must be an absolute path like \"/.palisade/auth\" (letters, digits, -._~, no trailing /)"
+            ));
+        }
+        let c = &self.cookie_name;
+        if c.is_empty()
+            || c.len() > 64
+            || !c
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(format!(
+                "cookie_name {c:?} must be 1-64 letters, digits, '-', '_' or '.'"
+            ));
+        }
+        for (k, v) in [
+            ("user_header", &self.user_header),
+            ("groups_header", &self.groups_header),
+        ] {
+            if v.is_empty()
+                || v.len() > 64
+                || !v
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(format!("{k} {v:?} is not a valid header name"));
+            }
+        }
+        if self.user_header.eq_ignore_ascii_case(&self.groups_header) {
+            return Err("user_header and groups_header must differ".into());
+        }
+        if let Some(s) = &self.secret {
+            if s.len() < MIN_SECRET_BYTES {
+                return Err(format!("secret must be at least {MIN_SECRET_BYTES} bytes"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for IdentityConfig {
@@ -101,6 +184,11 @@ impl Default for IdentityConfig {
             sessions: SessionConfig::default(),
             brute_force: BruteForceConfig::default(),
             access: AccessConfig::default(),
+            portal_path: DEFAULT_PORTAL_PATH.into(),
+            cookie_name: DEFAULT_COOKIE_NAME.into(),
+            user_header: DEFAULT_USER_HEADER.into(),
+            groups_header: DEFAULT_GROUPS_HEADER.into(),
+            secret: None,
         }
     }
 }
@@ -115,8 +203,8 @@ pub fn load_file(path: &Path) -> Result<(IdentityConfig, state::StateConfig)> {
         .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?
         .take(MAX_CONFIG_BYTES)
         .read_to_string(&mut text)?;
-    let (mut id, mut st) =
-        parse(&text).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+    let (mut id, mut st, derived_state) =
+        parse_inner(&text).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let rel = |p: &mut PathBuf| {
         if p.is_relative() {
@@ -127,12 +215,25 @@ pub fn load_file(path: &Path) -> Result<(IdentityConfig, state::StateConfig)> {
     if let Some(b) = id.password_policy.breached_list.as_mut() {
         rel(b);
     }
-    rel(&mut st.sqlite.path);
+    // An explicit relative state path is taken against the config file's
+    // directory; the default (`data_dir/state.db`, derived in `parse`) is
+    // left as the gateway reads it, relative to the working directory, so
+    // `palisade user logout-all` revokes in the store `palisade serve` uses.
+    if !derived_state {
+        rel(&mut st.sqlite.path);
+    }
     Ok((id, st))
 }
 
 /// Parses the two sections from TOML text.
 pub fn parse(text: &str) -> std::result::Result<(IdentityConfig, state::StateConfig), String> {
+    parse_inner(text).map(|(i, s, _)| (i, s))
+}
+
+/// Like [`parse`]; also says whether the SQLite path is the derived default.
+fn parse_inner(
+    text: &str,
+) -> std::result::Result<(IdentityConfig, state::StateConfig, bool), String> {
     let v: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
     let id = match v.get("identity") {
         Some(t) => t
@@ -141,9 +242,7 @@ pub fn parse(text: &str) -> std::result::Result<(IdentityConfig, state::StateCon
             .map_err(|e| format!("[identity]: {e}"))?,
         None => IdentityConfig::default(),
     };
-    id.argon2
-        .validate()
-        .map_err(|e| format!("[identity.argon2]: {e}"))?;
+    id.validate().map_err(|e| format!("[identity]: {e}"))?;
     let st = match v.get("state") {
         Some(t) => t
             .clone()
@@ -151,7 +250,18 @@ pub fn parse(text: &str) -> std::result::Result<(IdentityConfig, state::StateCon
             .map_err(|e| format!("[state]: {e}"))?,
         None => state::StateConfig::default(),
     };
-    Ok((id, st))
+    let mut st = st;
+    let derived = st.sqlite.path == state::SqliteConfig::default().path;
+    if derived {
+        // As the gateway does: the default SQLite file is data_dir/state.db.
+        let data_dir = v
+            .get("server")
+            .and_then(|s| s.get("data_dir"))
+            .and_then(|d| d.as_str())
+            .unwrap_or("./data");
+        st.sqlite.path = Path::new(data_dir).join("state.db");
+    }
+    Ok((id, st, derived))
 }
 
 #[cfg(test)]
@@ -176,8 +286,23 @@ mod tests {
             .unwrap_err()
             .contains("bogus"));
         assert!(parse("[identity.argon2]\nm_cost_kib = 1024\n").is_err());
+        for bad in [
+            "portal_path = \"auth\"",
+            "portal_path = \"/a/\"",
+            "portal_path = \"/a/../b\"",
+            "cookie_name = \"a b\"",
+            "user_header = \"Remote User\"",
+            "groups_header = \"remote-user\"",
+            "secret = \"short\"",
+        ] {
+            let e = parse(&format!("[identity]\n{bad}\n")).unwrap_err();
+            assert!(e.starts_with("[identity]: "), "{bad}: {e}");
+        }
         let (id, st) = parse("[other]\nx = 1\n").unwrap();
         assert_eq!(id, IdentityConfig::default());
-        assert_eq!(st, state::StateConfig::default());
+        // The gateway's default state file: data_dir/state.db.
+        assert_eq!(st.sqlite.path, PathBuf::from("./data/state.db"));
+        let (_, st) = parse("[server]\ndata_dir = \"/var/lib/p\"\n").unwrap();
+        assert_eq!(st.sqlite.path, PathBuf::from("/var/lib/p/state.db"));
     }
 }

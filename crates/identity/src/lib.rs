@@ -8,7 +8,9 @@
 //! * [`users`]: the SQLite user database;
 //! * [`session`]: sessions in the state store (timeouts, rotation, revocation);
 //! * [`bruteforce`]: failure counters and back-off locks;
-//! * [`access`]: first-match access rules, default deny.
+//! * [`access`]: first-match access rules, default deny;
+//! * [`replay`]: TOTP replay protection shared through the state store;
+//! * [`web`]: the login portal's CSRF tokens, forms, cookies and pages.
 //!
 //! See docs/identity.md.
 
@@ -18,12 +20,14 @@ pub mod bruteforce;
 pub mod config;
 mod error;
 pub mod password;
+pub mod replay;
 pub mod session;
 pub mod totp;
 pub mod username;
 pub mod users;
+pub mod web;
 
-pub use access::{AccessRules, Decision, Policy, Request, RuleConfig, Subject};
+pub use access::{AccessRules, ClientCert, Decision, Policy, Request, RuleConfig, Subject};
 pub use breach::BreachFilter;
 pub use bruteforce::{BruteForceConfig, Factor, Regulator};
 pub use config::{AccessConfig, IdentityConfig};

@@ -72,6 +72,11 @@ pub struct Session {
     pub created_us: Micros,
     /// Last seen, [`Micros`].
     pub last_seen_us: Micros,
+    /// The user's roles when the session was created (a role change takes
+    /// effect at the next login; `palisade user roles` does not revoke).
+    /// Kept in the session so a check costs no user-database read.
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 /// Why a session was refused.
@@ -132,6 +137,11 @@ impl Sessions {
         Sessions { store, cfg }
     }
 
+    /// The timeouts in force.
+    pub fn config(&self) -> &SessionConfig {
+        &self.cfg
+    }
+
     fn limits(&self, remember: bool) -> (Micros, Micros) {
         let (i, a) = if remember {
             (
@@ -162,6 +172,19 @@ impl Sessions {
         remember: bool,
         now: Micros,
     ) -> Result<String> {
+        self.create_with_roles(user, &[], factors, remember, now)
+            .await
+    }
+
+    /// Like [`Sessions::create`], recording the user's `roles` in the session.
+    pub async fn create_with_roles(
+        &self,
+        user: &str,
+        roles: &[String],
+        factors: u8,
+        remember: bool,
+        now: Micros,
+    ) -> Result<String> {
         let id = new_id()?;
         let s = Session {
             user: user.to_owned(),
@@ -169,6 +192,7 @@ impl Sessions {
             remember,
             created_us: now,
             last_seen_us: now,
+            roles: roles.to_vec(),
         };
         self.put(&id, &s, now).await?;
         Ok(id)

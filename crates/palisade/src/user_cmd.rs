@@ -303,6 +303,7 @@ pub fn run_access(c: &ConfigArg, cmd: AccessCmd) -> anyhow::Result<()> {
             path: &path,
             method: &method,
             ip,
+            cert: None,
         },
         subject.as_ref(),
     );

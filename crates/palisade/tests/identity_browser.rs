@@ -1,0 +1,325 @@
+//! The full login flow in real headless Chromium, driven through
+//! chromedriver (W3C WebDriver over plain HTTP): protected URL → login page
+//! → password with "remember me" → second-factor page → TOTP computed by
+//! the test → the application reached with `Remote-User` → logout → login
+//! page again; then a session without "remember me" that expires.
+//! Screenshots of each step are saved under the target directory
+//! (`target/tmp/identity-browser/*.png`) as test artefacts.
+//!
+//! Needs the Debian packages `chromium` and `chromium-driver`: under CI
+//! (`CI=true`) their absence fails the test; otherwise it is skipped with
+//! a printed reason.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod identity_support;
+
+use base64::Engine as _;
+use common::*;
+use identity_support::*;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// 120 s: longest wait for one WebDriver command (browser start included).
+const WEBDRIVER_TIMEOUT: Duration = Duration::from_secs(120);
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+fn tools() -> Option<(&'static str, &'static str)> {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let driver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    match (chromium, driver) {
+        (Some(c), Some(d)) => Some((c, d)),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("chromium and chromium-driver are required under CI");
+            }
+            eprintln!("SKIPPED: chromium or chromedriver missing (apt-get install chromium chromium-driver)");
+            None
+        }
+    }
+}
+
+struct Driver {
+    child: Child,
+    addr: SocketAddr,
+    session: String,
+    shots: std::path::PathBuf,
+    n: usize,
+    _dir: TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let s = format!("/session/{}", self.session);
+            let _ = self.try_call("DELETE", &s, None);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    fn start(chromium: &str, driver: &str) -> Driver {
+        let dir = TempDir::new("chromedriver");
+        let port = free_port();
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("identity-browser");
+        std::fs::create_dir_all(&shots).unwrap();
+        let mut d = Driver {
+            child,
+            addr,
+            session: String::new(),
+            shots,
+            n: 0,
+            _dir: dir,
+        };
+        let ready = wait_for(Duration::from_secs(30), || {
+            d.try_call("GET", "/status", None)
+                .ok()
+                .filter(|v| v["value"]["ready"] == json!(true))
+        });
+        assert!(ready.is_some(), "chromedriver did not become ready");
+        let profile = d._dir.path().join("profile").display().to_string();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--no-first-run",
+                         "--disable-background-networking", "--disable-sync",
+                         "--window-size=800,700",
+                         format!("--user-data-dir={profile}")]
+            }
+        }}});
+        let v = d.call("POST", "/session", Some(caps));
+        d.session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {v}"))
+            .to_string();
+        d
+    }
+
+    fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let raw = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        );
+        let stream = std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))
+            .map_err(|e| e.to_string())?;
+        stream.set_read_timeout(Some(WEBDRIVER_TIMEOUT)).unwrap();
+        let mut c = Conn::from_stream(stream);
+        c.send(raw.as_bytes()).map_err(|e| e.to_string())?;
+        let r = c
+            .read_response_within(WEBDRIVER_TIMEOUT, false)
+            .map_err(|e| format!("{e:?}"))?;
+        serde_json::from_slice(&r.body).map_err(|e| format!("{e}: {}", r.body_str()))
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let v = self
+            .try_call(method, path, body)
+            .unwrap_or_else(|e| panic!("webdriver {method} {path}: {e}"));
+        if v["value"].get("error").is_some() {
+            panic!("webdriver {method} {path}: {v}");
+        }
+        v
+    }
+
+    fn s(&self, rest: &str) -> String {
+        format!("/session/{}{rest}", self.session)
+    }
+
+    fn goto(&self, url: &str) {
+        self.call("POST", &self.s("/url"), Some(json!({ "url": url })));
+    }
+
+    fn url(&self) -> String {
+        self.call("GET", &self.s("/url"), None)["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn source(&self) -> String {
+        self.call("GET", &self.s("/source"), None)["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn element(&self, css: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self
+                .try_call(
+                    "POST",
+                    &self.s("/element"),
+                    Some(json!({"using": "css selector", "value": css})),
+                )
+                .unwrap();
+            if let Some(id) = v["value"][ELEMENT].as_str() {
+                return id.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no element {css} ({v}) on {}:\n{}",
+                self.url(),
+                self.source()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let e = self.element(css);
+        self.call(
+            "POST",
+            &self.s(&format!("/element/{e}/value")),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.element(css);
+        self.call(
+            "POST",
+            &self.s(&format!("/element/{e}/click")),
+            Some(json!({})),
+        );
+    }
+
+    fn screenshot(&mut self, name: &str) {
+        let v = self.call("GET", &self.s("/screenshot"), None);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v["value"].as_str().unwrap())
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "screenshot is a PNG");
+        self.n += 1;
+        let path = self.shots.join(format!("{:02}-{name}.png", self.n));
+        std::fs::write(&path, png).unwrap();
+        eprintln!("screenshot: {}", path.display());
+    }
+
+    fn cookies(&self) -> Vec<Value> {
+        self.call("GET", &self.s("/cookie"), None)["value"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+#[test]
+fn chromium_logs_in_with_totp_reaches_the_app_and_logs_out() {
+    let Some((chromium, chromedriver)) = tools() else {
+        return;
+    };
+    let users = Users::new();
+    users.add("alice", &["admin"]);
+    let (secret, _) = users.enroll("alice");
+    let mut o = UpstreamOpts::named("app");
+    o.body = Some(
+        b"<!doctype html><html lang=\"en\"><head><title>app</title></head><body><p id=\"app\">welcome to the app</p></body></html>".to_vec(),
+    );
+    o.extra_headers = vec![("Content-Type".into(), "text/html".into())];
+    let up = Upstream::start_opts(o, 0);
+    // Short sessions without "remember me" (the expiry step below); long
+    // ones with it.
+    let p = Palisade::start_toml(&config(
+        up.addr,
+        &users,
+        "[identity.sessions]\ninactivity_secs = 600\nabsolute_secs = 6\nremember_absolute_secs = 3600",
+        "",
+    ));
+    let base = format!("http://127.0.0.1:{}", p.port);
+    let mut d = Driver::start(chromium, chromedriver);
+
+    // 1. The protected URL sends the browser to the login page.
+    d.goto(&format!("{base}/admin/dashboard"));
+    assert!(
+        d.url().contains(&format!("{PORTAL}/login?rd=")),
+        "{}",
+        d.url()
+    );
+    assert!(up.requests_to("/admin").is_empty());
+    d.screenshot("login-page");
+
+    // 2. Password, with "remember me".
+    d.type_into("#username", "alice");
+    d.type_into("#password", PASSWORD);
+    d.click("#remember");
+    d.screenshot("login-filled");
+    fresh_totp_window(8);
+    d.click("#submit");
+    assert!(d.url().contains("/second-factor"), "{}", d.url());
+    assert!(d.source().contains("Signed in as"), "{}", d.source());
+    d.screenshot("second-factor-page");
+
+    // 3. The TOTP code, computed here from the enrolled secret.
+    d.type_into("#code", &totp_now(&secret));
+    d.click("#submit");
+    assert_eq!(d.url(), format!("{base}/admin/dashboard"));
+    assert!(d.source().contains("welcome to the app"), "{}", d.source());
+    d.screenshot("app-reached");
+    let reached = up.requests_to("/admin/dashboard");
+    let last = reached.last().expect("the app was reached");
+    assert_eq!(last.header("remote-user"), Some("alice"));
+    assert_eq!(last.header("remote-groups"), Some("admin"));
+    // The session cookie as the browser stored it.
+    let cookies = d.cookies();
+    let sc = cookies
+        .iter()
+        .find(|c| c["name"] == "palisade_session")
+        .unwrap_or_else(|| panic!("{cookies:?}"));
+    assert_eq!(sc["httpOnly"], json!(true));
+    assert_eq!(sc["sameSite"], json!("Lax"));
+    assert!(sc.get("expiry").is_some(), "remember me: persistent: {sc}");
+
+    // 4. Logout (a POST with the CSRF token), then the app is protected again.
+    d.goto(&format!("{base}{PORTAL}/logout"));
+    d.screenshot("logout-page");
+    d.click("#submit");
+    assert!(d.source().contains("You are signed out"), "{}", d.source());
+    d.screenshot("logged-out");
+    let before = up.requests_to("/admin/dashboard").len();
+    d.goto(&format!("{base}/admin/dashboard"));
+    assert!(d.url().contains("/login?rd="), "{}", d.url());
+    assert_eq!(up.requests_to("/admin/dashboard").len(), before);
+
+    // 5. A session without "remember me" ends at absolute_secs (6 s).
+    d.goto(&format!("{base}/app/home"));
+    d.type_into("#username", "alice");
+    d.type_into("#password", PASSWORD);
+    d.click("#submit");
+    assert_eq!(d.url(), format!("{base}/app/home"));
+    assert!(d.source().contains("welcome to the app"));
+    let sc = d
+        .cookies()
+        .into_iter()
+        .find(|c| c["name"] == "palisade_session")
+        .unwrap();
+    assert!(
+        sc.get("expiry").is_none(),
+        "no remember me: a browser-session cookie: {sc}"
+    );
+    std::thread::sleep(Duration::from_secs(7));
+    d.goto(&format!("{base}/app/home"));
+    assert!(d.url().contains("/login?rd="), "expired: {}", d.url());
+    d.screenshot("session-expired");
+}
