@@ -134,7 +134,7 @@ impl Finish for Done {
             if w.blocked() {
                 self.shared.shield.record_waf_block(self.client);
             }
-            w.finish(self.status);
+            w.finish(self.status, &self.shared.monitor);
         }
         if let Some((pool, i)) = self.lease.take() {
             if let Some(s) = pool.servers.get(i) {

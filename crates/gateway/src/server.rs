@@ -100,6 +100,8 @@ pub struct Shared {
     pub unrouted: Arc<RouteMetrics>,
     /// IP lists, rate limits, bans, challenge (state survives reloads).
     pub shield: Arc<shield::Shield>,
+    /// The event bus and its subscribers (process-wide).
+    pub monitor: Arc<monitor::Monitor>,
     conns: ConnTracker,
     shutdown: watch::Sender<bool>,
 }
@@ -354,8 +356,10 @@ impl Gateway {
         };
         let (shutdown, _) = watch::channel(false);
         let shield = crate::shield_glue::build(&rt.config).await?;
+        let monitor = crate::events_glue::build(&rt.config).await?;
         let shared = Arc::new(Shared {
             shield,
+            monitor,
             runtime: ArcSwap::from_pointee(rt),
             unrouted: metrics.route(NO_ROUTE),
             metrics,
@@ -373,6 +377,7 @@ impl Gateway {
             reload_lock: tokio::sync::Mutex::new(()),
             admin: admin_local,
         }));
+        crate::events_glue::attach(&shared);
         for (addr, l) in bound {
             gw.spawn_listener(addr, l);
         }
@@ -429,6 +434,11 @@ impl Gateway {
         &self.0.shared.shield
     }
 
+    /// The monitor: event bus, store, metrics, anomaly model, alerts.
+    pub fn monitor(&self) -> &Arc<monitor::Monitor> {
+        &self.0.shared.monitor
+    }
+
     /// Process-wide metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.0.shared.metrics
@@ -440,6 +450,7 @@ impl Gateway {
         let _g = self.0.reload_lock.lock().await;
         let res = self.apply((self.0.loader)()).await;
         let m = &self.0.shared.metrics;
+        crate::events_glue::reload(&self.0.shared.monitor, &res);
         match &res {
             Ok(()) => {
                 m.reloads_ok.fetch_add(1, Ordering::Relaxed);

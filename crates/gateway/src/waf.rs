@@ -409,9 +409,10 @@ impl WafTx {
         self.blocked
     }
 
-    /// Phase 5: runs the logging phase, counts, writes the audit record.
-    /// `status` is what the client was sent.
-    pub fn finish(mut self, status: u16) {
+    /// Phase 5: runs the logging phase, counts, publishes the event, writes
+    /// the audit record. `status` is what the client was sent. Returns the
+    /// inbound anomaly score (for the anomaly model).
+    pub fn finish(mut self, status: u16, mon: &monitor::Monitor) -> u32 {
         self.tx.process_logging();
         let rules = &self.rt.rules;
         let messages: Vec<Message> = self
@@ -426,11 +427,23 @@ impl WafTx {
         if self.blocked {
             m.waf_blocks.fetch_add(1, Ordering::Relaxed);
         }
-        let Some(audit) = &self.rt.audit else { return };
+        let score = crate::events_glue::waf_score(&self.tx);
+        crate::events_glue::waf(
+            mon,
+            &m.name,
+            &self.record,
+            &messages,
+            self.blocked,
+            status,
+            score,
+        );
+        let Some(audit) = &self.rt.audit else {
+            return score;
+        };
         let wanted = audit.wants(messages.len(), status, self.tx.audit_engine_override())
             || (self.partial && audit.mode() != monitor::AuditMode::Off);
         if !wanted {
-            return;
+            return score;
         }
         let mut record = std::mem::take(&mut self.record);
         record.http_code = status;
@@ -445,6 +458,7 @@ impl WafTx {
         if let Err(e) = audit.write(&record) {
             tracing::error!(error = %e, "audit log write failed");
         }
+        score
     }
 }
 

@@ -258,6 +258,26 @@ pub struct Shield {
     conns: Arc<ConnCounts>,
     /// What the shield did.
     pub stats: Stats,
+    /// Told about every ban a jail makes (the monitor's event bus).
+    ban_observer: BanObserver,
+}
+
+/// A callback told about each jail ban: the client that tripped the jail
+/// and the ban stored. Must not block (it runs on the request path).
+pub type BanObserverFn = Box<dyn Fn(IpAddr, &Ban) + Send + Sync>;
+
+/// Holder of the optional [`BanObserverFn`] (set once).
+#[derive(Default)]
+struct BanObserver(std::sync::OnceLock<BanObserverFn>);
+
+impl std::fmt::Debug for BanObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "BanObserver(set)"
+        } else {
+            "BanObserver(unset)"
+        })
+    }
 }
 
 fn hv(s: &str) -> HeaderValue {
@@ -323,7 +343,14 @@ impl Shield {
                 shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             }),
             stats: Stats::default(),
+            ban_observer: BanObserver::default(),
         }
+    }
+
+    /// Sets the callback told about each jail ban (once; later calls are
+    /// ignored and return false).
+    pub fn set_ban_observer(&self, f: BanObserverFn) -> bool {
+        self.ban_observer.0.set(f).is_ok()
     }
 
     /// Installs a new config generation (lists, limits, jails); state is kept.
@@ -699,6 +726,9 @@ impl Shield {
                         offences,
                         "shield: client banned"
                     );
+                    if let Some(f) = self.ban_observer.0.get() {
+                        f(client, &ban);
+                    }
                     self.write_ban(ban);
                 }
                 jail::Outcome::Suspect(n) => {
