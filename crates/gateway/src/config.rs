@@ -122,6 +122,7 @@ struct RawConfig {
     shield: shield::RawShield,
     #[serde(default)]
     state: state::StateConfig,
+    monitor: Option<Spanned<monitor::Config>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -265,6 +266,8 @@ pub struct Config {
     pub shield: shield::ShieldSettings,
     /// `[state]`: where bans, rate-limit budgets and sessions are kept.
     pub state: state::StateConfig,
+    /// `[monitor]`: events, event store, anomaly model, alerts (docs/monitoring.md).
+    pub monitor: monitor::Config,
 }
 
 /// `[server]`.
@@ -994,6 +997,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
 
     let shield = shield::validate(raw.shield, &v, &routes)?;
     let state = shield::validate_state(raw.state, &v, &server)?;
+    let monitor = crate::events_glue::validate_config(raw.monitor, &v)?;
     Ok(Config {
         source: None,
         server,
@@ -1005,6 +1009,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
         waf,
         shield,
         state,
+        monitor,
     })
 }
 

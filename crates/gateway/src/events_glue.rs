@@ -17,8 +17,50 @@ fn rid(h: &HeaderValue) -> String {
     h.to_str().unwrap_or("-").to_string()
 }
 
-/// Connects the shield's jail bans to the bus (called once at start).
+/// Connects the shield's jail bans to the bus, and anomalies to the
+/// shield when `[monitor.anomaly] ban` is set (called once at start).
 pub fn attach(shared: &Arc<Shared>) {
+    if let Some(d) = shared
+        .monitor
+        .config
+        .anomaly
+        .ban
+        .filter(|_| shared.monitor.enabled())
+    {
+        let mut sub = shared.monitor.bus.subscribe();
+        let shield = shared.shield.clone();
+        let mon = shared.monitor.clone();
+        tokio::spawn(async move {
+            while let Some(e) = sub.recv().await {
+                let (
+                    Kind::Anomaly {
+                        subject, features, ..
+                    },
+                    Some(ip),
+                ) = (&e.kind, e.client)
+                else {
+                    continue;
+                };
+                if subject != "client" {
+                    continue;
+                }
+                let names: Vec<&str> = features.iter().map(|f| f.feature.as_str()).collect();
+                let reason = format!("anomaly: {}", names.join(", "));
+                match shield.add_ban(shield.scope(ip), Some(d.0), &reason).await {
+                    Ok(b) => mon.publish(
+                        Event::new(Kind::ShieldBan {
+                            net: shield::from_prefix(&b.target).to_string(),
+                            jail: "anomaly".into(),
+                            reason,
+                            duration_s: Some(d.0.as_secs()),
+                        })
+                        .client(ip),
+                    ),
+                    Err(err) => tracing::warn!(client = %ip, error = %err, "anomaly ban failed"),
+                }
+            }
+        });
+    }
     let mon = shared.monitor.clone();
     shared.shield.set_ban_observer(Box::new(move |client, ban| {
         let now = ban.created_us;
@@ -258,7 +300,229 @@ pub fn waf_score(tx: &seclang::Transaction) -> u32 {
     0
 }
 
-/// The process-wide monitor for a config (lives as long as the process).
-pub async fn build(_cfg: &crate::Config) -> crate::Result<Arc<Monitor>> {
-    Ok(Arc::new(Monitor::default()))
+/// The process-wide monitor for a config (lives as long as the process;
+/// `[monitor]` changes take effect after a restart).
+pub async fn build(cfg: &crate::Config) -> crate::Result<Arc<Monitor>> {
+    Monitor::start(&cfg.monitor, &cfg.server.data_dir)
+        .map(Arc::new)
+        .map_err(|e| {
+            crate::Error::io(
+                "cannot start monitoring",
+                std::io::Error::other(e.to_string()),
+            )
+        })
+}
+
+/// Validates `[monitor]` (errors point at the table).
+pub(crate) fn validate_config(
+    raw: Option<toml::Spanned<monitor::Config>>,
+    v: &crate::config::V,
+) -> crate::Result<monitor::Config> {
+    let Some(raw) = raw else {
+        return Ok(monitor::Config::default());
+    };
+    let span = raw.span();
+    let cfg = raw.into_inner();
+    match cfg.validate() {
+        Ok(()) => Ok(cfg),
+        Err((key, msg)) => v.err(span, &key, msg),
+    }
+}
+
+/// A reload keeps the monitor running; changed `[monitor]` settings wait
+/// for a restart.
+pub fn on_reload(mon: &Monitor, cfg: &crate::Config) {
+    if (mon.enabled() || cfg.monitor.enabled) && cfg.monitor != mon.config {
+        tracing::warn!("[monitor] changed: takes effect after a restart");
+    }
+}
+
+/// One finished request, for the anomaly model.
+pub fn request_done(
+    shared: &Shared,
+    client: IpAddr,
+    route: Option<&Arc<str>>,
+    path: &str,
+    status: u16,
+    bytes: u64,
+    waf_score: u32,
+) {
+    shared.monitor.observe_request(monitor::anomaly::Sample {
+        client,
+        route: route.cloned(),
+        path_hash: monitor::anomaly::path_hash(path),
+        status,
+        bytes,
+        waf_score,
+    });
+}
+
+/// Appends the monitor's metrics (and the audit log's byte count) to the
+/// admin `/metrics` text.
+pub fn render_metrics(gw: &crate::Gateway, out: &mut String) {
+    use std::fmt::Write as _;
+    gw.monitor().render_metrics(out);
+    let rt = gw.runtime();
+    if let Some(a) = rt.waf.audit() {
+        let _ = writeln!(
+            out,
+            "# HELP palisade_audit_log_bytes Bytes written to the current audit log file since it was opened.\n# TYPE palisade_audit_log_bytes gauge\npalisade_audit_log_bytes {}",
+            a.bytes.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+}
+
+/// `/metrics` plus the active bans per jail (read from the state store).
+pub async fn with_ban_gauges(gw: &crate::Gateway, mut out: String) -> String {
+    use std::fmt::Write as _;
+    let Ok(bans) = gw.shield().bans().await else {
+        return out;
+    };
+    let now = shield::now_us();
+    let mut by_jail: std::collections::BTreeMap<String, u64> = Default::default();
+    for b in bans.iter().filter(|b| b.active_at(now)) {
+        *by_jail.entry(b.jail.clone()).or_default() += 1;
+    }
+    out.push_str(
+        "# HELP palisade_bans_active Bans in force, by jail.\n# TYPE palisade_bans_active gauge\n",
+    );
+    for (j, n) in by_jail {
+        let _ = writeln!(
+            out,
+            "palisade_bans_active{{jail=\"{}\"}} {n}",
+            monitor::metrics::escape_label(&j)
+        );
+    }
+    out
+}
+
+/// Fixed 64 KiB: longest `/events` query string accepted.
+const MAX_QUERY_STRING: usize = 64 * 1024;
+
+fn json_response(
+    status: http::StatusCode,
+    v: &serde_json::Value,
+) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(format!(
+        "{v}\n"
+    ))));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    // Events carry attacker-chosen strings: never let a browser sniff the
+    // JSON as HTML.
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+/// Decodes `%XX` and `+` in a query-string component.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses `/events` query parameters into a store query.
+pub fn parse_events_query(qs: &str, now_us: u64) -> Result<monitor::store::Query, String> {
+    let mut q = monitor::store::Query::default();
+    if qs.len() > MAX_QUERY_STRING {
+        return Err("query string too long".into());
+    }
+    for pair in qs.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = unescape(v);
+        match k {
+            "since" => q.since_us = Some(monitor::store::parse_time(&v, now_us)?),
+            "until" => q.until_us = Some(monitor::store::parse_time(&v, now_us)?),
+            "client" => {
+                q.client = Some(
+                    v.parse()
+                        .map_err(|_| format!("client `{v}`: expected an IP address"))?,
+                )
+            }
+            "rule" => {
+                q.rule = Some(
+                    v.parse()
+                        .map_err(|_| format!("rule `{v}`: expected a rule id"))?,
+                )
+            }
+            "route" => q.route = Some(v),
+            "kind" => q.kind = Some(v),
+            "limit" => {
+                q.limit = Some(v.parse().map_err(|_| {
+                    format!(
+                        "limit `{v}`: expected a number (at most {})",
+                        monitor::store::MAX_QUERY_LIMIT
+                    )
+                })?)
+            }
+            other => {
+                return Err(format!(
+                    "unknown parameter `{other}` (since, until, client, rule, route, kind, limit)"
+                ))
+            }
+        }
+    }
+    Ok(q)
+}
+
+/// `GET /events?since=&until=&client=&rule=&route=&kind=&limit=`: stored
+/// events, newest first, as a JSON array.
+pub async fn admin(
+    req: http::Request<hyper::body::Incoming>,
+    gw: &crate::Gateway,
+) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    use http::StatusCode;
+    if req.method() != http::Method::GET {
+        return json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &serde_json::json!({ "error": "use GET /events" }),
+        );
+    }
+    let q = match parse_events_query(req.uri().query().unwrap_or(""), monitor::events::now_us()) {
+        Ok(q) => q,
+        Err(e) => {
+            return json_response(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e }))
+        }
+    };
+    let mon = gw.monitor().clone();
+    let res = tokio::task::spawn_blocking(move || mon.query(&q)).await;
+    match res {
+        Ok(Ok(v)) => json_response(StatusCode::OK, &serde_json::Value::Array(v)),
+        Ok(Err(monitor::Error::BadQuery(e))) => {
+            json_response(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e }))
+        }
+        Ok(Err(e)) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({ "error": e.to_string() }),
+        ),
+        Err(e) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &serde_json::json!({ "error": e.to_string() }),
+        ),
+    }
 }

@@ -495,6 +495,7 @@ impl Gateway {
             .filter(|a| !rt.listeners.contains_key(a))
             .collect();
         crate::shield_glue::on_reload(shared, &rt.config, &old.config);
+        crate::events_glue::on_reload(&shared.monitor, &rt.config);
         shared.runtime.store(Arc::new(rt));
         for (addr, l) in fresh {
             self.spawn_listener(addr, l);
