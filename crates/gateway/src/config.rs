@@ -122,7 +122,7 @@ struct RawConfig {
     shield: shield::RawShield,
     #[serde(default)]
     state: state::StateConfig,
-    monitor: Option<Spanned<monitor::Config>>,
+    monitor: Option<monitor::Config>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -997,7 +997,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
 
     let shield = shield::validate(raw.shield, &v, &routes)?;
     let state = shield::validate_state(raw.state, &v, &server)?;
-    let monitor = crate::events_glue::validate_config(raw.monitor, &v)?;
+    let monitor = crate::events_glue::validate_config(raw.monitor, &v, text.find("[monitor"))?;
     Ok(Config {
         source: None,
         server,

@@ -313,19 +313,22 @@ pub async fn build(cfg: &crate::Config) -> crate::Result<Arc<Monitor>> {
         })
 }
 
-/// Validates `[monitor]` (errors point at the table).
+/// Validates `[monitor]`; errors point at the first `[monitor…]` table
+/// (`at`, a byte offset in the file) and name the key.
 pub(crate) fn validate_config(
-    raw: Option<toml::Spanned<monitor::Config>>,
+    raw: Option<monitor::Config>,
     v: &crate::config::V,
+    at: Option<usize>,
 ) -> crate::Result<monitor::Config> {
-    let Some(raw) = raw else {
+    let Some(cfg) = raw else {
         return Ok(monitor::Config::default());
     };
-    let span = raw.span();
-    let cfg = raw.into_inner();
     match cfg.validate() {
         Ok(()) => Ok(cfg),
-        Err((key, msg)) => v.err(span, &key, msg),
+        Err((key, msg)) => {
+            let at = at.unwrap_or(0);
+            v.err(at..at, &key, msg)
+        }
     }
 }
 
