@@ -1,5 +1,5 @@
 //! Admin listener (keep it on loopback): `GET /healthz`, `GET /metrics`
-//! (Prometheus text), `POST /reload`.
+//! (Prometheus text), `POST /reload`, `/bans`, `GET /events`.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -57,7 +57,7 @@ async fn answer(req: Request<Incoming>, gw: Gateway) -> Result<Response<Full<Byt
         (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n", PLAIN),
         (&Method::GET, "/metrics") => text(
             StatusCode::OK,
-            render_metrics(&gw),
+            crate::events_glue::with_ban_gauges(&gw, render_metrics(&gw)).await,
             "text/plain; version=0.0.4; charset=utf-8",
         ),
         (&Method::POST, "/reload") => match gw.reload().await {
@@ -69,6 +69,7 @@ async fn answer(req: Request<Incoming>, gw: Gateway) -> Result<Response<Full<Byt
             ),
         },
         (_, p) if crate::shield_glue::is_admin_path(p) => crate::shield_glue::admin(req, &gw).await,
+        (_, "/events") => crate::events_glue::admin(req, &gw).await,
         (_, "/healthz" | "/metrics" | "/reload") => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed\n",
@@ -87,6 +88,7 @@ pub fn render_metrics(gw: &Gateway) -> String {
     let mut out = String::with_capacity(8192);
     gw.metrics().render(&mut out);
     crate::shield_glue::render_metrics(gw, &mut out);
+    crate::events_glue::render_metrics(gw, &mut out);
     let rt = gw.runtime();
     out.push_str("# HELP palisade_upstream_healthy 1 when the server is in rotation (health checks and passive ejection).\n");
     out.push_str("# TYPE palisade_upstream_healthy gauge\n");

@@ -123,6 +123,7 @@ struct RawConfig {
     #[serde(default)]
     state: state::StateConfig,
     identity: Option<identity::IdentityConfig>,
+    monitor: Option<monitor::Config>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -268,6 +269,8 @@ pub struct Config {
     pub state: state::StateConfig,
     /// `[identity]`: login portal, sessions, access rules (docs/identity.md).
     pub identity: Option<std::sync::Arc<crate::identity_glue::IdentitySettings>>,
+    /// `[monitor]`: events, event store, anomaly model, alerts (docs/monitoring.md).
+    pub monitor: monitor::Config,
 }
 
 /// `[server]`.
@@ -998,6 +1001,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
     let shield = shield::validate(raw.shield, &v, &routes)?;
     let state = shield::validate_state(raw.state, &v, &server)?;
     let identity = crate::identity_glue::validate(raw.identity, file)?;
+    let monitor = crate::events_glue::validate_config(raw.monitor, &v, text.find("[monitor"))?;
     Ok(Config {
         source: None,
         server,
@@ -1010,6 +1014,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
         shield,
         state,
         identity,
+        monitor,
     })
 }
 

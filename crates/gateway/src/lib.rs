@@ -16,6 +16,7 @@ pub mod body;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod events_glue;
 pub mod guard;
 pub mod identity_glue;
 pub mod limits;

@@ -130,13 +130,14 @@ impl Finish for Done {
             return;
         }
         self.finished = true;
+        let mut waf_score = 0;
         if let Some(w) = self.waf.take() {
             // WAF blocks feed the shield's `waf_block` jails (repeat attackers
             // get banned); detect-mode matches do not.
             if w.blocked() {
                 self.shared.shield.record_waf_block(self.client);
             }
-            w.finish(self.status);
+            waf_score = w.finish(self.status, &self.shared.monitor);
         }
         if let Some((pool, i)) = self.lease.take() {
             if let Some(s) = pool.servers.get(i) {
@@ -155,6 +156,19 @@ impl Finish for Done {
             self.error.is_none() && self.upstream.is_some(),
         );
         self.metrics.observe(self.status, duration);
+        crate::events_glue::request_done(
+            &self.shared,
+            self.client,
+            self.route.as_ref(),
+            self.uri.path(),
+            self.status,
+            self.bytes_in
+                .as_ref()
+                .map(|c| c.load(Ordering::Relaxed))
+                .unwrap_or(0)
+                + bytes_out,
+            waf_score,
+        );
         if self.shared.access_log.enabled() {
             let host = self
                 .host

@@ -102,6 +102,8 @@ pub struct Shared {
     pub shield: Arc<shield::Shield>,
     /// Users, sessions and counters of `[identity]` (survive reloads).
     pub identity: crate::identity_glue::Slot,
+    /// The event bus and its subscribers (process-wide).
+    pub monitor: Arc<monitor::Monitor>,
     conns: ConnTracker,
     shutdown: watch::Sender<bool>,
 }
@@ -356,9 +358,11 @@ impl Gateway {
         };
         let (shutdown, _) = watch::channel(false);
         let shield = crate::shield_glue::build(&rt.config).await?;
+        let monitor = crate::events_glue::build(&rt.config).await?;
         let shared = Arc::new(Shared {
             shield,
             identity: Default::default(),
+            monitor,
             runtime: ArcSwap::from_pointee(rt),
             unrouted: metrics.route(NO_ROUTE),
             metrics,
@@ -377,6 +381,7 @@ impl Gateway {
             reload_lock: tokio::sync::Mutex::new(()),
             admin: admin_local,
         }));
+        crate::events_glue::attach(&shared);
         for (addr, l) in bound {
             gw.spawn_listener(addr, l);
         }
@@ -433,6 +438,11 @@ impl Gateway {
         &self.0.shared.shield
     }
 
+    /// The monitor: event bus, store, metrics, anomaly model, alerts.
+    pub fn monitor(&self) -> &Arc<monitor::Monitor> {
+        &self.0.shared.monitor
+    }
+
     /// Process-wide metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.0.shared.metrics
@@ -444,6 +454,7 @@ impl Gateway {
         let _g = self.0.reload_lock.lock().await;
         let res = self.apply((self.0.loader)()).await;
         let m = &self.0.shared.metrics;
+        crate::events_glue::reload(&self.0.shared.monitor, &res);
         match &res {
             Ok(()) => {
                 m.reloads_ok.fetch_add(1, Ordering::Relaxed);
@@ -489,6 +500,7 @@ impl Gateway {
             .collect();
         crate::shield_glue::on_reload(shared, &rt.config, &old.config);
         crate::identity_glue::on_reload(shared, &rt.config, &old.config);
+        crate::events_glue::on_reload(&shared.monitor, &rt.config);
         shared.runtime.store(Arc::new(rt));
         for (addr, l) in fresh {
             self.spawn_listener(addr, l);

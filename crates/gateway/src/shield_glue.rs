@@ -147,6 +147,13 @@ pub async fn on_request(
         detail = %answer.detail,
         "shield answered"
     );
+    crate::events_glue::shield_answer(
+        &ctx.shared.monitor,
+        &answer,
+        *client,
+        request_id,
+        route.as_deref(),
+    );
     let mut resp = Response::new(RespBody::full(answer.body));
     *resp.status_mut() = answer.status;
     let h = resp.headers_mut();
@@ -283,7 +290,10 @@ pub async fn admin(req: Request<Incoming>, gw: &Gateway) -> Response<Full<Bytes>
                 },
             };
             match shield.add_ban(net, duration, &add.reason).await {
-                Ok(b) => json(StatusCode::CREATED, &ban_json(&b)),
+                Ok(b) => {
+                    crate::events_glue::manual_ban(gw.monitor(), &b);
+                    json(StatusCode::CREATED, &ban_json(&b))
+                }
                 Err(shield::Error::InvalidBan(m)) => error(StatusCode::BAD_REQUEST, m),
                 Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             }
@@ -295,10 +305,13 @@ pub async fn admin(req: Request<Incoming>, gw: &Gateway) -> Response<Full<Bytes>
                 Err(e) => return error(StatusCode::BAD_REQUEST, e),
             };
             match shield.remove_ban(net).await {
-                Ok(Some(n)) => json(
-                    StatusCode::OK,
-                    &serde_json::json!({ "lifted": n.to_string() }),
-                ),
+                Ok(Some(n)) => {
+                    crate::events_glue::unban(gw.monitor(), &n);
+                    json(
+                        StatusCode::OK,
+                        &serde_json::json!({ "lifted": n.to_string() }),
+                    )
+                }
                 Ok(None) => error(StatusCode::NOT_FOUND, format!("no ban covers {net}")),
                 Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             }

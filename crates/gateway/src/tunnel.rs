@@ -578,6 +578,13 @@ pub async fn accept_loop(
                     crate::server::ConnPermit::acquire(&shared, peer.ip(), &rt.config.limits)
                 else {
                     tracing::info!(%peer, listener = %l.cfg.name, reason = "connection cap reached", "tunnel refused");
+                    crate::events_glue::tunnel_deny(
+                        &shared.monitor,
+                        peer.ip(),
+                        &l.cfg.name,
+                        "",
+                        "connection cap reached",
+                    );
                     continue;
                 };
                 let servers: Vec<SocketAddr> = l
@@ -592,6 +599,7 @@ pub async fn accept_loop(
                 let handshake_timeout = rt.config.limits.header_read_timeout;
                 drop(rt);
                 let start = rr.fetch_add(1, Ordering::Relaxed);
+                let mon = shared.monitor.clone();
                 tokio::spawn(async move {
                     let _shield = shield;
                     let _permit = permit;
@@ -603,6 +611,7 @@ pub async fn accept_loop(
                         start,
                         connect_timeout,
                         handshake_timeout,
+                        &mon,
                     )
                     .await;
                 });
@@ -636,6 +645,7 @@ async fn connect_upstream(
     None
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
@@ -644,12 +654,14 @@ async fn serve(
     start: usize,
     connect_timeout: Duration,
     handshake_timeout: Duration,
+    mon: &monitor::Monitor,
 ) {
     let _ = stream.set_nodelay(true);
     let name = l.cfg.name.as_str();
     let began = Instant::now();
     let refuse = |reason: &str, identity: &str| {
         tracing::info!(%peer, listener = name, identity, reason, "tunnel refused");
+        crate::events_glue::tunnel_deny(mon, peer.ip(), name, identity, reason);
     };
     match &l.tls {
         None => {
@@ -657,7 +669,18 @@ async fn serve(
                 refuse("upstream unreachable", "");
                 return;
             };
-            pipe(stream, up, peer, name, "", l.cfg.tunnel.idle_timeout, began).await;
+            crate::events_glue::tunnel_accept(mon, peer.ip(), name, "");
+            pipe(
+                stream,
+                up,
+                peer,
+                name,
+                "",
+                l.cfg.tunnel.idle_timeout,
+                began,
+                mon,
+            )
+            .await;
         }
         Some(acceptor) => {
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
@@ -689,6 +712,7 @@ async fn serve(
                 refuse("upstream unreachable", &ident);
                 return;
             };
+            crate::events_glue::tunnel_accept(mon, peer.ip(), name, &ident);
             pipe(
                 tls,
                 up,
@@ -697,6 +721,7 @@ async fn serve(
                 &ident,
                 l.cfg.tunnel.idle_timeout,
                 began,
+                mon,
             )
             .await;
         }
@@ -734,6 +759,7 @@ where
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn pipe<C>(
     client: C,
     up: TcpStream,
@@ -742,6 +768,7 @@ async fn pipe<C>(
     identity: &str,
     idle: Duration,
     began: Instant,
+    mon: &monitor::Monitor,
 ) where
     C: AsyncRead + AsyncWrite + Unpin,
 {
@@ -784,6 +811,16 @@ async fn pipe<C>(
         duration_ms = ms_since(began),
         reason = %reason,
         "tunnel closed"
+    );
+    crate::events_glue::tunnel_close(
+        mon,
+        peer.ip(),
+        listener,
+        identity,
+        &reason,
+        to_up.load(Ordering::Relaxed),
+        to_client.load(Ordering::Relaxed),
+        ms_since(began),
     );
 }
 

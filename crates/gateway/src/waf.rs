@@ -124,6 +124,11 @@ impl WafRt {
         }))
     }
 
+    /// The generation's audit log (`None`: off).
+    pub fn audit(&self) -> Option<&Arc<AuditLog>> {
+        self.audit.as_ref()
+    }
+
     /// Number of distinct compiled rulesets.
     pub fn ruleset_count(&self) -> usize {
         self.rulesets.len()
@@ -293,6 +298,8 @@ pub struct WafTx {
     /// The request body was larger than the inspection limit and only its
     /// prefix was inspected: always audited.
     partial: bool,
+    /// Time spent in the rule engine so far (metrics histogram).
+    eval: Duration,
 }
 
 /// What the request phases decided.
@@ -397,6 +404,14 @@ fn wants_html<B>(req: &Request<B>) -> bool {
 }
 
 impl WafTx {
+    /// Runs `f` on the transaction, adding its time to the evaluation time.
+    fn timed<T>(&mut self, f: impl FnOnce(&mut Transaction) -> T) -> T {
+        let t = std::time::Instant::now();
+        let r = f(&mut self.tx);
+        self.eval += t.elapsed();
+        r
+    }
+
     fn block(&mut self, i: &Intervention, request_id: &HeaderValue) -> Response<RespBody> {
         self.blocked = true;
         let resp = block_page(i, request_id, self.html);
@@ -409,10 +424,13 @@ impl WafTx {
         self.blocked
     }
 
-    /// Phase 5: runs the logging phase, counts, writes the audit record.
-    /// `status` is what the client was sent.
-    pub fn finish(mut self, status: u16) {
+    /// Phase 5: runs the logging phase, counts, publishes the event, writes
+    /// the audit record. `status` is what the client was sent. Returns the
+    /// inbound anomaly score (for the anomaly model).
+    pub fn finish(mut self, status: u16, mon: &monitor::Monitor) -> u32 {
+        let t = std::time::Instant::now();
         self.tx.process_logging();
+        mon.observe_waf_eval(self.eval + t.elapsed());
         let rules = &self.rt.rules;
         let messages: Vec<Message> = self
             .tx
@@ -426,11 +444,23 @@ impl WafTx {
         if self.blocked {
             m.waf_blocks.fetch_add(1, Ordering::Relaxed);
         }
-        let Some(audit) = &self.rt.audit else { return };
+        let score = crate::events_glue::waf_score(&self.tx);
+        crate::events_glue::waf(
+            mon,
+            &m.name,
+            &self.record,
+            &messages,
+            self.blocked,
+            status,
+            score,
+        );
+        let Some(audit) = &self.rt.audit else {
+            return score;
+        };
         let wanted = audit.wants(messages.len(), status, self.tx.audit_engine_override())
             || (self.partial && audit.mode() != monitor::AuditMode::Off);
         if !wanted {
-            return;
+            return score;
         }
         let mut record = std::mem::take(&mut self.record);
         record.http_code = status;
@@ -445,6 +475,7 @@ impl WafTx {
         if let Err(e) = audit.write(&record) {
             tracing::error!(error = %e, "audit log write failed");
         }
+        score
     }
 }
 
@@ -583,9 +614,10 @@ pub async fn check_request(
         blocked: false,
         html: wants_html(req),
         partial: false,
+        eval: Duration::ZERO,
     }));
 
-    if let Some(i) = w.tx.process_request_headers() {
+    if let Some(i) = w.timed(|tx| tx.process_request_headers()) {
         return Ok(Verdict::Respond(w.block(&i, request_id)));
     }
 
@@ -601,7 +633,7 @@ pub async fn check_request(
                 return Err(Error::BodyTooLarge);
             }
             buf.extend_from_slice(&chunk);
-            if let Some(i) = w.tx.append_request_body(&chunk) {
+            if let Some(i) = w.timed(|tx| tx.append_request_body(&chunk)) {
                 return Ok(Verdict::Respond(w.block(&i, request_id)));
             }
             if buf.len() as u64 > limit {
@@ -619,7 +651,7 @@ pub async fn check_request(
             }
         }
     }
-    if let Some(i) = w.tx.process_request_body() {
+    if let Some(i) = w.timed(|tx| tx.process_request_body()) {
         return Ok(Verdict::Respond(w.block(&i, request_id)));
     }
     Ok(Verdict::Pass(Bytes::from(buf)))
@@ -644,7 +676,7 @@ pub async fn check_response(
     for (k, v) in head.headers() {
         w.tx.response_header(k.as_str(), v.as_bytes());
     }
-    if let Some(i) = w.tx.process_response_headers() {
+    if let Some(i) = w.timed(|tx| tx.process_response_headers()) {
         return Ok((w.block(&i, request_id), true));
     }
     if !w.tx.wants_response_body() || body.is_end_stream() {
@@ -659,7 +691,7 @@ pub async fn check_response(
             break;
         };
         buf.extend_from_slice(&chunk);
-        if let Some(i) = w.tx.append_response_body(&chunk) {
+        if let Some(i) = w.timed(|tx| tx.append_response_body(&chunk)) {
             return Ok((w.block(&i, request_id), true));
         }
         if buf.len() as u64 > limit {
@@ -667,7 +699,7 @@ pub async fn check_response(
             break;
         }
     }
-    if let Some(i) = w.tx.process_response_body() {
+    if let Some(i) = w.timed(|tx| tx.process_response_body()) {
         return Ok((w.block(&i, request_id), true));
     }
     let out = if ended {

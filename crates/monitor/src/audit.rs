@@ -71,6 +71,28 @@ pub enum Error {
     /// An audit mode other than `relevant`, `all` or `off`.
     #[error("audit log mode `{0}`: expected \"relevant\", \"all\" or \"off\"")]
     BadMode(String),
+    /// The event store (SQLite) failed.
+    #[error("event store: {0}")]
+    Store(#[from] rusqlite::Error),
+    /// An event query parameter is invalid.
+    #[error("{0}")]
+    BadQuery(String),
+    /// The event store's file or writer thread cannot be set up.
+    #[error("event store {path}: {message}")]
+    StoreSetup {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// An alert sink is misconfigured.
+    #[error("alert sink `{name}`: {message}")]
+    Sink {
+        /// The sink's name.
+        name: String,
+        /// Why.
+        message: String,
+    },
 }
 
 /// Which transactions are written (`SecAuditEngine`).

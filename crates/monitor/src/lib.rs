@@ -1,12 +1,175 @@
 //! palisade's monitoring crate.
 //!
+//! - [`events`]: the event bus — one typed [`events::Event`] per security
+//!   decision, fanned out to subscribers without blocking the request path.
+//! - [`store`]: events persisted in SQLite with retention, queryable.
+//! - [`metrics`]: Prometheus counters fed by the bus.
+//! - [`anomaly`]: per-client and per-route online baselines.
+//! - [`alerts`]: webhook, Slack and syslog sinks with batching and dedup.
 //! - [`audit`]: the WAF audit log in ModSecurity v3's JSON format, one
 //!   object per line, readable by the tools that read ModSecurity's
 //!   (CrowdSec, Wazuh, ELK, go-ftw).
+//! - [`config`]: the `[monitor]` config section.
 //!
-//! The event bus, dashboard, alerts and anomaly detection described in
-//! DESIGN.md will live here too.
+//! [`Monitor`] ties them together for the gateway.
 
+pub mod alerts;
+pub mod anomaly;
 pub mod audit;
+pub mod config;
+pub mod events;
+pub mod metrics;
+pub mod store;
+
+use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
 
 pub use audit::{AuditLog, AuditMode, Error, Message, Record, RelevantStatus};
+pub use config::Config;
+pub use events::{Bus, Event, Kind};
+
+use anomaly::Sample;
+use metrics::MonitorMetrics;
+use store::{EventStore, Query};
+use tokio::sync::mpsc;
+
+/// Everything the gateway feeds at run time: the event bus and its
+/// subscribers (store, metrics, anomaly model, alerts). Built once per
+/// process; it outlives config reloads.
+#[derive(Debug)]
+pub struct Monitor {
+    /// The event bus (subscribe here for a live feed).
+    pub bus: Bus,
+    /// Counters fed by the bus and the WAF glue.
+    pub metrics: Arc<MonitorMetrics>,
+    /// The event store (`None`: off).
+    pub store: Option<EventStore>,
+    /// The config it was started with.
+    pub config: Config,
+    samples: Option<mpsc::Sender<Sample>>,
+}
+
+impl Default for Monitor {
+    /// A monitor with monitoring off: publishing does nothing.
+    fn default() -> Self {
+        Monitor {
+            bus: Bus::new(1),
+            metrics: Arc::default(),
+            store: None,
+            config: Config {
+                enabled: false,
+                ..Config::default()
+            },
+            samples: None,
+        }
+    }
+}
+
+impl Monitor {
+    /// Starts the subscribers `cfg` asks for: the store's writer thread
+    /// (file `cfg.store.path`, relative to `data_dir`), the metrics task,
+    /// the anomaly model and the alert sinks. Must run inside a tokio
+    /// runtime.
+    pub fn start(cfg: &Config, data_dir: &Path) -> Result<Monitor, Error> {
+        if !cfg.enabled {
+            return Ok(Monitor::default());
+        }
+        let bus = Bus::default();
+        let metrics = Arc::new(MonitorMetrics::default());
+        let store = if cfg.store.enabled {
+            let path = data_dir.join(&cfg.store.path);
+            let setup = |message: String| Error::StoreSetup {
+                path: path.clone(),
+                message,
+            };
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| setup(e.to_string()))?;
+            }
+            let s = EventStore::open(&path, cfg.store.clone())?;
+            s.spawn_writer(bus.subscribe())
+                .map_err(|e| setup(e.to_string()))?;
+            Some(s)
+        } else {
+            None
+        };
+        {
+            let m = metrics.clone();
+            let sub = bus.subscribe();
+            tokio::spawn(async move { m.run(sub).await });
+        }
+        let samples = if cfg.anomaly.enabled {
+            let (tx, rx) = mpsc::channel(anomaly::SAMPLE_QUEUE);
+            tokio::spawn(anomaly::run(cfg.anomaly.clone(), rx, bus.clone()));
+            Some(tx)
+        } else {
+            None
+        };
+        if !cfg.alert.is_empty() {
+            let mut sinks = Vec::new();
+            for a in &cfg.alert {
+                sinks.push(
+                    alerts::Sink::spawn(a.clone(), metrics.clone()).map_err(|message| {
+                        Error::Sink {
+                            name: a.name.clone(),
+                            message,
+                        }
+                    })?,
+                );
+            }
+            tokio::spawn(alerts::run(sinks, bus.subscribe()));
+        }
+        Ok(Monitor {
+            bus,
+            metrics,
+            store,
+            config: cfg.clone(),
+            samples,
+        })
+    }
+
+    /// Whether events are made at all (`[monitor] enabled`).
+    pub fn enabled(&self) -> bool {
+        self.config.enabled
+    }
+
+    /// Publishes an event on the bus (never blocks; nothing when off).
+    pub fn publish(&self, ev: Event) {
+        if self.config.enabled {
+            self.bus.publish(ev);
+        }
+    }
+
+    /// Gives one finished request to the anomaly model (never blocks; a
+    /// full queue drops the sample and counts it).
+    pub fn observe_request(&self, s: Sample) {
+        if let Some(tx) = &self.samples {
+            if tx.try_send(s).is_err() {
+                self.metrics.samples_dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Records the time the WAF spent on one request.
+    pub fn observe_waf_eval(&self, d: Duration) {
+        self.metrics.observe_waf_eval(d);
+    }
+
+    /// Appends the monitor's Prometheus metrics.
+    pub fn render_metrics(&self, out: &mut String) {
+        let s = self.bus.stats();
+        self.metrics
+            .render(out, s.published.load(Relaxed), s.dropped.load(Relaxed));
+    }
+
+    /// Stored events matching `q`, newest first.
+    pub fn query(&self, q: &Query) -> Result<Vec<serde_json::Value>, Error> {
+        match &self.store {
+            Some(s) => s.query(q),
+            None => Err(Error::BadQuery(
+                "the event store is off ([monitor.store] enabled = false)".into(),
+            )),
+        }
+    }
+}

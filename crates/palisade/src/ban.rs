@@ -48,7 +48,7 @@ pub enum BanCmd {
     },
 }
 
-fn admin_addr(t: &Target) -> anyhow::Result<SocketAddr> {
+pub(crate) fn admin_addr(t: &Target) -> anyhow::Result<SocketAddr> {
     if let Some(a) = t.admin {
         return Ok(a);
     }
@@ -64,7 +64,7 @@ fn admin_addr(t: &Target) -> anyhow::Result<SocketAddr> {
     Ok(SocketAddr::from(([127, 0, 0, 1], 9901)))
 }
 
-fn call(
+pub(crate) fn call(
     addr: SocketAddr,
     method: &str,
     path: &str,

@@ -16,6 +16,7 @@ use gateway::Gateway;
 mod ban;
 mod crypt_cmd;
 mod echo;
+mod events_cmd;
 mod pki_cmd;
 mod rules_cmd;
 mod scan_cmd;
@@ -90,6 +91,8 @@ enum Cmd {
         #[command(flatten)]
         target: ban::Target,
     },
+    /// Query the running gateway's security events (through its admin API).
+    Events(events_cmd::EventsArgs),
     /// The WAF engine on its own: evaluate a raw request, lint rule files.
     Waf {
         #[command(subcommand)]
@@ -216,6 +219,7 @@ fn main() -> ExitCode {
         Cmd::Waf { cmd } => waf_cmd(cmd),
         Cmd::Crs { cmd } => rules_cmd::crs_cmd(cmd),
         Cmd::Ban { cmd, target } => ban::run(cmd, &target).map_err(Failure::Runtime),
+        Cmd::Events(args) => events_cmd::run(args).map_err(Failure::Runtime),
         Cmd::Crypt { cmd } => crypt_cmd::run(cmd).map_err(Failure::Runtime),
         Cmd::Pki { dir, cmd } => pki_cmd::run(&dir, cmd).map_err(Failure::Runtime),
         Cmd::User { cfg, cmd } => user_cmd::run_user(&cfg, cmd).map_err(Failure::Runtime),

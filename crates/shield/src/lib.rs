@@ -310,6 +310,26 @@ pub struct Shield {
     conns: Arc<ConnCounts>,
     /// What the shield did.
     pub stats: Arc<Stats>,
+    /// Told about every ban a jail makes (the monitor's event bus).
+    ban_observer: Arc<BanObserver>,
+}
+
+/// A callback told about each jail ban: the client that tripped the jail
+/// and the ban stored. Must not block (it runs on the request path).
+pub type BanObserverFn = Box<dyn Fn(IpAddr, &Ban) + Send + Sync>;
+
+/// Holder of the optional [`BanObserverFn`] (set once).
+#[derive(Default)]
+struct BanObserver(std::sync::OnceLock<BanObserverFn>);
+
+impl std::fmt::Debug for BanObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "BanObserver(set)"
+        } else {
+            "BanObserver(unset)"
+        })
+    }
 }
 
 fn hv(s: &str) -> HeaderValue {
@@ -376,6 +396,7 @@ impl Shield {
                 shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             }),
             stats: Arc::new(Stats::default()),
+            ban_observer: Arc::new(BanObserver::default()),
         }
     }
 
@@ -384,6 +405,12 @@ impl Shield {
     /// they expire.
     pub fn set_secret(&self, secret: Option<&[u8]>) {
         self.pow.rotate(secret);
+    }
+
+    /// Sets the callback told about each jail ban (once; later calls are
+    /// ignored and return false).
+    pub fn set_ban_observer(&self, f: BanObserverFn) -> bool {
+        self.ban_observer.0.set(f).is_ok()
     }
 
     /// Installs a new config generation (lists, limits, jails); state is kept.
@@ -746,10 +773,11 @@ impl Shield {
             match self.jails.record(rule, who, now_ms, h, c.repeat_window) {
                 jail::Outcome::Ban { duration, offences } => {
                     self.stats.auto_bans.fetch_add(1, Ordering::Relaxed);
-                    write_ban(
-                        &self.store,
-                        jail_ban(rule, client, who, now_ms, duration, offences),
-                    );
+                    let ban = jail_ban(rule, client, who, now_ms, duration, offences);
+                    if let Some(f) = self.ban_observer.0.get() {
+                        f(client, &ban);
+                    }
+                    write_ban(&self.store, ban);
                 }
                 jail::Outcome::Suspect(n) => log_suspect(client, rule, u64::from(n)),
                 jail::Outcome::Counted(_) => {}
@@ -780,10 +808,11 @@ impl Shield {
             return false;
         }
         let pending = PendingGuard(self.pending_shared.clone());
-        let (store, jails, stats, rule) = (
+        let (store, jails, stats, observer, rule) = (
             self.store.clone(),
             self.jails.clone(),
             self.stats.clone(),
+            self.ban_observer.clone(),
             rule.clone(),
         );
         rt.spawn(async move {
@@ -837,6 +866,9 @@ impl Shield {
                 rule.ban_duration(offences),
                 offences,
             );
+            if let Some(f) = observer.0.get() {
+                f(client, &ban);
+            }
             if let Err(e) = store.ban_add(ban).await {
                 tracing::error!(error = %e, net = %who, "shield: cannot store ban");
             }
