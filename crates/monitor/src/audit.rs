@@ -71,6 +71,9 @@ pub enum Error {
     /// An audit mode other than `relevant`, `all` or `off`.
     #[error("audit log mode `{0}`: expected \"relevant\", \"all\" or \"off\"")]
     BadMode(String),
+    /// `logs analyze`: the WAF rules cannot be found or do not load.
+    #[error("rules: {0}")]
+    Rules(String),
 }
 
 /// Which transactions are written (`SecAuditEngine`).

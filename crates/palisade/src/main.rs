@@ -16,6 +16,7 @@ use gateway::Gateway;
 mod ban;
 mod crypt_cmd;
 mod echo;
+mod logs_cmd;
 mod pki_cmd;
 mod rules_cmd;
 mod scan_cmd;
@@ -131,6 +132,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: scan_cmd::ScanCmd,
     },
+    /// Offline log analysis: `logs analyze FILE...` runs access logs through the WAF rules.
+    Logs {
+        #[command(subcommand)]
+        cmd: logs_cmd::LogsCmd,
+    },
     /// Tools for tests.
     #[command(hide = true)]
     Testing {
@@ -221,6 +227,7 @@ fn main() -> ExitCode {
         Cmd::User { cfg, cmd } => user_cmd::run_user(&cfg, cmd).map_err(Failure::Runtime),
         Cmd::Access { cfg, cmd } => user_cmd::run_access(&cfg, cmd).map_err(Failure::Runtime),
         Cmd::Scan { cmd } => return scan_cmd::run(cmd),
+        Cmd::Logs { cmd } => return logs_cmd::run(cmd),
         Cmd::Reload {
             config,
             pid_file,
