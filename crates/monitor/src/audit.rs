@@ -93,6 +93,9 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// `logs analyze`: the WAF rules cannot be found or do not load.
+    #[error("rules: {0}")]
+    Rules(String),
 }
 
 /// Which transactions are written (`SecAuditEngine`).

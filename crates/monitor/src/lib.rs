@@ -10,11 +10,15 @@
 //!   object per line, readable by the tools that read ModSecurity's
 //!   (CrowdSec, Wazuh, ELK, go-ftw).
 //! - [`config`]: the `[monitor]` config section.
+//! - [`analyze`]: `palisade logs analyze`, nginx/Apache/palisade access
+//!   logs run through the WAF rules offline, with a terminal, JSON and
+//!   HTML report.
 //!
 //! [`Monitor`] ties them together for the gateway.
 
 pub mod alerts;
 pub mod anomaly;
+pub mod analyze;
 pub mod audit;
 pub mod config;
 pub mod events;

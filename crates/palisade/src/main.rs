@@ -17,6 +17,7 @@ mod ban;
 mod crypt_cmd;
 mod echo;
 mod events_cmd;
+mod logs_cmd;
 mod pki_cmd;
 mod rules_cmd;
 mod scan_cmd;
@@ -134,6 +135,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: scan_cmd::ScanCmd,
     },
+    /// Offline log analysis: `logs analyze FILE...` runs access logs through the WAF rules.
+    Logs {
+        #[command(subcommand)]
+        cmd: logs_cmd::LogsCmd,
+    },
     /// Tools for tests.
     #[command(hide = true)]
     Testing {
@@ -225,6 +231,7 @@ fn main() -> ExitCode {
         Cmd::User { cfg, cmd } => user_cmd::run_user(&cfg, cmd).map_err(Failure::Runtime),
         Cmd::Access { cfg, cmd } => user_cmd::run_access(&cfg, cmd).map_err(Failure::Runtime),
         Cmd::Scan { cmd } => return scan_cmd::run(cmd),
+        Cmd::Logs { cmd } => return logs_cmd::run(cmd),
         Cmd::Reload {
             config,
             pid_file,
