@@ -19,6 +19,7 @@ mod echo;
 mod pki_cmd;
 mod rules_cmd;
 mod scan_cmd;
+mod scan_tls_out;
 mod waf;
 mod waftest;
 
