@@ -489,7 +489,7 @@ async fn garbage_instead_of_tls_is_a_clear_error() {
 async fn immediate_reset_and_refused_are_errors() {
     let port = serve(|s| async move {
         // SO_LINGER 0: close sends RST instead of FIN.
-        let _ = s.set_linger(Some(Duration::ZERO));
+        let _ = s.set_zero_linger();
         drop(s);
     })
     .await;
