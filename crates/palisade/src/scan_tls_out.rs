@@ -34,7 +34,12 @@ pub fn print(r: &TlsReport) {
             "  {:<8} {}",
             p.protocol,
             if p.supported {
-                "enabled".to_string()
+                match p.server_order {
+                    Some(true) => "enabled (server order)",
+                    Some(false) => "enabled (client order: suites listed in scanner order)",
+                    None => "enabled",
+                }
+                .to_string()
             } else {
                 format!(
                     "not offered{}",

@@ -305,6 +305,7 @@ async fn weak_nginx_matches_sslscan_and_is_capped() {
     // Server preference order as configured.
     let order: Vec<u16> = r.suites(Protocol::Tls12).iter().map(|s| s.id).collect();
     assert_eq!(order, vec![0xC013, 0x002F, 0x003D, 0x0002, 0xC030]);
+    assert_eq!(r.protocols[3].server_order, Some(true));
 
     let c = r.certificate.as_ref().unwrap();
     assert!(c.days_left < 0 && c.self_signed && !c.trusted && c.hostname_match);
@@ -431,6 +432,94 @@ async fn client_certificate_required_server() {
     .await;
     assert_eq!(with.http.as_ref().map(|h| h.status), Some(200));
     assert_eq!(with.grade.grade, "A+");
+}
+
+// --- post-quantum group -------------------------------------------------------
+
+/// The groups a ClientHello offers and whether it offers TLS 1.3 (a small
+/// parser of the test's own: the scanner's encoder is what is under test).
+fn hello_groups(rec: &[u8]) -> Option<(Vec<u16>, bool)> {
+    let u16at = |b: &[u8], i: usize| Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]));
+    let body = rec.get(9..)?;
+    let mut i = 2 + 32;
+    i += 1 + usize::from(*body.get(i)?);
+    i += 2 + usize::from(u16at(body, i)?);
+    i += 1 + usize::from(*body.get(i)?);
+    let end = i + 2 + usize::from(u16at(body, i)?);
+    i += 2;
+    let (mut groups, mut tls13) = (Vec::new(), false);
+    while i + 4 <= end {
+        let (typ, len) = (u16at(body, i)?, usize::from(u16at(body, i + 2)?));
+        let data = body.get(i + 4..i + 4 + len)?;
+        match typ {
+            0x000A => {
+                groups = data[2..]
+                    .chunks(2)
+                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                    .collect()
+            }
+            0x002B => tls13 = data[1..].chunks(2).any(|c| c == [3, 4]),
+            _ => {}
+        }
+        i += 4 + len;
+    }
+    Some((groups, tls13))
+}
+
+/// A TLS 1.3 server that supports only X25519MLKEM768: it answers a hello
+/// offering that group with a HelloRetryRequest naming it, anything else
+/// with a handshake_failure (TLS 1.2 and older: protocol_version).
+async fn mlkem_only_server(mut s: tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 4096];
+    let mut n = 0;
+    while n < 5 || n < 5 + usize::from(u16::from_be_bytes([buf[3], buf[4]])) {
+        match s.read(&mut buf[n..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(k) => n += k,
+        }
+    }
+    let reply: Vec<u8> = match hello_groups(&buf[..n]) {
+        Some((groups, true)) if groups.contains(&0x11EC) => {
+            const HRR: [u8; 32] = [
+                0xCF, 0x21, 0xAD, 0x74, 0xE5, 0x9A, 0x61, 0x11, 0xBE, 0x1D, 0x8C, 0x02, 0x1E, 0x65,
+                0xB8, 0x91, 0xC2, 0xA2, 0x11, 0x16, 0x7A, 0xBB, 0x8C, 0x5E, 0x07, 0x9E, 0x09, 0xE2,
+                0xC8, 0xA8, 0x33, 0x9C,
+            ];
+            let mut sh = vec![3, 3];
+            sh.extend_from_slice(&HRR);
+            sh.push(0);
+            sh.extend_from_slice(&[0x13, 0x01, 0]);
+            let exts = [0x00, 0x2B, 0, 2, 3, 4, 0x00, 0x33, 0, 2, 0x11, 0xEC];
+            sh.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+            sh.extend_from_slice(&exts);
+            let mut hs = vec![2, 0, (sh.len() >> 8) as u8, sh.len() as u8];
+            hs.extend_from_slice(&sh);
+            let mut rec = vec![22, 3, 3];
+            rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+            rec.extend_from_slice(&hs);
+            rec
+        }
+        Some((_, true)) => vec![21, 3, 3, 0, 2, 2, 40],
+        _ => vec![21, 3, 3, 0, 2, 2, 70],
+    };
+    let _ = s.write_all(&reply).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x25519mlkem768_only_server_is_detected() {
+    let port = serve(mlkem_only_server).await;
+    let mut o = Options::new("127.0.0.1", port);
+    o.http = false;
+    let r = tls::scan(SocketAddr::new(LO, port), &o).await.unwrap();
+    assert_eq!(r.supported(), vec![Protocol::Tls13]);
+    let groups: Vec<&str> = r
+        .groups
+        .iter()
+        .filter(|g| g.supported)
+        .map(|g| g.name.as_str())
+        .collect();
+    assert_eq!(groups, ["X25519MLKEM768"]);
 }
 
 // --- bad input -----------------------------------------------------------------

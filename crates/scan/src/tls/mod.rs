@@ -136,6 +136,10 @@ pub struct ProtocolResult {
     pub suites: Vec<AcceptedSuite>,
     /// Why the first hello was refused (alert name), when it was.
     pub refused: Option<String>,
+    /// The server picks by its own order (`Some(false)`: it follows the
+    /// client's, so `suites` is in the scanner's table order; `None`:
+    /// fewer than two suites).
+    pub server_order: Option<bool>,
 }
 
 /// One key-exchange group.
@@ -336,6 +340,7 @@ pub async fn scan(addr: SocketAddr, opts: &Options) -> Result<TlsReport, crate::
                     supported: false,
                     suites: Vec::new(),
                     refused: Some(e.to_string()),
+                    server_order: None,
                 });
                 first_err.get_or_insert(e);
             }
@@ -434,6 +439,7 @@ async fn enumerate(ctx: &Ctx, p: Protocol) -> io::Result<ProtocolResult> {
         supported: false,
         suites: Vec::new(),
         refused: None,
+        server_order: None,
     };
     // Bounded: every round removes one suite from `remaining`.
     while !remaining.is_empty() {
@@ -467,6 +473,15 @@ async fn enumerate(ctx: &Ctx, p: Protocol) -> io::Result<ProtocolResult> {
                 }
                 break;
             }
+        }
+    }
+    // Offer the accepted suites reversed: a server that keeps choosing its
+    // favourite enforces its own order.
+    if out.suites.len() >= 2 {
+        let reversed: Vec<u16> = out.suites.iter().rev().map(|s| s.id).collect();
+        let h = Hello::new(p, &reversed, ctx.sni.as_deref());
+        if let Outcome::Accepted(f) = ctx.probe(&h, false).await? {
+            out.server_order = Some(f.suite == out.suites[0].id);
         }
     }
     Ok(out)

@@ -109,11 +109,18 @@ pub fn group_name(id: u16) -> String {
         .unwrap_or_else(|| format!("0x{id:04X}"))
 }
 
-/// Classical groups offered in ordinary hellos (post-quantum hybrids need
-/// a real key share, so they are only probed one at a time via HRR).
+/// Groups offered in ordinary TLS 1.0-1.2 hellos.
 const DEFAULT_GROUPS: &[u16] = &[
     0x001D, 0x0017, 0x0018, 0x0019, 0x001E, 0x001A, 0x001B, 0x001C, 0x0100, 0x0101, 0x0102, 0x0103,
     0x0104,
+];
+
+/// Groups offered in ordinary TLS 1.3 hellos: the classical ones plus the
+/// post-quantum hybrids, last, so a server that supports only a hybrid
+/// still answers (with a HelloRetryRequest, as no hybrid share is sent).
+const DEFAULT_GROUPS_TLS13: &[u16] = &[
+    0x001D, 0x0017, 0x0018, 0x0019, 0x001E, 0x001A, 0x001B, 0x001C, 0x0100, 0x0101, 0x0102, 0x0103,
+    0x0104, 0x11EC, 0x11EB, 0x11ED,
 ];
 
 /// Signature algorithms offered (TLS 1.2+): everything, old and new, so the
@@ -228,7 +235,11 @@ pub fn encode(h: &Hello<'_>) -> Vec<u8> {
             sn.extend_from_slice(name.as_bytes());
             ext(&mut exts, 0x0000, &sn);
         }
-        let groups = h.groups.unwrap_or(DEFAULT_GROUPS);
+        let groups = h.groups.unwrap_or(if tls13 {
+            DEFAULT_GROUPS_TLS13
+        } else {
+            DEFAULT_GROUPS
+        });
         ext(&mut exts, 0x000A, &u16_list(groups));
         ext(&mut exts, 0x000B, &[3, 0, 1, 2]);
         if h.protocol >= Protocol::Tls12 {
