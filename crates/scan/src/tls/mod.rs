@@ -876,7 +876,7 @@ fn judge_chain(
                     rustls::pki_types::UnixTime::now(),
                 ) {
                     Ok(_) => (true, None),
-                    Err(e) => (false, Some(e.to_string())),
+                    Err(e) => (false, Some(trust_reason(&e))),
                 },
                 Err(e) => (false, Some(e)),
             }
@@ -892,6 +892,28 @@ fn judge_chain(
         trust_error,
         chain_in_order,
     })
+}
+
+/// webpki's verdict in words an operator acts on.
+fn trust_reason(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(c) = e else {
+        return e.to_string();
+    };
+    match c {
+        C::UnknownIssuer => "UnknownIssuer: not issued by a trusted CA".into(),
+        C::Expired | C::ExpiredContext { .. } => "Expired: the certificate has expired".into(),
+        C::NotValidYet | C::NotValidYetContext { .. } => "NotValidYet: the certificate is not valid yet".into(),
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "NotValidForName: the certificate does not cover this host name".into()
+        }
+        C::BadSignature => "BadSignature: a signature in the chain does not verify".into(),
+        C::Revoked => "Revoked".into(),
+        C::Other(o) if o.to_string().contains("CaUsedAsEndEntity") => {
+            "CaUsedAsEndEntity: a CA certificate (basicConstraints CA:TRUE) is served as the server certificate".into()
+        }
+        other => format!("{other:?}"),
+    }
 }
 
 fn f(id: &str, severity: Severity, title: &str, evidence: String, fix: &str) -> Finding {
