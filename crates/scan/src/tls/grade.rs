@@ -402,3 +402,154 @@ pub fn mozilla(r: &TlsReport) -> Vec<Compliance> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{suites, AcceptedSuite, HttpInfo, ProtocolResult};
+
+    /// A report with `offered` accepted per protocol, a trusted-looking
+    /// absent certificate and HSTS of two years.
+    fn report(offered: &[(Protocol, &[u16])]) -> TlsReport {
+        TlsReport {
+            target: "t:443".into(),
+            addr: "127.0.0.1:443".parse().unwrap(),
+            sni: None,
+            protocols: offered
+                .iter()
+                .map(|(p, ids)| ProtocolResult {
+                    protocol: *p,
+                    supported: true,
+                    suites: ids
+                        .iter()
+                        .map(|id| AcceptedSuite {
+                            id: *id,
+                            name: suites::lookup(*id).unwrap().name.into(),
+                            info: suites::lookup(*id),
+                            kx_detail: None,
+                        })
+                        .collect(),
+                    refused: None,
+                    server_order: None,
+                })
+                .collect(),
+            groups: Vec::new(),
+            dh_bits: None,
+            certificate: None,
+            ocsp_stapled: Some(true),
+            secure_renegotiation: Some(true),
+            compression: Some(false),
+            client_cert_requested: false,
+            http: Some(HttpInfo {
+                status: 200,
+                hsts: Some("max-age=63072000".into()),
+                hsts_max_age: Some(63_072_000),
+            }),
+            http_error: None,
+            grade: Grade::default(),
+            mozilla: Vec::new(),
+            findings: Vec::new(),
+            handshakes: 0,
+            elapsed_ms: 0,
+        }
+    }
+
+    fn caps(g: &Grade) -> Vec<&str> {
+        g.caps.iter().map(|c| c.max.as_str()).collect()
+    }
+
+    #[test]
+    fn modern_config_is_a_plus_and_hsts_decides_the_plus() {
+        let mut r = report(&[
+            (Protocol::Tls12, &[0xC02F, 0xC030]),
+            (Protocol::Tls13, &[0x1301, 0x1302]),
+        ]);
+        let g = grade(&r);
+        assert_eq!((g.grade.as_str(), g.caps.len()), ("A+", 0));
+        r.http = Some(HttpInfo {
+            status: 200,
+            hsts: None,
+            hsts_max_age: None,
+        });
+        let g = grade(&r);
+        assert_eq!(g.grade, "A");
+        assert!(g.caps[0].reason.contains("no HSTS"));
+    }
+
+    #[test]
+    fn caps_by_rule() {
+        let cases: &[(&[(Protocol, &[u16])], &str, &str)] = &[
+            (
+                &[(Protocol::Ssl3, &[0x002F]), (Protocol::Tls12, &[0xC02F])],
+                "F",
+                "SSL 3.0",
+            ),
+            (&[(Protocol::Tls12, &[0xC02F, 0x0005])], "C", "RC4"),
+            (&[(Protocol::Tls12, &[0xC02F, 0x000A])], "C", "SWEET32"),
+            (&[(Protocol::Tls12, &[0xC02F, 0x0018])], "F", "anonymous"),
+            (&[(Protocol::Tls12, &[0xC02F, 0x0003])], "F", "EXPORT"),
+            (
+                &[(Protocol::Tls12, &[0x009C, 0x002F])],
+                "B",
+                "no forward secrecy",
+            ),
+            (&[(Protocol::Tls12, &[0xC013])], "B", "no AEAD"),
+            (
+                &[(Protocol::Tls11, &[0xC013])],
+                "C",
+                "TLS 1.2 is not supported",
+            ),
+            (
+                &[(Protocol::Tls12, &[0xC02F])],
+                "A-",
+                "TLS 1.3 not supported",
+            ),
+        ];
+        for (offered, max, why) in cases {
+            let g = grade(&report(offered));
+            assert!(
+                g.caps
+                    .iter()
+                    .any(|c| c.max == *max && c.reason.contains(why)),
+                "{offered:?}: {:?}",
+                g.caps
+            );
+            assert!(rank(&g.grade) >= rank(max), "{offered:?}: {}", g.grade);
+        }
+        let mut r = report(&[(Protocol::Tls12, &[0xC02F]), (Protocol::Tls13, &[0x1301])]);
+        r.compression = Some(true);
+        assert_eq!(grade(&r).grade, "C");
+        r.compression = Some(false);
+        r.dh_bits = Some(1024);
+        assert!(caps(&grade(&r)).contains(&"B"));
+        r.dh_bits = Some(512);
+        assert_eq!(grade(&r).grade, "F");
+    }
+
+    #[test]
+    fn mozilla_differences_are_listed() {
+        let r = report(&[
+            (Protocol::Tls10, &[0xC013]),
+            (Protocol::Tls12, &[0xC02F, 0x002F]),
+        ]);
+        let m = mozilla(&r);
+        assert!(!m[0].compliant);
+        for d in [
+            "disable TLSv1.0",
+            "enable TLSv1.3",
+            "remove TLSv1.2 TLS_RSA_WITH_AES_128_CBC_SHA",
+        ] {
+            assert!(m[0].differences.iter().any(|x| x == d), "{d}: {:?}", m[0]);
+        }
+        assert!(!m[0]
+            .differences
+            .iter()
+            .any(|x| x.contains("ECDHE_RSA_WITH_AES_128_GCM")));
+        let ok = report(&[(Protocol::Tls12, &[0xC02F]), (Protocol::Tls13, &[0x1301])]);
+        assert!(mozilla(&ok)[0].compliant, "{:?}", mozilla(&ok)[0]);
+        assert_eq!(
+            mozilla(&ok)[1].differences,
+            vec!["disable TLSv1.2".to_string()]
+        );
+    }
+}

@@ -683,4 +683,32 @@ mod tests {
         );
         assert!(parse_server_hello(&sh[..20]).is_none());
     }
+
+    /// Random and truncated server messages never panic the parsers.
+    #[test]
+    fn hostile_server_messages_do_not_panic() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 200) as usize;
+            let mut b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if len > 2 && next() % 2 == 0 {
+                b[0] = 3;
+                b[1] = 3;
+            }
+            let _ = parse_server_hello(&b);
+            let _ = parse_certificates(&b);
+            let mut f = Flight {
+                suite: [0xC02F, 0x009E, 0x002F][(next() % 3) as usize],
+                ..Flight::default()
+            };
+            parse_ske(&b, &mut f);
+            let _ = super::super::x509::parse(&b);
+        }
+    }
 }

@@ -380,4 +380,34 @@ mod tests {
         assert!(parse(&[]).is_none());
         assert!(parse(&[0x30, 0x03, 0x02, 0x01, 0x00]).is_none());
     }
+
+    /// A real certificate parses; every truncation and single-byte
+    /// corruption of it is handled without a panic.
+    #[test]
+    fn real_certificate_and_its_corruptions() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["a.example".to_string()]).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "a.example");
+        p.not_before = rcgen::date_time_ymd(2024, 1, 2);
+        p.not_after = rcgen::date_time_ymd(2030, 6, 7);
+        let der = p.self_signed(&key).unwrap().der().to_vec();
+        let c = parse(&der).unwrap();
+        assert_eq!(c.common_name.as_deref(), Some("a.example"));
+        assert_eq!(c.san, vec!["a.example".to_string()]);
+        assert_eq!((c.key_type.as_str(), c.key_bits), ("EC", 256));
+        assert_eq!(c.signature_algorithm, "ecdsa-with-SHA256");
+        assert_eq!(c.not_before, days_from_civil(2024, 1, 2) * 86400);
+        assert_eq!(c.not_after, days_from_civil(2030, 6, 7) * 86400);
+        assert!(c.self_issued);
+        assert!(matches_host(&c, "a.example"));
+        for cut in 0..der.len() {
+            let _ = parse(&der[..cut]);
+        }
+        for i in 0..der.len() {
+            let mut d = der.clone();
+            d[i] ^= 0xFF;
+            let _ = parse(&d);
+        }
+    }
 }
