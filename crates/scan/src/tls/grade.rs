@@ -478,7 +478,8 @@ mod tests {
 
     #[test]
     fn caps_by_rule() {
-        let cases: &[(&[(Protocol, &[u16])], &str, &str)] = &[
+        type Offered<'a> = &'a [(Protocol, &'a [u16])];
+        let cases: &[(Offered, &str, &str)] = &[
             (
                 &[(Protocol::Ssl3, &[0x002F]), (Protocol::Tls12, &[0xC02F])],
                 "F",
