@@ -434,6 +434,42 @@ async fn client_certificate_required_server() {
     assert_eq!(with.grade.grade, "A+");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls13_only_nginx_chain_comes_from_rustls() {
+    let (Some(nginx), Some(openssl)) = (tool("nginx"), tool("openssl")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let k = pki(dir.path(), &openssl);
+    let block = format!(
+        "  ssl_certificate {};\n  ssl_certificate_key {};\n  ssl_protocols TLSv1.3;",
+        k.leaf_cert.display(),
+        k.leaf_key.display()
+    );
+    let n = Nginx::start(&nginx, tempfile::tempdir().unwrap(), &block);
+    let ca = k.ca.clone();
+    // The TLS 1.3 Certificate message is encrypted: the chain comes from
+    // the rustls handshake, with and without the HTTP request.
+    for http in [true, false] {
+        let r = run("localhost", n.port, |o| {
+            o.ca_file = Some(ca.clone());
+            o.http = http;
+        })
+        .await;
+        assert_eq!(r.supported(), vec![Protocol::Tls13]);
+        let c = r.certificate.as_ref().expect("chain via rustls");
+        assert!(c.trusted && c.hostname_match, "{c:?}");
+        assert_eq!(r.secure_renegotiation, None);
+        assert_eq!(r.ocsp_stapled, Some(false));
+        if http {
+            assert_eq!(r.http.as_ref().map(|h| h.status), Some(200));
+        } else {
+            assert!(r.http.is_none());
+            assert_eq!(r.http_error.as_deref(), Some("not checked (--no-http)"));
+        }
+    }
+}
+
 // --- post-quantum group -------------------------------------------------------
 
 /// The groups a ClientHello offers and whether it offers TLS 1.3 (a small

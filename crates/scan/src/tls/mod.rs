@@ -390,16 +390,21 @@ pub async fn scan(addr: SocketAddr, opts: &Options) -> Result<TlsReport, crate::
     let supports_modern = report.supported().iter().any(|p| *p >= Protocol::Tls12);
     let mut chain = detail.certs;
     let mut ocsp = detail.ocsp_bytes;
-    if supports_modern {
+    if !opts.http {
+        report.http_error = Some("not checked (--no-http)".into());
+    }
+    if supports_modern && (opts.http || chain.is_empty()) {
         let o = opts.clone();
         let name = opts.host.clone();
         let res = tokio::task::spawn_blocking(move || https_get(addr, &name, &o))
             .await
             .map_err(|e| crate::Error::Io(io::Error::other(e.to_string())))?;
-        if chain.is_empty() {
+        if chain.is_empty() && !res.chain.is_empty() {
             chain = res.chain;
+            // rustls asks for a staple (status_request) in every hello.
+            report.ocsp_stapled = Some(res.ocsp.is_some());
         }
-        if ocsp.is_none() && res.ocsp.as_ref().is_some_and(|o| !o.is_empty()) {
+        if ocsp.is_none() && res.ocsp.is_some() {
             ocsp = res.ocsp;
             report.ocsp_stapled = Some(true);
         }
@@ -750,6 +755,22 @@ fn https_get(addr: SocketAddr, host: &str, o: &Options) -> HttpsResult {
             .map_err(|e| e.to_string())?;
         let deadline = Instant::now() + HTTP_TIMEOUT;
         let mut tls = rustls::StreamOwned::new(conn, sock);
+        if !o.http {
+            // Only the chain is wanted (TLS 1.3-only server): finish the
+            // handshake, send nothing.
+            while tls.conn.is_handshaking() {
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "TLS handshake longer than {} ms",
+                        HTTP_TIMEOUT.as_millis()
+                    ));
+                }
+                tls.conn
+                    .complete_io(&mut tls.sock)
+                    .map_err(|e| format!("TLS handshake: {e}"))?;
+            }
+            return Err("not checked (--no-http)".into());
+        }
         let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: palisade-scan\r\nConnection: close\r\n\r\n");
         tls.write_all(req.as_bytes())
             .map_err(|e| format!("TLS handshake or request: {e}"))?;
