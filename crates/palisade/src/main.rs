@@ -21,6 +21,7 @@ mod logs_cmd;
 mod pki_cmd;
 mod rules_cmd;
 mod scan_cmd;
+mod scan_tls_out;
 mod waf;
 mod waftest;
 

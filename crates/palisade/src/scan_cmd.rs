@@ -56,6 +56,38 @@ pub enum ScanCmd {
         #[arg(long)]
         yes: bool,
     },
+    /// TLS: protocols, cipher suites, groups, certificate, HSTS, grade.
+    Tls {
+        /// `HOST:PORT` (port 443 when omitted; `[::1]:443` for IPv6).
+        target: String,
+        /// Client certificate chain (PEM) for servers that require one.
+        #[arg(long, requires = "client_key")]
+        client_cert: Option<PathBuf>,
+        /// Private key (PEM) of `--client-cert`.
+        #[arg(long, requires = "client_cert")]
+        client_key: Option<PathBuf>,
+        /// Extra trusted CA certificates (PEM) besides Mozilla's roots.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Per-handshake timeout in milliseconds.
+        #[arg(long, default_value_t = scan::tls::HANDSHAKE_TIMEOUT.as_millis() as u64)]
+        timeout: u64,
+        /// Do not send the HTTPS GET that reads HSTS.
+        #[arg(long)]
+        no_http: bool,
+        /// Exit 1 when a finding is at least this severe (`never` to disable).
+        #[arg(long, default_value = "high")]
+        fail_on: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Shorthand for `--format json`.
+        #[arg(long)]
+        json: bool,
+        /// Confirm you may scan a non-loopback target.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Check lockfiles against an OSV advisory database directory.
     Deps {
         /// Cargo.lock, poetry.lock, requirements*.txt, package-lock.json, go.sum.
@@ -171,6 +203,58 @@ fn run_inner(cmd: ScanCmd) -> Result<bool, String> {
                 }
             }
             Ok(gate.is_some_and(|g| report.open.iter().any(|p| p.severity >= g)))
+        }
+        ScanCmd::Tls {
+            target,
+            client_cert,
+            client_key,
+            ca,
+            timeout,
+            no_http,
+            fail_on,
+            format,
+            json,
+            yes,
+        } => {
+            let gate = fail_level(&fail_on)?;
+            let format = if json { Format::Json } else { format };
+            let (host, port) = scan::tls::parse_target(&target).map_err(|e| e.to_string())?;
+            let mut opts = scan::tls::Options::new(&host, port);
+            opts.handshake_timeout = Duration::from_millis(timeout.max(1));
+            opts.http = !no_http;
+            opts.ca_file = ca;
+            if let (Some(c), Some(k)) = (client_cert, client_key) {
+                scan::tls::check_client_auth(&c, &k).map_err(|e| e.to_string())?;
+                opts.client_cert = Some((c, k));
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let addr = rt
+                .block_on(scan::tls::resolve(&host, port))
+                .map_err(|e: Error| e.to_string())?;
+            eprintln!("target: {target} ({addr})");
+            eprintln!("{REMINDER}");
+            if !addr.ip().is_loopback() && !yes {
+                return Err(format!(
+                    "{} is not a loopback address: pass --yes to confirm you are allowed to scan it",
+                    addr.ip()
+                ));
+            }
+            let report = rt
+                .block_on(scan::tls::scan(addr, &opts))
+                .map_err(|e| format!("{target}: {e}"))?;
+            match format {
+                Format::Json => println!("{}", to_json(&report)?),
+                Format::Jsonl => {
+                    for f in &report.findings {
+                        println!("{}", to_json(f)?);
+                    }
+                }
+                Format::Table => crate::scan_tls_out::print(&report),
+            }
+            Ok(gate.is_some_and(|g| report.findings.iter().any(|f| f.severity >= g)))
         }
         ScanCmd::Deps {
             lockfiles,

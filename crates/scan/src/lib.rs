@@ -15,6 +15,7 @@ pub mod pep440;
 pub mod ports;
 pub mod portspec;
 pub mod probe;
+pub mod tls;
 
 use serde::Serialize;
 
