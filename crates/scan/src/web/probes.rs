@@ -262,7 +262,18 @@ pub async fn cors(c: &mut Collector, client: &Client, url: &Url) {
             }
         );
         let fix = "allow only an explicit list of trusted origins; never reflect Origin or allow `null` with credentials";
-        if acao == origin && creds {
+        if origin == "null" {
+            if acao == "null" && creds {
+                c.add(
+                    "WEB-CORS-NULL",
+                    Severity::High,
+                    "CORS trusts Origin: null with credentials",
+                    &evidence,
+                    fix,
+                    url,
+                );
+            }
+        } else if acao == origin && creds {
             c.add(
                 "WEB-CORS-REFLECT",
                 Severity::High,
@@ -271,7 +282,7 @@ pub async fn cors(c: &mut Collector, client: &Client, url: &Url) {
                 fix,
                 url,
             );
-        } else if acao == origin && origin != "null" {
+        } else if acao == origin {
             c.add(
                 "WEB-CORS-REFLECT",
                 Severity::Low,
@@ -285,16 +296,6 @@ pub async fn cors(c: &mut Collector, client: &Client, url: &Url) {
                 "WEB-CORS-WILDCARD-CREDS",
                 Severity::Medium,
                 "CORS allows * together with credentials",
-                &evidence,
-                fix,
-                url,
-            );
-        }
-        if origin == "null" && acao == "null" && creds {
-            c.add(
-                "WEB-CORS-NULL",
-                Severity::High,
-                "CORS trusts Origin: null with credentials",
                 &evidence,
                 fix,
                 url,
