@@ -5,7 +5,8 @@
 //!   service identification ([`probe`]); port lists from [`portspec`].
 //! - [`deps`]: lockfiles (Cargo.lock, requirements.txt, poetry.lock,
 //!   package-lock.json, go.sum) checked against an OSV advisory database on
-//!   disk ([`osv`]), with semver and PEP 440 ([`pep440`]) range evaluation.
+//!   disk ([`osv`]), with semver and PEP 440 ([`pep440`]) range evaluation;
+//!   [`dbupdate`] downloads and installs an OSV bulk export.
 //!
 //! - [`web`]: a ZAP-baseline-like web scan (bounded crawl, passive checks,
 //!   safe active probes, rule files).
@@ -15,6 +16,7 @@
 //!
 //! Findings carry a [`Severity`] so a CLI can gate on `--fail-on`.
 
+pub mod dbupdate;
 pub mod deps;
 pub mod finding;
 pub mod osv;

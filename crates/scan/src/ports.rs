@@ -41,6 +41,10 @@ pub struct Options {
     pub concurrency: usize,
     /// Banner read timeout; `None` skips service identification.
     pub banner_timeout: Option<Duration>,
+    /// Connects started per second (`None`: as fast as concurrency allows).
+    pub rate: Option<u32>,
+    /// Counts ports done (total = ports scanned).
+    pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
 }
 
 impl Default for Options {
@@ -49,6 +53,8 @@ impl Default for Options {
             timeout: DEFAULT_TIMEOUT,
             concurrency: DEFAULT_CONCURRENCY,
             banner_timeout: Some(DEFAULT_BANNER_TIMEOUT),
+            rate: None,
+            progress: None,
         }
     }
 }
@@ -141,6 +147,14 @@ pub async fn scan(target: IpAddr, ports: &[u16], opts: &Options) -> Report {
     // Ports waiting for a retry after EMFILE, with their retry count.
     let mut retry: Vec<(u16, u32)> = Vec::new();
     let mut next = ports.iter();
+    let interval = opts
+        .rate
+        .filter(|&r| r > 0)
+        .map(|r| Duration::from_secs(1) / r);
+    let mut next_at = tokio::time::Instant::now();
+    if let Some(p) = &opts.progress {
+        p.add_total(ports.len() as u64);
+    }
     loop {
         while set.len() < limit {
             let (port, tries) = match retry.pop() {
@@ -150,6 +164,10 @@ pub async fn scan(target: IpAddr, ports: &[u16], opts: &Options) -> Report {
                     None => break,
                 },
             };
+            if let Some(iv) = interval {
+                tokio::time::sleep_until(next_at).await;
+                next_at = next_at.max(tokio::time::Instant::now()) + iv;
+            }
             let timeout = opts.timeout;
             set.spawn(async move {
                 if tries > 0 {
@@ -170,6 +188,9 @@ pub async fn scan(target: IpAddr, ports: &[u16], opts: &Options) -> Report {
         let Ok((port, tries, outcome)) = joined else {
             continue;
         };
+        if let (Some(p), false) = (&opts.progress, matches!(outcome, Outcome::OutOfFds)) {
+            p.inc(1);
+        }
         match outcome {
             Outcome::Open => open.push(port),
             Outcome::Closed => {}
