@@ -215,7 +215,12 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, String> {
 }
 
 fn print_finding(f: &Finding) {
-    println!("{:<8} {:<24} {}", f.severity, f.id, f.title);
+    let rule = match f.action {
+        Some(scan::finding::Action::Fail) => " [rule: fail]",
+        Some(scan::finding::Action::Warn) => " [rule: warn]",
+        _ => "",
+    };
+    println!("{:<8} {:<24} {}{rule}", f.severity, f.id, f.title);
     println!("{:<8} at {}", "", f.location);
     if !f.evidence.is_empty() {
         println!("{:<8} evidence: {}", "", f.evidence.replace('\n', " "));

@@ -471,13 +471,22 @@ pub fn body(c: &mut Collector, url: &Url, r: &Response, tags: &[Tag]) {
     }
 }
 
-/// A one-line excerpt of `text` around byte `p`.
+/// A one-line excerpt of `text` from a little before byte `p`, starting
+/// at a word boundary so it does not open mid-word.
 pub fn excerpt(text: &str, p: usize) -> String {
-    let start = text[..p.min(text.len())]
-        .char_indices()
+    let p = (0..=p.min(text.len()))
         .rev()
-        .nth(40)
-        .map_or(0, |(i, _)| i);
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    let before = &text[..p];
+    let mut start = before.char_indices().rev().nth(24).map_or(0, |(i, _)| i);
+    if start > 0 {
+        if let Some(ws) = before[start..].find(char::is_whitespace) {
+            start += ws;
+        } else {
+            start = p;
+        }
+    }
     let s: String = text[start..].chars().take(160).collect();
     clip(&s.split_whitespace().collect::<Vec<_>>().join(" "))
 }
