@@ -429,6 +429,12 @@ fn audit(a: AuditArgs) -> Result<u8, String> {
         }
         (h, None)
     };
+    if a.no_ports && (a.no_web || !is_url) && a.lockfiles.is_empty() {
+        return Err(
+            "nothing to audit: --no-ports leaves no scan (give a URL for the web scan, or --lockfile)"
+                .into(),
+        );
+    }
     let port_list = if a.no_ports {
         Vec::new()
     } else {

@@ -181,7 +181,12 @@ fn scan_web_bad_input_is_exit_2_with_a_clear_error() {
         l.local_addr().unwrap().port()
     };
     let refused = format!("http://127.0.0.1:{refused}/");
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 8] = [
+        (&["audit", "127.0.0.1", "--no-ports"], "nothing to audit"),
+        (
+            &["audit", "http://127.0.0.1/", "--lockfile", "Cargo.lock"],
+            "--lockfile needs --db",
+        ),
         (&["scan", "web", "ftp://127.0.0.1/"], "invalid URL"),
         (&["scan", "web", &refused], "connection refused"),
         (

@@ -326,7 +326,10 @@ pub fn unpack(zip: &Path, dest: &Path) -> Result<(usize, Vec<String>), String> {
     if entries == 0xffff || cd_offset == 0xffff_ffff {
         return Err("zip64 archives are not supported".into());
     }
-    if entries > crate::osv::MAX_RECORDS || cd_offset + cd_size > len {
+    // A central directory entry is at most 46 bytes plus three 64 KiB
+    // fields, so a real one is never larger than this for MAX_RECORDS.
+    let cd_cap = 256u64 << 20;
+    if entries > crate::osv::MAX_RECORDS || cd_offset + cd_size > len || cd_size > cd_cap {
         return Err("corrupt zip (central directory out of range)".into());
     }
     f.seek(SeekFrom::Start(cd_offset))

@@ -392,7 +392,7 @@ pub fn body(c: &mut Collector, url: &Url, r: &Response, tags: &[Tag]) {
     if !r.is_html() {
         return;
     }
-    let lower_head = text[..text.len().min(4096)].to_ascii_lowercase();
+    let lower_head = prefix(&text, 4096).to_ascii_lowercase();
     if lower_head.contains("<title>index of /")
         || lower_head.contains("<h1>index of /")
         || lower_head.contains("<title>directory listing for")
@@ -469,6 +469,17 @@ pub fn body(c: &mut Collector, url: &Url, r: &Response, tags: &[Tag]) {
             url,
         );
     }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a
+/// character boundary (slicing a target's text at a fixed byte offset
+/// would panic inside a multi-byte character).
+pub fn prefix(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// A one-line excerpt of `text` from a little before byte `p`, starting
@@ -580,6 +591,23 @@ mod tests {
         headers(&mut c, &url, &r);
         body(&mut c, &url, &r, &html::tags(&r.text()));
         assert!(ids(c).is_empty());
+    }
+
+    #[test]
+    fn multibyte_text_at_slice_limits_does_not_panic() {
+        let url = Url::parse("http://h/").unwrap();
+        for pad in 0..4 {
+            let html = format!(
+                "{}{}<title>Index of /x</title>",
+                "a".repeat(4094 + pad),
+                "é€😀".repeat(3)
+            );
+            let r = resp(&[("content-type", "text/html")], &html);
+            let mut c = Collector::default();
+            body(&mut c, &url, &r, &html::tags(&html));
+            assert_eq!(prefix("é", 1), "");
+            assert!(excerpt(&html, 4095).len() <= 4 * 160 + 3);
+        }
     }
 
     #[test]

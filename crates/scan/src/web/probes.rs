@@ -179,10 +179,12 @@ pub async fn files(c: &mut Collector, client: &Client, root: &Url, base: &Baseli
     }
 }
 
-fn page_title(html: &str) -> String {
-    let lower = html[..html.len().min(8192)].to_ascii_lowercase();
+pub(crate) fn page_title(html: &str) -> String {
+    let lower = super::checks::prefix(html, 8192).to_ascii_lowercase();
     match (lower.find("<title>"), lower.find("</title>")) {
-        (Some(a), Some(b)) if b > a + 7 => format!("title {:?}", html[a + 7..b].trim()),
+        (Some(a), Some(b)) if b > a + 7 => {
+            format!("title {:?}", super::checks::clip(html[a + 7..b].trim()))
+        }
         _ => String::new(),
     }
 }
@@ -354,5 +356,21 @@ pub async fn reflection(
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn title_of_multibyte_page() {
+        for pad in 0..4 {
+            let html = format!(
+                "<title>é</title>{}{}",
+                "a".repeat(8190 + pad),
+                "€".repeat(4)
+            );
+            assert_eq!(super::page_title(&html), "title \"é\"");
+        }
+        assert_eq!(super::page_title("<title></title>"), "");
     }
 }
