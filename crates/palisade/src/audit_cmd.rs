@@ -58,8 +58,11 @@ impl Bar {
         let flag = stop.clone();
         let thread = std::thread::spawn(move || loop {
             let (done, total) = progress.get();
-            pb.set_length(total.max(done));
-            pb.set_position(done);
+            // Nothing is drawn before the scan knows how much work it has.
+            if total > 0 {
+                pb.set_length(total.max(done));
+                pb.set_position(done);
+            }
             if flag.load(Ordering::Relaxed) {
                 pb.finish_and_clear();
                 return;

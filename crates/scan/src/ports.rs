@@ -146,17 +146,24 @@ pub async fn scan(target: IpAddr, ports: &[u16], opts: &Options) -> Report {
     let mut set: JoinSet<(u16, u32, Outcome)> = JoinSet::new();
     // Ports waiting for a retry after EMFILE, with their retry count.
     let mut retry: Vec<(u16, u32)> = Vec::new();
-    let mut next = ports.iter();
-    let interval = opts
-        .rate
-        .filter(|&r| r > 0)
-        .map(|r| Duration::from_secs(1) / r);
-    let mut next_at = tokio::time::Instant::now();
+    let mut next = ports.iter().peekable();
+    // Rate limit as a schedule (connect n may start at t0 + n / rate), so
+    // a late wake-up lets several connects start at once instead of
+    // drifting; completions are handled while waiting for the next slot.
+    let rate = opts.rate.filter(|&r| r > 0).map(f64::from);
+    let t0 = tokio::time::Instant::now();
+    let mut started: u64 = 0;
+    let slot = |n: u64, r: f64| t0 + Duration::from_secs_f64(n as f64 / r);
     if let Some(p) = &opts.progress {
         p.add_total(ports.len() as u64);
     }
     loop {
         while set.len() < limit {
+            if let Some(r) = rate {
+                if slot(started, r) > tokio::time::Instant::now() {
+                    break;
+                }
+            }
             let (port, tries) = match retry.pop() {
                 Some(r) => r,
                 None => match next.next() {
@@ -164,10 +171,7 @@ pub async fn scan(target: IpAddr, ports: &[u16], opts: &Options) -> Report {
                     None => break,
                 },
             };
-            if let Some(iv) = interval {
-                tokio::time::sleep_until(next_at).await;
-                next_at = next_at.max(tokio::time::Instant::now()) + iv;
-            }
+            started += 1;
             let timeout = opts.timeout;
             set.spawn(async move {
                 if tries > 0 {
@@ -180,7 +184,22 @@ pub async fn scan(target: IpAddr, ports: &[u16], opts: &Options) -> Report {
                 )
             });
         }
-        let Some(joined) = set.join_next().await else {
+        let more = !retry.is_empty() || next.peek().is_some();
+        let joined = match rate {
+            Some(r) if more => {
+                let at = slot(started, r);
+                if set.is_empty() {
+                    tokio::time::sleep_until(at).await;
+                    continue;
+                }
+                match tokio::time::timeout_at(at, set.join_next()).await {
+                    Err(_) => continue,
+                    Ok(j) => j,
+                }
+            }
+            _ => set.join_next().await,
+        };
+        let Some(joined) = joined else {
             break;
         };
         // A panicked task cannot happen (no panicking code inside); treat
