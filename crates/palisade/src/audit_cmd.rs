@@ -46,7 +46,11 @@ impl Bar {
         if !std::io::stderr().is_terminal() {
             return Bar { stop, thread: None };
         }
-        let pb = indicatif::ProgressBar::new(0);
+        // Hidden until the scan knows its amount of work (no "0/0" frame).
+        let pb = indicatif::ProgressBar::with_draw_target(
+            Some(0),
+            indicatif::ProgressDrawTarget::hidden(),
+        );
         pb.set_style(
             indicatif::ProgressStyle::with_template(
                 "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise}",
@@ -60,6 +64,9 @@ impl Bar {
             let (done, total) = progress.get();
             // Nothing is drawn before the scan knows how much work it has.
             if total > 0 {
+                if pb.is_hidden() {
+                    pb.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                }
                 pb.set_length(total.max(done));
                 pb.set_position(done);
             }
