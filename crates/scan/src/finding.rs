@@ -4,8 +4,8 @@
 //!
 //! Each scanner keeps its own detailed report type; [`ToFindings`] turns it
 //! into [`Finding`]s. The TLS scanner plugs in the same way: implement
-//! `ToFindings` for its report (see the marked place in
-//! [`crate::report`]).
+//! `ToFindings` for its report at the `TLS PLUG-IN POINT` below, and call
+//! it at the marker of the same name in `crates/palisade/src/audit_cmd.rs`.
 
 use serde::Serialize;
 
@@ -151,6 +151,13 @@ impl ToFindings for crate::deps::Report {
             .collect()
     }
 }
+
+// ---- TLS PLUG-IN POINT (branch `scantls`) ----------------------------------
+// After the merge: `impl ToFindings for crate::tls::Report`, one Finding per
+// problem with `scanner: "tls"`, a stable id (`TLS-PROTO-TLS10`,
+// `TLS-CERT-EXPIRED`, …), the SSL Labs cap reason as evidence and
+// `location: "host:port/tcp"` (SARIF turns it into `tcp://host:port`).
+// -----------------------------------------------------------------------------
 
 #[cfg(test)]
 mod tests {

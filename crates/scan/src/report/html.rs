@@ -13,7 +13,7 @@ h1{margin-bottom:.2rem} h2{margin-top:2rem;border-bottom:1px solid #dde2ea;paddi
 .grade{display:inline-block;font-size:3rem;font-weight:700;width:5rem;height:5rem;line-height:5rem;text-align:center;border-radius:.6rem;color:#fff;margin-right:1rem;vertical-align:middle}
 .g-A\\+,.g-A{background:#2e8540}.g-B{background:#6b9b37}.g-C{background:#d19a00}.g-D{background:#d5661b}.g-F{background:#c62828}
 table{border-collapse:collapse;width:100%;margin:.5rem 0} th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #e6e9ef;vertical-align:top}
-th{background:#f4f6f9} code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:13px}
+th{background:#f4f6f9} td>code{white-space:nowrap} code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:13px}
 pre{white-space:pre-wrap;word-break:break-all;margin:0;background:#f7f8fa;padding:.3rem .4rem;border-radius:.25rem}
 .sev{font-weight:600;padding:.05rem .45rem;border-radius:.25rem;color:#fff;font-size:12px;text-transform:uppercase}
 .s-critical{background:#7b1fa2}.s-high{background:#c62828}.s-medium{background:#d5661b}.s-low{background:#607d8b}.s-info{background:#9aa5b1}

@@ -89,7 +89,9 @@ pub struct Audit {
     pub grade: Grade,
     /// Findings, most severe first.
     pub findings: Vec<Finding>,
-    /// Findings a rule file ignored, with the reason.
+    /// Findings a rule file ignored, with the reason (JSON key `ignored`,
+    /// as in `scan web --json`).
+    #[serde(rename = "ignored")]
     pub suppressed: Vec<Suppressed>,
     /// Prioritised fixes.
     pub fixes: Vec<Fix>,
