@@ -306,9 +306,24 @@ async fn every_planted_issue_is_found_over_http() {
         tls: false,
     })
     .await;
-    let r = web::scan(&format!("http://127.0.0.1:{port}/"), &opts())
-        .await
-        .unwrap();
+    let progress = Arc::new(scan::progress::Progress::new());
+    let r = web::scan(
+        &format!("http://127.0.0.1:{port}/"),
+        &Options {
+            progress: Some(progress.clone()),
+            ..opts()
+        },
+    )
+    .await
+    .unwrap();
+    // Progress counts requests and ends complete.
+    let (done, total) = progress.get();
+    assert_eq!(done, total);
+    assert!(
+        r.requests <= total && total <= r.requests + 5,
+        "{r:?} {total}",
+        r = r.requests
+    );
     assert_eq!(
         ids(&r),
         set(&[

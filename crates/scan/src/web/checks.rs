@@ -15,6 +15,11 @@ pub const MAX_EVIDENCE_CHARS: usize = 300;
 /// the SSL Labs / Mozilla minimum): a short HSTS lapses between visits.
 pub const MIN_HSTS_MAX_AGE: u64 = 15_768_000;
 
+/// Distinct findings kept per scan (default 500): titles carry cookie and
+/// parameter names the site chooses, so a hostile site could otherwise
+/// mint unbounded findings.
+pub const MAX_FINDINGS: usize = 500;
+
 /// Findings keyed by id and title, counting every further URL that shows
 /// the same problem, so a missing header on 100 pages is one finding.
 #[derive(Debug, Default)]
@@ -36,6 +41,9 @@ impl Collector {
     ) {
         let title = title.into();
         let key = (id.to_owned(), title.clone());
+        if self.found.len() >= MAX_FINDINGS && !self.found.contains_key(&key) {
+            return;
+        }
         self.found
             .entry(key)
             .and_modify(|(_, n)| *n += 1)
@@ -608,6 +616,19 @@ mod tests {
             assert_eq!(prefix("é", 1), "");
             assert!(excerpt(&html, 4095).len() <= 4 * 160 + 3);
         }
+    }
+
+    #[test]
+    fn findings_are_capped() {
+        let url = Url::parse("http://h/").unwrap();
+        let mut c = Collector::default();
+        for i in 0..2 * MAX_FINDINGS {
+            c.add("WEB-X", Severity::Low, format!("cookie c{i}"), "", "", &url);
+        }
+        c.add("WEB-X", Severity::Low, "cookie c0", "", "", &url);
+        let f = c.into_findings();
+        assert_eq!(f.len(), MAX_FINDINGS);
+        assert!(f.iter().any(|f| f.location.ends_with("(and 1 more)")));
     }
 
     #[test]

@@ -327,6 +327,7 @@ pub struct Client {
     tls: Arc<rustls::ClientConfig>,
     limiter: Arc<Limiter>,
     timeout: Duration,
+    progress: Option<Arc<crate::progress::Progress>>,
     /// Requests sent (for the report).
     pub sent: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -346,8 +347,15 @@ impl Client {
             tls: Arc::new(config),
             limiter,
             timeout,
+            progress: None,
             sent: Arc::default(),
         })
+    }
+
+    /// Marks every finished request (answered or failed) in `progress`.
+    pub fn with_progress(mut self, progress: Arc<crate::progress::Progress>) -> Client {
+        self.progress = Some(progress);
+        self
     }
 
     /// Sends `method url` with `headers`; `Err` is a one-line reason
@@ -365,6 +373,19 @@ impl Client {
             .await
             .ok_or_else(|| "scan stopped".to_owned())?;
         self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let result = self.exchange(method, url, headers).await;
+        if let Some(p) = &self.progress {
+            p.inc(1);
+        }
+        result
+    }
+
+    async fn exchange(
+        &self,
+        method: &str,
+        url: &Url,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, String> {
         let head = tokio::time::timeout(self.timeout, self.head(method, url, headers))
             .await
             .map_err(|_| {

@@ -173,11 +173,15 @@ pub async fn scan(target: &str, opts: &Options) -> Result<Report, Error> {
     let start = Url::parse(target).ok_or_else(|| Error::Url(target.to_owned()))?;
     crate::ports::resolve(&start.host).await?;
     let limiter = Arc::new(Limiter::new(opts.rate, opts.concurrency));
-    let client = Client::new(limiter, opts.request_timeout).map_err(|e| Error::Http {
-        url: target.to_owned(),
-        reason: e,
-    })?;
     let progress = opts.progress.clone().unwrap_or_default();
+    // Progress counts requests: each phase adds what it plans to send,
+    // the client marks each one done.
+    let client = Client::new(limiter, opts.request_timeout)
+        .map_err(|e| Error::Http {
+            url: target.to_owned(),
+            reason: e,
+        })?
+        .with_progress(progress.clone());
     let mut c = Collector::default();
     let mut errors = Vec::new();
     let mut truncated = Vec::new();
@@ -189,6 +193,7 @@ pub async fn scan(target: &str, opts: &Options) -> Result<Report, Error> {
     let mut first: Option<Response> = None;
     let mut looped = false;
     for _ in 0..=MAX_REDIRECTS {
+        progress.add_total(1);
         let r = client
             .request("GET", &current, &[])
             .await
@@ -225,7 +230,6 @@ pub async fn scan(target: &str, opts: &Options) -> Result<Report, Error> {
             }
         }
     }
-    progress.inc(1);
     if first.is_none() {
         let shown: Vec<String> = chain.iter().take(6).map(|u| u.to_string()).collect();
         c.add(
@@ -293,7 +297,6 @@ pub async fn scan(target: &str, opts: &Options) -> Result<Report, Error> {
                 Ok(None) => break,
                 Ok(Some(j)) => j,
             };
-            progress.inc(1);
             // A crawl task has no panicking code; a join error is skipped.
             let Ok((url, depth, r)) = joined else {
                 continue;
@@ -329,7 +332,19 @@ pub async fn scan(target: &str, opts: &Options) -> Result<Report, Error> {
 
     // 3. Active probes, within what is left of the budget.
     if opts.active && !budget_exhausted {
-        progress.add_total(5);
+        if found.params.is_empty() {
+            found.add_param(&root, "q");
+        }
+        let http_port = if root.tls {
+            opts.http_port.or((root.port == 443).then_some(80))
+        } else {
+            None
+        };
+        progress.add_total(probes::planned(
+            &found.pages,
+            found.params.len(),
+            http_port.is_some(),
+        ));
         let nonce = nonce();
         let probes = async {
             if let Some((base, r404)) = probes::Baseline::fetch(&client, &root, &nonce).await {
@@ -337,55 +352,46 @@ pub async fn scan(target: &str, opts: &Options) -> Result<Report, Error> {
                 checks::body(&mut c, &root.with_path("/palisade-absent"), &r404, &[]);
                 probes::files(&mut c, &client, &root, &base, &found.pages).await;
             }
-            progress.inc(1);
             probes::methods(&mut c, &client, &root).await;
-            progress.inc(1);
             probes::cors(&mut c, &client, &root).await;
-            progress.inc(1);
-            if found.params.is_empty() {
-                found.add_param(&root, "q");
-            }
             probes::reflection(&mut c, &client, &found.params, &nonce).await;
-            progress.inc(1);
-            if root.tls {
-                let port = opts.http_port.or((root.port == 443).then_some(80));
-                if let Some(port) = port {
-                    let http = Url {
-                        tls: false,
-                        port,
-                        ..root.with_path("/")
-                    };
-                    if let Ok(r) = client.request("GET", &http, &[]).await {
-                        let to_https = (300..400).contains(&r.status)
-                            && r.header("location").is_some_and(|l| {
-                                l.trim().to_ascii_lowercase().starts_with("https://")
-                            });
-                        if !to_https {
-                            c.add(
-                                "WEB-HTTP-NO-REDIRECT",
-                                Severity::Medium,
-                                "plain HTTP does not redirect to HTTPS",
-                                format!(
-                                    "GET {http}: {}{}",
-                                    r.status,
-                                    r.header("location")
-                                        .map(|l| format!(" Location: {l}"))
-                                        .unwrap_or_default()
-                                ),
-                                "redirect every http:// request to https:// with a 301",
-                                &http,
-                            );
-                        }
+            if let Some(port) = http_port {
+                let http = Url {
+                    tls: false,
+                    port,
+                    ..root.with_path("/")
+                };
+                if let Ok(r) = client.request("GET", &http, &[]).await {
+                    let to_https = (300..400).contains(&r.status)
+                        && r.header("location")
+                            .is_some_and(|l| l.trim().to_ascii_lowercase().starts_with("https://"));
+                    if !to_https {
+                        c.add(
+                            "WEB-HTTP-NO-REDIRECT",
+                            Severity::Medium,
+                            "plain HTTP does not redirect to HTTPS",
+                            format!(
+                                "GET {http}: {}{}",
+                                r.status,
+                                r.header("location")
+                                    .map(|l| format!(" Location: {l}"))
+                                    .unwrap_or_default()
+                            ),
+                            "redirect every http:// request to https:// with a 301",
+                            &http,
+                        );
                     }
                 }
             }
-            progress.inc(1);
         };
         if tokio::time::timeout_at(deadline, probes).await.is_err() {
             budget_exhausted = true;
         }
     }
 
+    // Planned probes that were not sent (no baseline, budget) count as done.
+    let (done, total) = progress.get();
+    progress.inc(total.saturating_sub(done));
     Ok(Report {
         target: target.to_owned(),
         start: root.to_string(),

@@ -12,6 +12,33 @@ pub const MAX_REFLECT_PROBES: usize = 20;
 /// most [`MAX_BACKUP_BASES`] files).
 pub const MAX_BACKUP_BASES: usize = 5;
 
+/// Requests the probes plan to send (for progress): baseline, `.git/HEAD`,
+/// `.env`, backups, admin paths, TRACE, OPTIONS, two CORS origins, the
+/// reflection probes and the plain-HTTP check.
+pub fn planned(pages: &[Url], params: usize, http_check: bool) -> u64 {
+    let bases = pages
+        .iter()
+        .filter(|u| u.path.rsplit('/').next().is_some_and(|f| f.contains('.')))
+        .take(MAX_BACKUP_BASES)
+        .count();
+    let n = 3 + bases * 3 + 4 + ADMIN.len() + 2 + 2 + params.min(MAX_REFLECT_PROBES);
+    n as u64 + u64::from(http_check)
+}
+
+/// Admin and debug paths probed; `true`: a status/debug endpoint.
+const ADMIN: &[(&str, bool)] = &[
+    ("/admin/", false),
+    ("/administrator/", false),
+    ("/wp-admin/", false),
+    ("/phpmyadmin/", false),
+    ("/manager/html", false),
+    ("/server-status", true),
+    ("/server-info", true),
+    ("/actuator/env", true),
+    ("/debug/pprof/", true),
+    ("/console/", true),
+];
+
 /// What a path that does not exist returns (soft-404 sites answer 200).
 #[derive(Debug, Clone)]
 pub struct Baseline {
@@ -136,18 +163,6 @@ pub async fn files(c: &mut Collector, client: &Client, root: &Url, base: &Baseli
             );
         }
     }
-    const ADMIN: &[(&str, bool)] = &[
-        ("/admin/", false),
-        ("/administrator/", false),
-        ("/wp-admin/", false),
-        ("/phpmyadmin/", false),
-        ("/manager/html", false),
-        ("/server-status", true),
-        ("/server-info", true),
-        ("/actuator/env", true),
-        ("/debug/pprof/", true),
-        ("/console/", true),
-    ];
     for (path, debug) in ADMIN {
         let url = root.with_path(path);
         let Ok(r) = client.request("GET", &url, &[]).await else {
