@@ -489,7 +489,10 @@ async fn hostile_servers_give_clear_errors_in_time() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
+    // Accepts, reads the request, closes without a byte.
+    let closes = raw_server(|_| Vec::new()).await;
     let cases = [
+        (format!("http://127.0.0.1:{closes}/"), "connection closed"),
         (
             format!("http://127.0.0.1:{hang_port}/"),
             "no response within",
