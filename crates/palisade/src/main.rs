@@ -13,6 +13,7 @@ use gateway::config::{self, Config, EMBEDDED_DEFAULT, EMBEDDED_NAME};
 use gateway::demo::{spawn_echo, EchoOptions};
 use gateway::Gateway;
 
+mod audit_cmd;
 mod ban;
 mod crypt_cmd;
 mod echo;
@@ -131,7 +132,7 @@ enum Cmd {
         #[command(subcommand)]
         cmd: user_cmd::AccessCmd,
     },
-    /// Scanners: TCP ports with service identification, dependencies against OSV.
+    /// Scanners: TCP ports with service identification, web baseline, dependencies against OSV.
     Scan {
         #[command(subcommand)]
         cmd: scan_cmd::ScanCmd,
@@ -141,6 +142,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: logs_cmd::LogsCmd,
     },
+    /// Audit a host or URL: ports, web (and deps with --lockfile) in one graded report.
+    Audit(Box<audit_cmd::AuditArgs>),
     /// Tools for tests.
     #[command(hide = true)]
     Testing {
@@ -233,6 +236,7 @@ fn main() -> ExitCode {
         Cmd::Access { cfg, cmd } => user_cmd::run_access(&cfg, cmd).map_err(Failure::Runtime),
         Cmd::Scan { cmd } => return scan_cmd::run(cmd),
         Cmd::Logs { cmd } => return logs_cmd::run(cmd),
+        Cmd::Audit(args) => return audit_cmd::run_audit(*args),
         Cmd::Reload {
             config,
             pid_file,

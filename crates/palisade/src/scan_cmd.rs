@@ -43,6 +43,9 @@ pub enum ScanCmd {
         /// Concurrent connects (capped by the open-file limit).
         #[arg(long, default_value_t = scan::ports::DEFAULT_CONCURRENCY)]
         concurrency: usize,
+        /// Connects started per second at most (default: no limit).
+        #[arg(long)]
+        rate: Option<u32>,
         /// Exit 1 when a finding is at least this severe (`never` to disable).
         #[arg(long, default_value = "high")]
         fail_on: String,
@@ -52,6 +55,9 @@ pub enum ScanCmd {
         /// Shorthand for `--format json`.
         #[arg(long)]
         json: bool,
+        /// Shorthand for `--format jsonl`.
+        #[arg(long)]
+        jsonl: bool,
         /// Confirm you may scan a non-loopback target.
         #[arg(long)]
         yes: bool,
@@ -91,11 +97,14 @@ pub enum ScanCmd {
     /// Check lockfiles against an OSV advisory database directory.
     Deps {
         /// Cargo.lock, poetry.lock, requirements*.txt, package-lock.json, go.sum.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "db_update")]
         lockfiles: Vec<PathBuf>,
         /// OSV database directory (JSON records from OSV's bulk exports).
         #[arg(long)]
         db: PathBuf,
+        /// First download this OSV export zip (e.g. `…/crates.io/all.zip`) into DB/<ecosystem>.
+        #[arg(long, value_name = "URL")]
+        db_update: Vec<String>,
         /// Maximum age of the database in days since its newest record (0: no limit).
         #[arg(long, default_value_t = 7)]
         max_age_days: u64,
@@ -108,7 +117,12 @@ pub enum ScanCmd {
         /// Shorthand for `--format json`.
         #[arg(long)]
         json: bool,
+        /// Shorthand for `--format jsonl`.
+        #[arg(long)]
+        jsonl: bool,
     },
+    /// Web baseline scan: bounded crawl, passive checks, safe active probes.
+    Web(Box<crate::audit_cmd::WebArgs>),
 }
 
 /// Runs a scan command and returns its exit code.
@@ -141,13 +155,18 @@ fn run_inner(cmd: ScanCmd) -> Result<bool, String> {
             timeout,
             banner_timeout,
             concurrency,
+            rate,
             fail_on,
             format,
             json,
+            jsonl,
             yes,
         } => {
             let gate = fail_level(&fail_on)?;
-            let format = if json { Format::Json } else { format };
+            let format = pick(format, json, jsonl);
+            if rate == Some(0) {
+                return Err("--rate must be at least 1 connect per second".into());
+            }
             let list = scan::portspec::parse(&ports).map_err(|e| e.to_string())?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -163,12 +182,18 @@ fn run_inner(cmd: ScanCmd) -> Result<bool, String> {
                     "{ip} is not a loopback address: pass --yes to confirm you are allowed to scan it"
                 ));
             }
+            let progress = std::sync::Arc::new(scan::progress::Progress::new());
             let opts = scan::ports::Options {
                 timeout: Duration::from_millis(timeout.max(1)),
                 concurrency,
                 banner_timeout: (banner_timeout > 0).then(|| Duration::from_millis(banner_timeout)),
+                rate,
+                progress: Some(progress.clone()),
             };
-            let report = rt.block_on(scan::ports::scan(ip, &list, &opts));
+            let report = {
+                let _bar = crate::audit_cmd::Bar::start("ports", progress);
+                rt.block_on(scan::ports::scan(ip, &list, &opts))
+            };
             match format {
                 Format::Json => println!("{}", to_json(&report)?),
                 Format::Jsonl => {
@@ -259,13 +284,41 @@ fn run_inner(cmd: ScanCmd) -> Result<bool, String> {
         ScanCmd::Deps {
             lockfiles,
             db,
+            db_update,
             max_age_days,
             fail_on,
             format,
             json,
+            jsonl,
         } => {
             let gate = fail_level(&fail_on)?;
-            let format = if json { Format::Json } else { format };
+            let format = pick(format, json, jsonl);
+            if !db_update.is_empty() {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                for url in &db_update {
+                    eprintln!("downloading {url} into {}", db.display());
+                    let u = rt
+                        .block_on(scan::dbupdate::update(url, &db))
+                        .map_err(|e| e.to_string())?;
+                    eprintln!(
+                        "installed {} advisories ({} bytes) in {}{}",
+                        u.advisories,
+                        u.archive_bytes,
+                        u.dir.display(),
+                        if u.invalid.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", {} invalid entries skipped", u.invalid.len())
+                        }
+                    );
+                }
+                if lockfiles.is_empty() {
+                    return Ok(false);
+                }
+            }
             let names: Vec<String> = lockfiles.iter().map(|p| p.display().to_string()).collect();
             eprintln!("target: {} (database {})", names.join(", "), db.display());
             eprintln!("{REMINDER}");
@@ -317,6 +370,17 @@ fn run_inner(cmd: ScanCmd) -> Result<bool, String> {
             }
             Ok(gate.is_some_and(|g| report.findings.iter().any(|f| f.severity >= g)))
         }
+        ScanCmd::Web(args) => crate::audit_cmd::web(*args),
+    }
+}
+
+fn pick(format: Format, json: bool, jsonl: bool) -> Format {
+    if json {
+        Format::Json
+    } else if jsonl {
+        Format::Jsonl
+    } else {
+        format
     }
 }
 

@@ -5,17 +5,29 @@
 //!   service identification ([`probe`]); port lists from [`portspec`].
 //! - [`deps`]: lockfiles (Cargo.lock, requirements.txt, poetry.lock,
 //!   package-lock.json, go.sum) checked against an OSV advisory database on
-//!   disk ([`osv`]), with semver and PEP 440 ([`pep440`]) range evaluation.
+//!   disk ([`osv`]), with semver and PEP 440 ([`pep440`]) range evaluation;
+//!   [`dbupdate`] downloads and installs an OSV bulk export.
+//!
+//! - [`web`]: a ZAP-baseline-like web scan (bounded crawl, passive checks,
+//!   safe active probes, rule files).
+//! - [`finding`]: the common [`finding::Finding`] every scanner maps to, and
+//!   [`report`]: the `palisade audit` report (terminal, JSON, SARIF, HTML,
+//!   grade).
 //!
 //! Findings carry a [`Severity`] so a CLI can gate on `--fail-on`.
 
+pub mod dbupdate;
 pub mod deps;
+pub mod finding;
 pub mod osv;
 pub mod pep440;
 pub mod ports;
 pub mod portspec;
 pub mod probe;
 pub mod tls;
+pub mod progress;
+pub mod report;
+pub mod web;
 
 use serde::Serialize;
 
@@ -44,6 +56,17 @@ pub enum Error {
         path: String,
         /// What is wrong with it.
         msg: String,
+    },
+    /// A target is not an `http://` or `https://` URL.
+    #[error("invalid URL {0:?}: expected http(s)://host[:port][/path]")]
+    Url(String),
+    /// An HTTP exchange failed (refused, timed out, not HTTP, TLS failure).
+    #[error("{url}: {reason}")]
+    Http {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
     },
     /// An I/O error outside a lockfile or the database.
     #[error("{0}")]

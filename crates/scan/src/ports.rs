@@ -41,6 +41,10 @@ pub struct Options {
     pub concurrency: usize,
     /// Banner read timeout; `None` skips service identification.
     pub banner_timeout: Option<Duration>,
+    /// Connects started per second (`None`: as fast as concurrency allows).
+    pub rate: Option<u32>,
+    /// Counts ports done (total = ports scanned).
+    pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
 }
 
 impl Default for Options {
@@ -49,6 +53,8 @@ impl Default for Options {
             timeout: DEFAULT_TIMEOUT,
             concurrency: DEFAULT_CONCURRENCY,
             banner_timeout: Some(DEFAULT_BANNER_TIMEOUT),
+            rate: None,
+            progress: None,
         }
     }
 }
@@ -140,9 +146,24 @@ pub async fn scan(target: IpAddr, ports: &[u16], opts: &Options) -> Report {
     let mut set: JoinSet<(u16, u32, Outcome)> = JoinSet::new();
     // Ports waiting for a retry after EMFILE, with their retry count.
     let mut retry: Vec<(u16, u32)> = Vec::new();
-    let mut next = ports.iter();
+    let mut next = ports.iter().peekable();
+    // Rate limit as a schedule (connect n may start at t0 + n / rate), so
+    // a late wake-up lets several connects start at once instead of
+    // drifting; completions are handled while waiting for the next slot.
+    let rate = opts.rate.filter(|&r| r > 0).map(f64::from);
+    let t0 = tokio::time::Instant::now();
+    let mut started: u64 = 0;
+    let slot = |n: u64, r: f64| t0 + Duration::from_secs_f64(n as f64 / r);
+    if let Some(p) = &opts.progress {
+        p.add_total(ports.len() as u64);
+    }
     loop {
         while set.len() < limit {
+            if let Some(r) = rate {
+                if slot(started, r) > tokio::time::Instant::now() {
+                    break;
+                }
+            }
             let (port, tries) = match retry.pop() {
                 Some(r) => r,
                 None => match next.next() {
@@ -150,6 +171,7 @@ pub async fn scan(target: IpAddr, ports: &[u16], opts: &Options) -> Report {
                     None => break,
                 },
             };
+            started += 1;
             let timeout = opts.timeout;
             set.spawn(async move {
                 if tries > 0 {
@@ -162,7 +184,22 @@ pub async fn scan(target: IpAddr, ports: &[u16], opts: &Options) -> Report {
                 )
             });
         }
-        let Some(joined) = set.join_next().await else {
+        let more = !retry.is_empty() || next.peek().is_some();
+        let joined = match rate {
+            Some(r) if more => {
+                let at = slot(started, r);
+                if set.is_empty() {
+                    tokio::time::sleep_until(at).await;
+                    continue;
+                }
+                match tokio::time::timeout_at(at, set.join_next()).await {
+                    Err(_) => continue,
+                    Ok(j) => j,
+                }
+            }
+            _ => set.join_next().await,
+        };
+        let Some(joined) = joined else {
             break;
         };
         // A panicked task cannot happen (no panicking code inside); treat
@@ -170,6 +207,9 @@ pub async fn scan(target: IpAddr, ports: &[u16], opts: &Options) -> Report {
         let Ok((port, tries, outcome)) = joined else {
             continue;
         };
+        if let (Some(p), false) = (&opts.progress, matches!(outcome, Outcome::OutOfFds)) {
+            p.inc(1);
+        }
         match outcome {
             Outcome::Open => open.push(port),
             Outcome::Closed => {}

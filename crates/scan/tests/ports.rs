@@ -43,6 +43,7 @@ fn opts() -> Options {
         timeout: Duration::from_millis(1000),
         concurrency: 256,
         banner_timeout: Some(Duration::from_millis(300)),
+        ..Options::default()
     }
 }
 
@@ -151,4 +152,25 @@ async fn matches_nmap_connect_scan() {
         .collect();
     assert_eq!(ours, started, "palisade's open set");
     assert_eq!(ours, theirs, "nmap output: {text}");
+}
+
+#[tokio::test]
+async fn rate_limit_paces_connects_and_progress_counts_them() {
+    let progress = std::sync::Arc::new(scan::progress::Progress::new());
+    let ports: Vec<u16> = (1..=21).collect();
+    let t = Instant::now();
+    let opts = Options {
+        rate: Some(50),
+        progress: Some(progress.clone()),
+        banner_timeout: None,
+        ..opts()
+    };
+    let _ = scan(LO, &ports, &opts).await;
+    // 21 connects at 50/s: the last starts at least 20 * 20 ms after the first.
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(progress.get(), (21, 21));
 }
