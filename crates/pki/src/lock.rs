@@ -2,13 +2,13 @@
 //! at once cannot both read the inventory, each add an entry, and have the
 //! second save drop the first one's certificate.
 //!
-//! The lock is an advisory `flock` on `DIR/.lock` (std's `File::try_lock`):
+//! The lock is an advisory `flock` on `DIR/.lock` (via rustix):
 //! the kernel releases it when the holder exits or crashes, so there are no
 //! stale lock files to clean up. The file itself is never deleted (deleting a
 //! locked file lets a third process lock a new inode while the first still
 //! holds the old one).
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -43,9 +43,9 @@ impl DirLock {
             .map_err(|e| Error::io(format!("cannot open the lock {}", path.display()), e))?;
         let deadline = Instant::now() + timeout;
         loop {
-            match file.try_lock() {
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => return Ok(DirLock { _file: file }),
-                Err(TryLockError::WouldBlock) => {
+                Err(rustix::io::Errno::WOULDBLOCK) | Err(rustix::io::Errno::INTR) => {
                     if Instant::now() >= deadline {
                         return Err(Error::Invalid(format!(
                             "{} is locked by another palisade pki command (waited {} s)",
@@ -55,8 +55,11 @@ impl DirLock {
                     }
                     std::thread::sleep(LOCK_RETRY);
                 }
-                Err(TryLockError::Error(e)) => {
-                    return Err(Error::io(format!("cannot lock {}", path.display()), e))
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("cannot lock {}", path.display()),
+                        std::io::Error::from(e),
+                    ))
                 }
             }
         }
