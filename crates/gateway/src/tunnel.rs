@@ -912,6 +912,11 @@ where
         );
         match (a, b) {
             (Ok(()), Ok(())) => "closed".to_string(),
+            // Many device stacks just close the socket; the bytes before
+            // it were delivered, so this is an ordinary end.
+            (Err(e), _) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                "closed (client sent no close_notify)".to_string()
+            }
             (Err(e), _) => format!("client error: {e}"),
             (_, Err(e)) => format!("upstream error: {e}"),
         }
