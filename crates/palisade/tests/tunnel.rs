@@ -645,8 +645,9 @@ servers = ["{echo}"]
         assert_eq!(got, msg);
     };
 
-    // Two tunnels open; SIGTERM with a 3 s grace period.
-    let mut p = Palisade::start_toml(&toml("3s"));
+    // Two tunnels open; SIGTERM with an 8 s grace period (long enough for
+    // the steps below on a loaded machine).
+    let mut p = Palisade::start_toml(&toml("8s"));
     let mut a = TcpStream::connect(p.addr()).unwrap();
     let mut b = TcpStream::connect(p.addr()).unwrap();
     for s in [&mut a, &mut b] {
@@ -668,7 +669,7 @@ servers = ["{echo}"]
     let mut rest = Vec::new();
     a.read_to_end(&mut rest).unwrap();
     assert_eq!(rest, b"-bye");
-    assert!(t0.elapsed() < Duration::from_millis(2500), "test too slow");
+    assert!(t0.elapsed() < Duration::from_secs(7), "test too slow");
     assert!(
         p.alive(),
         "exited with a tunnel still open inside the grace period"
@@ -676,8 +677,9 @@ servers = ["{echo}"]
     // The other is closed by palisade when the grace period ends.
     assert!(closed_within(&mut b, Duration::from_secs(15)));
     let closed_at = t0.elapsed();
+    // Closed SHUTDOWN_CLOSE_MARGIN (200 ms) before the grace period ends.
     assert!(
-        closed_at >= Duration::from_millis(2500),
+        closed_at >= Duration::from_millis(7500),
         "closed before the grace period: {closed_at:?}"
     );
     assert!(p.wait_exit(Duration::from_secs(10)).is_some());
