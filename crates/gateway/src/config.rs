@@ -191,6 +191,7 @@ struct RawListener {
     crl: Option<Spanned<Vec<PathBuf>>>,
     allow: Option<Spanned<Vec<String>>>,
     identity_header: Option<Spanned<String>>,
+    upstream_tls: Option<Spanned<crate::tunnel::RawUpstreamTls>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -773,6 +774,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
                 crl: rl.crl,
                 allow: rl.allow,
                 identity_header: rl.identity_header,
+                upstream_tls: rl.upstream_tls,
             },
         )?;
         let certificates = rl

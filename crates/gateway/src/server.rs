@@ -57,6 +57,8 @@ pub struct ListenerRt {
     pub builder: auto::Builder<TokioExecutor>,
     /// Guard limits.
     pub guard: GuardLimits,
+    /// tcp/tls: TLS client config towards the upstream (`upstream_tls`).
+    pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for ListenerRt {
@@ -106,6 +108,13 @@ pub struct Shared {
     pub monitor: Arc<monitor::Monitor>,
     conns: ConnTracker,
     shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Turns true when graceful shutdown starts (tunnels drain on it).
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
 }
 
 /// Number of shards of the per-IP connection map (contention only at accept).
@@ -281,6 +290,7 @@ pub fn build_runtime(config: Config, old: Option<&Runtime>, metrics: &Metrics) -
                 certs,
                 hsts,
                 redirect_port,
+                upstream_tls: crate::tunnel::upstream_client_config(&l.tunnel)?,
                 builder: http_builder(limits),
                 guard: GuardLimits {
                     max_uri_bytes: limits.max_uri_bytes,

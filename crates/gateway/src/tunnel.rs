@@ -1,12 +1,18 @@
 //! TCP and TLS tunnels: `protocol = "tcp"` (plain passthrough) and
 //! `protocol = "tls"` (terminate TLS, optionally with client certificates,
-//! forward plain bytes to the upstream), plus the client-certificate settings
-//! shared with https listeners (`client_auth`, `client_ca`, `crl`) and the
-//! per-device policy (`allow`).
+//! forward plain bytes to the upstream, or TLS again with `upstream_tls`),
+//! plus the client-certificate settings shared with https listeners
+//! (`client_auth`, `client_ca`, `crl`) and the per-device policy (`allow`).
 //!
 //! Every connection ends with one `tunnel closed` event (peer, identity,
 //! bytes each way, duration, reason); every refusal logs `tunnel refused` with
-//! the reason (no certificate, unknown CA, expired, revoked, policy).
+//! the reason (no certificate, unknown CA, expired, revoked, policy, garbage
+//! instead of a handshake, upstream unreachable or failing its TLS check).
+//! Both are tracing events with target `tunnel`.
+//!
+//! On graceful shutdown the listener stops accepting at once; open tunnels
+//! keep flowing until they end or the shutdown grace period is (almost)
+//! over, when palisade closes them (`reason = "shutdown"`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -44,6 +50,14 @@ pub const MAX_ALLOW_PATTERNS: usize = 256;
 /// Most certificates in a client CA bundle or CRLs per listener: 1024.
 /// Bounds memory and startup time a bad file can cost.
 pub const MAX_TRUST_ITEMS: usize = 1024;
+
+/// How long before the end of the shutdown grace period palisade closes
+/// the tunnels still open: 200 ms, so their `tunnel closed` events are
+/// written before the process exits.
+pub const SHUTDOWN_CLOSE_MARGIN: Duration = Duration::from_millis(200);
+
+/// Tracing target of every tunnel event (accept, refusal, close).
+pub const LOG_TARGET: &str = "tunnel";
 
 /// Default header carrying the verified client identity upstream on https
 /// listeners with client certificates.
@@ -154,6 +168,33 @@ pub struct TunnelSettings {
     /// https: header carrying the verified identity upstream (always
     /// stripped from client requests).
     pub identity_header: String,
+    /// tcp/tls: speak TLS to the upstream.
+    pub upstream_tls: Option<UpstreamTls>,
+}
+
+/// `upstream_tls` of a tcp/tls listener: re-encryption towards the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// PEM bundle of the CAs that may sign the upstream's certificate.
+    pub ca: PathBuf,
+    /// Name sent as SNI and checked against the upstream's certificate
+    /// (a DNS name or an IP address).
+    pub sni: String,
+    /// Client certificate chain (PEM) presented to the upstream.
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub key: Option<PathBuf>,
+}
+
+/// `upstream_tls = { ca = "...", sni = "...", cert = "...", key = "..." }`
+/// as written.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    ca: PathBuf,
+    sni: String,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
 }
 
 /// The tunnel keys of a `[[listener]]` as written.
@@ -166,6 +207,7 @@ pub(crate) struct RawTunnelKeys {
     pub crl: Option<Spanned<Vec<PathBuf>>>,
     pub allow: Option<Spanned<Vec<String>>>,
     pub identity_header: Option<Spanned<String>>,
+    pub upstream_tls: Option<Spanned<RawUpstreamTls>>,
 }
 
 /// Validates the tunnel keys of one listener.
@@ -291,7 +333,87 @@ pub(crate) fn validate(v: &V, protocol: Protocol, raw: RawTunnelKeys) -> Result<
         }
         s.identity_header = h.get_ref().to_ascii_lowercase();
     }
+    if let Some(u) = raw.upstream_tls {
+        let span = u.span();
+        if !tunnel {
+            return v.err(
+                span,
+                "listener.upstream_tls",
+                "only valid on tcp and tls listeners (https routes speak plain HTTP upstream)",
+            );
+        }
+        let u = u.into_inner();
+        if rustls_pki_types::ServerName::try_from(u.sni.as_str()).is_err() {
+            return v.err(
+                span,
+                "listener.upstream_tls.sni",
+                format!("`{}` is not a DNS name or IP address", u.sni),
+            );
+        }
+        if u.cert.is_some() != u.key.is_some() {
+            return v.err(
+                span,
+                "listener.upstream_tls",
+                "`cert` and `key` go together (the client certificate for the upstream)",
+            );
+        }
+        s.upstream_tls = Some(UpstreamTls {
+            ca: u.ca,
+            sni: u.sni,
+            cert: u.cert,
+            key: u.key,
+        });
+    }
     Ok(s)
+}
+
+/// Builds the TLS client config towards the upstream of a tcp/tls
+/// listener with `upstream_tls` (`None` without it). Files are read now, at
+/// load and at every reload, so a bad file rejects the config with its path.
+pub fn upstream_client_config(s: &TunnelSettings) -> Result<Option<Arc<rustls::ClientConfig>>> {
+    let Some(u) = &s.upstream_tls else {
+        return Ok(None);
+    };
+    let mut roots = RootCertStore::empty();
+    let mut n = 0usize;
+    for c in CertificateDer::pem_file_iter(&u.ca).map_err(|e| cert_err(&u.ca, format!("{e:?}")))? {
+        let c = c.map_err(|e| cert_err(&u.ca, format!("invalid PEM: {e:?}")))?;
+        n += 1;
+        if n > MAX_TRUST_ITEMS {
+            return Err(cert_err(
+                &u.ca,
+                format!("more than {MAX_TRUST_ITEMS} certificates"),
+            ));
+        }
+        roots
+            .add(c)
+            .map_err(|e| cert_err(&u.ca, format!("not a usable CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(cert_err(&u.ca, "no CERTIFICATE in the upstream CA bundle"));
+    }
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(crate::tls::crypto_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| cert_err(&u.ca, e.to_string()))?
+        .with_root_certificates(roots);
+    let cfg = match (&u.cert, &u.key) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| cert_err(cert, format!("{e:?}")))?
+                .take(MAX_TRUST_ITEMS)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| cert_err(cert, format!("invalid PEM: {e:?}")))?;
+            if chain.is_empty() {
+                return Err(cert_err(cert, "no CERTIFICATE in the file"));
+            }
+            let k = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| cert_err(key, format!("no usable private key: {e:?}")))?;
+            b.with_client_auth_cert(chain, k)
+                .map_err(|e| cert_err(key, format!("key does not fit the certificate: {e}")))?
+        }
+        _ => b.with_no_client_auth(),
+    };
+    Ok(Some(Arc::new(cfg)))
 }
 
 // ------------------------------------------------------------- rustls setup
@@ -335,6 +457,7 @@ pub fn client_verifier(
     }
     let mut crls = Vec::new();
     for p in &s.crls {
+        let before = crls.len();
         for c in CertificateRevocationListDer::pem_file_iter(p)
             .map_err(|e| cert_err(p, format!("cannot read CRL: {e:?}")))?
         {
@@ -343,6 +466,11 @@ pub fn client_verifier(
             if crls.len() > MAX_TRUST_ITEMS {
                 return Err(cert_err(p, format!("more than {MAX_TRUST_ITEMS} CRLs")));
             }
+        }
+        // A configured CRL file without a CRL (truncated, overwritten,
+        // wrong file) must not silently turn revocation checking off.
+        if crls.len() == before {
+            return Err(cert_err(p, "no X509 CRL in the file"));
         }
     }
     let mut b = WebPkiClientVerifier::builder_with_provider(
@@ -550,9 +678,24 @@ pub fn owns(shared: &Shared, key: SocketAddr) -> bool {
         .is_some_and(|l| matches!(l.cfg.protocol, Protocol::Tcp | Protocol::Tls))
 }
 
+/// What a tunnel needs besides its socket, read from the config
+/// generation current when it was accepted.
+struct Conn {
+    peer: SocketAddr,
+    l: Arc<crate::server::ListenerRt>,
+    servers: Vec<SocketAddr>,
+    start: usize,
+    connect_timeout: Duration,
+    handshake_timeout: Duration,
+    grace: Duration,
+    shutdown: watch::Receiver<bool>,
+    mon: Arc<monitor::Monitor>,
+}
+
 /// Accept loop of a tcp or tls listener; each accepted connection reads
 /// the current config generation (so reloaded CRLs apply to new connections
-/// while open tunnels keep going).
+/// while open tunnels keep going). Returns as soon as `stop` fires, which
+/// closes the listening socket: new connections are refused at once.
 pub async fn accept_loop(
     listener: TcpListener,
     key: SocketAddr,
@@ -577,7 +720,7 @@ pub async fn accept_loop(
                 let Some(permit) =
                     crate::server::ConnPermit::acquire(&shared, peer.ip(), &rt.config.limits)
                 else {
-                    tracing::info!(%peer, listener = %l.cfg.name, reason = "connection cap reached", "tunnel refused");
+                    tracing::info!(target: LOG_TARGET, %peer, listener = %l.cfg.name, reason = "connection cap reached", "tunnel refused");
                     crate::events_glue::tunnel_deny(
                         &shared.monitor,
                         peer.ip(),
@@ -595,29 +738,26 @@ pub async fn accept_loop(
                     .and_then(|u| rt.pools.get(u))
                     .map(|p| p.config.servers.iter().map(|s| s.addr).collect())
                     .unwrap_or_default();
-                let connect_timeout = rt.config.limits.upstream_connect_timeout;
-                let handshake_timeout = rt.config.limits.header_read_timeout;
+                let conn = Conn {
+                    peer,
+                    l,
+                    servers,
+                    start: rr.fetch_add(1, Ordering::Relaxed),
+                    connect_timeout: rt.config.limits.upstream_connect_timeout,
+                    handshake_timeout: rt.config.limits.header_read_timeout,
+                    grace: rt.config.server.shutdown_grace,
+                    shutdown: shared.shutdown_signal(),
+                    mon: shared.monitor.clone(),
+                };
                 drop(rt);
-                let start = rr.fetch_add(1, Ordering::Relaxed);
-                let mon = shared.monitor.clone();
                 tokio::spawn(async move {
                     let _shield = shield;
                     let _permit = permit;
-                    serve(
-                        stream,
-                        peer,
-                        l,
-                        servers,
-                        start,
-                        connect_timeout,
-                        handshake_timeout,
-                        &mon,
-                    )
-                    .await;
+                    serve(stream, conn).await;
                 });
             }
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
+                tracing::warn!(target: LOG_TARGET, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -637,94 +777,80 @@ async fn connect_upstream(
                 return Some(s);
             }
             Ok(Err(e)) => {
-                tracing::debug!(upstream = %addr, error = %e, "tunnel upstream connect failed")
+                tracing::debug!(target: LOG_TARGET, upstream = %addr, error = %e, "tunnel upstream connect failed")
             }
-            Err(_) => tracing::debug!(upstream = %addr, "tunnel upstream connect timed out"),
+            Err(_) => {
+                tracing::debug!(target: LOG_TARGET, upstream = %addr, "tunnel upstream connect timed out")
+            }
         }
     }
     None
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    l: Arc<crate::server::ListenerRt>,
-    servers: Vec<SocketAddr>,
-    start: usize,
-    connect_timeout: Duration,
-    handshake_timeout: Duration,
-    mon: &monitor::Monitor,
-) {
+fn refuse(c: &Conn, reason: &str, identity: &str) {
+    tracing::info!(
+        target: LOG_TARGET,
+        peer = %c.peer,
+        listener = c.l.cfg.name.as_str(),
+        identity,
+        reason,
+        "tunnel refused"
+    );
+    crate::events_glue::tunnel_deny(&c.mon, c.peer.ip(), &c.l.cfg.name, identity, reason);
+}
+
+async fn serve(stream: TcpStream, c: Conn) {
     let _ = stream.set_nodelay(true);
-    let name = l.cfg.name.as_str();
     let began = Instant::now();
-    let refuse = |reason: &str, identity: &str| {
-        tracing::info!(%peer, listener = name, identity, reason, "tunnel refused");
-        crate::events_glue::tunnel_deny(mon, peer.ip(), name, identity, reason);
-    };
-    match &l.tls {
-        None => {
-            let Some(up) = connect_upstream(&servers, start, connect_timeout).await else {
-                refuse("upstream unreachable", "");
-                return;
-            };
-            crate::events_glue::tunnel_accept(mon, peer.ip(), name, "");
-            pipe(
-                stream,
-                up,
-                peer,
-                name,
-                "",
-                l.cfg.tunnel.idle_timeout,
-                began,
-                mon,
-            )
-            .await;
-        }
+    match &c.l.tls {
+        None => to_upstream(stream, &c, "", began).await,
         Some(acceptor) => {
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+            let tls = match tokio::time::timeout(c.handshake_timeout, acceptor.accept(stream)).await
+            {
                 Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    refuse(&refusal_reason(&e), "");
-                    return;
-                }
-                Err(_) => {
-                    refuse("handshake timed out", "");
-                    return;
-                }
+                Ok(Err(e)) => return refuse(&c, &refusal_reason(&e), ""),
+                Err(_) => return refuse(&c, "handshake timed out", ""),
             };
             let id = peer_identity(tls.get_ref().1);
             let ident = id.as_ref().map(Identity::display_name).unwrap_or_default();
-            let allow = &l.cfg.tunnel.allow;
+            let allow = &c.l.cfg.tunnel.allow;
             if !allow.is_empty() {
                 let ok = id
                     .as_ref()
                     .is_some_and(|id| allow.iter().any(|p| p.matches(id)));
                 if !ok {
-                    refuse("certificate not allowed by listener policy", &ident);
+                    refuse(&c, "certificate not allowed by listener policy", &ident);
                     let mut tls = tls;
                     let _ = tls.shutdown().await;
                     return;
                 }
             }
-            let Some(up) = connect_upstream(&servers, start, connect_timeout).await else {
-                refuse("upstream unreachable", &ident);
-                return;
-            };
-            crate::events_glue::tunnel_accept(mon, peer.ip(), name, &ident);
-            pipe(
-                tls,
-                up,
-                peer,
-                name,
-                &ident,
-                l.cfg.tunnel.idle_timeout,
-                began,
-                mon,
-            )
-            .await;
+            to_upstream(tls, &c, &ident, began).await;
         }
+    }
+}
+
+/// Connects the upstream (over TLS with `upstream_tls`) and pipes.
+async fn to_upstream<C>(client: C, c: &Conn, ident: &str, began: Instant)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let Some(up) = connect_upstream(&c.servers, c.start, c.connect_timeout).await else {
+        return refuse(c, "upstream unreachable", ident);
+    };
+    crate::events_glue::tunnel_accept(&c.mon, c.peer.ip(), &c.l.cfg.name, ident);
+    let (Some(cfg), Some(u)) = (&c.l.upstream_tls, &c.l.cfg.tunnel.upstream_tls) else {
+        return pipe(client, up, c, ident, began).await;
+    };
+    // Validated at config load; a failure here only means a changed config.
+    let Ok(name) = rustls_pki_types::ServerName::try_from(u.sni.clone()) else {
+        return refuse(c, "upstream_tls.sni is not a valid name", ident);
+    };
+    let connector = tokio_rustls::TlsConnector::from(cfg.clone());
+    match tokio::time::timeout(c.handshake_timeout, connector.connect(name, up)).await {
+        Ok(Ok(up)) => pipe(client, up, c, ident, began).await,
+        Ok(Err(e)) => refuse(c, &format!("upstream TLS failed: {e}"), ident),
+        Err(_) => refuse(c, "upstream TLS handshake timed out", ident),
     }
 }
 
@@ -747,7 +873,16 @@ where
 {
     let mut buf = vec![0u8; COPY_BUF];
     loop {
-        let n = r.read(&mut buf).await?;
+        let n = match r.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                // Pass the end on (e.g. a TLS client that closed without
+                // close_notify), or the other side would wait for bytes
+                // that never come until the idle timeout.
+                let _ = w.shutdown().await;
+                return Err(e);
+            }
+        };
         if n == 0 {
             // Half-close: the other direction keeps flowing.
             let _ = w.shutdown().await;
@@ -759,21 +894,25 @@ where
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn pipe<C>(
-    client: C,
-    up: TcpStream,
-    peer: SocketAddr,
-    listener: &str,
-    identity: &str,
-    idle: Duration,
-    began: Instant,
-    mon: &monitor::Monitor,
-) where
+/// Resolves when graceful shutdown has started and the grace period, less
+/// [`SHUTDOWN_CLOSE_MARGIN`], has passed; never when shutdown does not come.
+async fn shutdown_deadline(mut sd: watch::Receiver<bool>, grace: Duration) {
+    while !*sd.borrow_and_update() {
+        if sd.changed().await.is_err() {
+            // The gateway is gone without a shutdown: nothing to wait for.
+            std::future::pending::<()>().await;
+        }
+    }
+    tokio::time::sleep(grace.saturating_sub(SHUTDOWN_CLOSE_MARGIN)).await;
+}
+
+async fn pipe<C, U>(client: C, up: U, c: &Conn, identity: &str, began: Instant)
+where
     C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
 {
     let (cr, cw) = tokio::io::split(client);
-    let (ur, uw) = up.into_split();
+    let (ur, uw) = tokio::io::split(up);
     let to_up = AtomicU64::new(0);
     let to_client = AtomicU64::new(0);
     let last = AtomicU64::new(0);
@@ -784,11 +923,16 @@ async fn pipe<C>(
         );
         match (a, b) {
             (Ok(()), Ok(())) => "closed".to_string(),
+            // Many device stacks just close the socket; the bytes before
+            // it were delivered, so this is an ordinary end.
+            (Err(e), _) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                "closed (client sent no close_notify)".to_string()
+            }
             (Err(e), _) => format!("client error: {e}"),
             (_, Err(e)) => format!("upstream error: {e}"),
         }
     };
-    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    let idle_ms = u64::try_from(c.l.cfg.tunnel.idle_timeout.as_millis()).unwrap_or(u64::MAX);
     let watchdog = async {
         loop {
             let since = ms_since(began).saturating_sub(last.load(Ordering::Relaxed));
@@ -801,10 +945,12 @@ async fn pipe<C>(
     let reason = tokio::select! {
         r = copy => r,
         r = watchdog => r,
+        () = shutdown_deadline(c.shutdown.clone(), c.grace) => "shutdown".to_string(),
     };
     tracing::info!(
-        %peer,
-        listener,
+        target: LOG_TARGET,
+        peer = %c.peer,
+        listener = c.l.cfg.name.as_str(),
         identity,
         bytes_in = to_up.load(Ordering::Relaxed),
         bytes_out = to_client.load(Ordering::Relaxed),
@@ -813,9 +959,9 @@ async fn pipe<C>(
         "tunnel closed"
     );
     crate::events_glue::tunnel_close(
-        mon,
-        peer.ip(),
-        listener,
+        &c.mon,
+        c.peer.ip(),
+        &c.l.cfg.name,
         identity,
         &reason,
         to_up.load(Ordering::Relaxed),

@@ -483,3 +483,77 @@ fn bad_secrets_and_corrupted_files_are_clear_errors() {
     assert!(e.contains("malformed inventory"), "{e}");
     assert!(Path::new(&d.s("ca/devices/d1/d1.p12")).exists());
 }
+
+/// Eight `palisade pki` processes at once (issues, revocations, CRLs) on
+/// one directory: the directory lock makes them take turns, so no inventory
+/// entry is lost and CRL numbers never repeat.
+#[test]
+fn concurrent_commands_keep_every_inventory_entry() {
+    let d = Dir::new("pki-concurrent");
+    ok(&pki(&d, &["init", "--org", "Acme"]));
+    ok(&pki(&d, &["issue", "--device", "old-1"]));
+    ok(&pki(&d, &["issue", "--device", "old-2"]));
+    let ca = d.s("ca");
+    let mut jobs: Vec<Vec<String>> = (0..6)
+        .map(|i| vec!["issue".into(), "--device".into(), format!("dev-{i}")])
+        .collect();
+    jobs.push(vec!["revoke".into(), "old-1".into()]);
+    jobs.push(vec!["revoke".into(), "old-2".into()]);
+    let children: Vec<_> = jobs
+        .iter()
+        .map(|args| {
+            Command::new(env!("CARGO_BIN_EXE_palisade"))
+                .args(["pki", "--dir", &ca])
+                .args(args)
+                .env("PALISADE_PKI_PASSPHRASE", PASSPHRASE)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        ok(&c.wait_with_output().unwrap());
+    }
+    let crls: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_palisade"))
+                .args(["pki", "--dir", &ca, "crl"])
+                .env("PALISADE_PKI_PASSPHRASE", PASSPHRASE)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut numbers: Vec<String> = crls
+        .into_iter()
+        .map(|c| {
+            let out = ok(&c.wait_with_output().unwrap());
+            // "wrote CRL #N to …"
+            out.split('#')
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, ["2", "3", "4"]);
+    let list: serde_json::Value = serde_json::from_str(&ok(&pki(&d, &["list", "--json"]))).unwrap();
+    let entries = list.as_array().unwrap();
+    let mut names: Vec<&str> = entries
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["dev-0", "dev-1", "dev-2", "dev-3", "dev-4", "dev-5", "old-1", "old-2"]
+    );
+    let revoked = entries
+        .iter()
+        .filter(|e| e["status"].as_str().unwrap_or("").starts_with("revoked"))
+        .count();
+    assert_eq!(revoked, 2, "{list}");
+}

@@ -292,10 +292,9 @@ servers = ["{echo}"]
     want.extend_from_slice(b"-bye");
     assert_eq!(got.len(), want.len());
     assert!(got == want, "bytes differ");
-    assert!(logs_contain(&p, "tunnel closed"), "{}", p.logs());
-    let logs = p.logs();
-    assert!(logs.contains("\"bytes_in\":200000"), "{logs}");
-    assert!(logs.contains("\"bytes_out\":200004"), "{logs}");
+    // The harness's readiness probe logged a first (empty) tunnel.
+    assert!(logs_contain(&p, "\"bytes_in\":200000"), "{}", p.logs());
+    assert!(p.logs().contains("\"bytes_out\":200004"), "{}", p.logs());
 
     // Idle timeout: a silent connection is closed by palisade.
     let mut idle = TcpStream::connect(p.addr()).unwrap();
@@ -377,4 +376,521 @@ servers = ["{echo}"]
     let (ok, out) = client(p.port, Some((&c, &k)));
     assert!(!ok, "revoked after reload but got through: {out}");
     assert!(logs_contain(&p, "certificate revoked"), "{}", p.logs());
+}
+
+/// The `[[listener]]` of a `tls` tunnel with required client certificates
+/// from the PKI at `ca` (and its CRL) in front of `echo`; `extra` is added
+/// to the listener, `top` before it (e.g. a `[limits]` table).
+fn mtls_toml(ca: &Path, echo: SocketAddr, top: &str, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+data_dir = "@DATA_DIR@"
+access_log = "off"
+[admin]
+listen = "127.0.0.1:@ADMIN@"
+{top}
+[[listener]]
+name = "devices"
+listen = "127.0.0.1:@LISTEN@"
+protocol = "tls"
+upstream = "echo"
+client_auth = "required"
+client_ca = "{bundle}"
+crl = ["{crl}"]
+{extra}
+[[upstream]]
+name = "echo"
+servers = ["{echo}"]
+"#,
+        bundle = ca.join("ca-bundle.pem").display(),
+        crl = ca.join("crl.pem").display(),
+    )
+}
+
+fn count(p: &Palisade, needle: &str) -> usize {
+    p.logs().matches(needle).count()
+}
+
+/// Waits until the logs hold more than `before` lines with `needle`.
+fn logged_more(p: &Palisade, needle: &str, before: usize) -> bool {
+    wait_for(Duration::from_secs(10), || {
+        (count(p, needle) > before).then_some(())
+    })
+    .is_some()
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn expired_device_certificate_is_refused_with_the_reason() {
+    if !have_python() {
+        return;
+    }
+    let t = TempDir::new("tunnel-expired");
+    let ca = t.path().join("ca");
+    pki(&ca, &["init", "--org", "Acme"]);
+    pki(&ca, &["issue", "--device", "fresh"]);
+    // `pki issue` only issues from now on; the library backdates: valid
+    // for one day, ten days ago.
+    let secret = pki::Secret::passphrase(zeroize::Zeroizing::new(PASSPHRASE.to_string())).unwrap();
+    let mut req = pki::IssueRequest::new("stale", pki::KeyType::P256);
+    req.days = 1;
+    req.valid_from = Some(now_unix() - 10 * 86_400);
+    let issued = pki::Pki::open(&ca).unwrap().issue(&secret, &req).unwrap();
+    assert_eq!(issued.entry.status_at(now_unix()), "expired");
+
+    let p = Palisade::start_toml(&mtls_toml(&ca, echo_server(), "", ""));
+    let (c, k) = device(&ca, "stale");
+    let (ok, out) = client(p.port, Some((&c, &k)));
+    assert!(!ok, "expired certificate got through: {out}");
+    assert!(logs_contain(&p, "certificate expired"), "{}", p.logs());
+    let logs = p.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("certificate expired"))
+        .unwrap();
+    assert!(line.contains("tunnel refused"), "{line}");
+    assert!(line.contains("\"listener\":\"devices\""), "{line}");
+
+    let (c, k) = device(&ca, "fresh");
+    let (ok, out) = client(p.port, Some((&c, &k)));
+    assert!(ok, "valid certificate refused: {out}\n{}", p.logs());
+}
+
+/// Reads until EOF or error; true when the peer closed within `within`.
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            // An alert record before the close is fine.
+            Ok(_) => continue,
+            Err(e) => {
+                return matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                )
+            }
+        }
+    }
+}
+
+#[test]
+fn garbage_truncated_and_oversized_handshakes_are_closed_and_logged() {
+    if !have_python() {
+        return;
+    }
+    let t = TempDir::new("tunnel-badinput");
+    let ca = t.path().join("ca");
+    pki(&ca, &["init", "--org", "Acme"]);
+    pki(&ca, &["issue", "--device", "sensor-01"]);
+    let p = Palisade::start_toml(&mtls_toml(
+        &ca,
+        echo_server(),
+        "[limits]\nheader_read_timeout = \"2s\"",
+        "",
+    ));
+    const REFUSED: &str = "tunnel refused";
+
+    // Plain text (an HTTP request) instead of a ClientHello.
+    let before = count(&p, REFUSED);
+    let mut s = TcpStream::connect(p.addr()).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(closed_within(&mut s, Duration::from_secs(10)));
+    assert!(logged_more(&p, REFUSED, before), "{}", p.logs());
+
+    // Random bytes.
+    let before = count(&p, REFUSED);
+    let mut s = TcpStream::connect(p.addr()).unwrap();
+    let junk: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let _ = s.write_all(&junk);
+    assert!(closed_within(&mut s, Duration::from_secs(10)));
+    assert!(logged_more(&p, REFUSED, before), "{}", p.logs());
+
+    // A handshake record that announces 512 bytes and stops after 40,
+    // then the client half-closes: refused at once.
+    let mut partial = vec![
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ];
+    partial.extend_from_slice(&[0x42; 29]);
+    let before = count(&p, REFUSED);
+    let mut s = TcpStream::connect(p.addr()).unwrap();
+    s.write_all(&partial).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    assert!(closed_within(&mut s, Duration::from_secs(10)));
+    assert!(logged_more(&p, REFUSED, before), "{}", p.logs());
+
+    // The same truncated record with the connection left open: closed by
+    // the handshake timeout (limits.header_read_timeout = 2s).
+    let before = count(&p, "handshake timed out");
+    let mut s = TcpStream::connect(p.addr()).unwrap();
+    s.write_all(&partial).unwrap();
+    let t0 = std::time::Instant::now();
+    assert!(closed_within(&mut s, Duration::from_secs(15)));
+    assert!(t0.elapsed() >= Duration::from_millis(1500));
+    assert!(
+        logged_more(&p, "handshake timed out", before),
+        "{}",
+        p.logs()
+    );
+
+    // A client certificate chain of ~400 certificates (over 64 KiB, the
+    // largest handshake message palisade accepts).
+    let (c, k) = device(&ca, "sensor-01");
+    let mut huge = std::fs::read_to_string(&c).unwrap();
+    let issuing = std::fs::read_to_string(ca.join("issuing-ca.crt")).unwrap();
+    for _ in 0..400 {
+        huge.push_str(&issuing);
+    }
+    assert!(huge.len() > 200_000);
+    let huge_path = t.path().join("huge-chain.pem");
+    std::fs::write(&huge_path, huge).unwrap();
+    let before = count(&p, REFUSED);
+    let (ok, out) = client(p.port, Some((&huge_path, &k)));
+    assert!(!ok, "huge chain accepted: {out}");
+    assert!(logged_more(&p, REFUSED, before), "{}", p.logs());
+
+    // Still alive and serving.
+    let (ok, out) = client(p.port, Some((&c, &k)));
+    assert!(ok, "{out}\n{}", p.logs());
+    let mut p = p;
+    assert!(p.alive());
+}
+
+#[test]
+fn malformed_crl_on_reload_keeps_the_previous_one() {
+    if !have_python() {
+        return;
+    }
+    let t = TempDir::new("tunnel-badcrl");
+    let ca = t.path().join("ca");
+    pki(&ca, &["init", "--org", "Acme"]);
+    pki(&ca, &["issue", "--device", "good"]);
+    pki(&ca, &["issue", "--device", "lost"]);
+    pki(&ca, &["revoke", "lost", "--reason", "key-compromise"]);
+    pki(&ca, &["crl"]);
+    let p = Palisade::start_toml(&mtls_toml(&ca, echo_server(), "", ""));
+    let (gc, gk) = device(&ca, "good");
+    let (lc, lk) = device(&ca, "lost");
+    assert!(client(p.port, Some((&gc, &gk))).0, "{}", p.logs());
+    assert!(!client(p.port, Some((&lc, &lk))).0);
+
+    let crl = ca.join("crl.pem");
+    let cases: [&[u8]; 3] = [
+        // Not PEM at all: must not read as "no CRL, nothing revoked".
+        b"this is not a CRL\n",
+        // PEM armour around bytes that are not a CRL.
+        b"-----BEGIN X509 CRL-----\nAAECAwQFBgcICQ==\n-----END X509 CRL-----\n",
+        // Empty (truncated while written by something else).
+        b"",
+    ];
+    for bad in cases {
+        std::fs::write(&crl, bad).unwrap();
+        let before = count(&p, "config reload rejected");
+        p.signal("HUP");
+        assert!(
+            logged_more(&p, "config reload rejected", before),
+            "{}",
+            p.logs()
+        );
+        let logs = p.logs();
+        let line = logs
+            .lines()
+            .rfind(|l| l.contains("config reload rejected"))
+            .unwrap();
+        assert!(line.contains("crl.pem"), "{line}");
+        // The previous CRL still applies; the good device still works.
+        let (ok, out) = client(p.port, Some((&lc, &lk)));
+        assert!(!ok, "revoked device got through after a bad CRL: {out}");
+        assert!(client(p.port, Some((&gc, &gk))).0, "{}", p.logs());
+    }
+}
+
+#[test]
+fn sigterm_stops_accepting_drains_then_closes_tunnels() {
+    let echo = echo_server();
+    let toml = |grace: &str| {
+        format!(
+            r#"
+[server]
+data_dir = "@DATA_DIR@"
+access_log = "off"
+shutdown_grace = "{grace}"
+[admin]
+listen = "127.0.0.1:@ADMIN@"
+[[listener]]
+name = "raw"
+listen = "127.0.0.1:@LISTEN@"
+protocol = "tcp"
+upstream = "echo"
+[[upstream]]
+name = "echo"
+servers = ["{echo}"]
+"#
+        )
+    };
+    let roundtrip = |s: &mut TcpStream, msg: &[u8]| {
+        s.write_all(msg).unwrap();
+        let mut got = vec![0u8; msg.len()];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(got, msg);
+    };
+
+    // Two tunnels open; SIGTERM with an 8 s grace period (long enough for
+    // the steps below on a loaded machine).
+    let mut p = Palisade::start_toml(&toml("8s"));
+    let mut a = TcpStream::connect(p.addr()).unwrap();
+    let mut b = TcpStream::connect(p.addr()).unwrap();
+    for s in [&mut a, &mut b] {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        roundtrip(s, b"before");
+    }
+    let t0 = std::time::Instant::now();
+    p.signal("TERM");
+    // New connections are refused at once.
+    let refused = wait_for(Duration::from_secs(2), || {
+        TcpStream::connect_timeout(&p.addr(), Duration::from_millis(200))
+            .is_err()
+            .then_some(())
+    });
+    assert!(refused.is_some(), "still accepting after SIGTERM");
+    // Open tunnels keep flowing, and one closes normally.
+    roundtrip(&mut a, b"after sigterm");
+    a.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    a.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"-bye");
+    assert!(t0.elapsed() < Duration::from_secs(7), "test too slow");
+    assert!(
+        p.alive(),
+        "exited with a tunnel still open inside the grace period"
+    );
+    // The other is closed by palisade when the grace period ends.
+    assert!(closed_within(&mut b, Duration::from_secs(15)));
+    let closed_at = t0.elapsed();
+    // Closed SHUTDOWN_CLOSE_MARGIN (200 ms) before the grace period ends.
+    assert!(
+        closed_at >= Duration::from_millis(7500),
+        "closed before the grace period: {closed_at:?}"
+    );
+    assert!(p.wait_exit(Duration::from_secs(10)).is_some());
+    let logs = p.logs();
+    assert!(logs.contains("\"reason\":\"closed\""), "{logs}");
+    assert!(logs.contains("\"reason\":\"shutdown\""), "{logs}");
+
+    // With a long grace period, the process exits as soon as the last
+    // tunnel ends.
+    let mut p = Palisade::start_toml(&toml("60s"));
+    let mut c = TcpStream::connect(p.addr()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    roundtrip(&mut c, b"x");
+    let t0 = std::time::Instant::now();
+    p.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    roundtrip(&mut c, b"still here");
+    drop(c);
+    assert!(p.wait_exit(Duration::from_secs(20)).is_some());
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "waited for the grace period"
+    );
+}
+
+/// A TLS echo service (rustls) with the certificate chain and key at the
+/// given paths; with `client_ca` it requires a client certificate from it.
+/// Returns its address and the CNs of the client certificates it saw.
+fn tls_echo_server(
+    chain: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::{Arc, Mutex};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(chain)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let b = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let b = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca).unwrap() {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
+            b.with_client_cert_verifier(v)
+        }
+        None => b.with_no_client_auth(),
+    };
+    let cfg = Arc::new(b.with_single_cert(certs, key).unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().take(64) {
+            let Ok(s) = s else { continue };
+            let cfg = cfg.clone();
+            let seen = seen2.clone();
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                let conn = rustls::ServerConnection::new(cfg).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, s);
+                let mut buf = [0u8; 4096];
+                let mut first = true;
+                loop {
+                    match tls.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if first {
+                                first = false;
+                                let cn = tls
+                                    .conn
+                                    .peer_certificates()
+                                    .and_then(|c| c.first())
+                                    .and_then(|c| gateway::tunnel::Identity::from_der(c))
+                                    .map(|id| id.display_name())
+                                    .unwrap_or_default();
+                                seen.lock().unwrap().push(cn);
+                            }
+                            if tls.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                            let _ = tls.flush();
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn tls_listener_re_encrypts_to_a_verified_upstream() {
+    if !have_python() {
+        return;
+    }
+    let t = TempDir::new("tunnel-upstream-tls");
+    let ca = t.path().join("ca");
+    pki(&ca, &["init", "--org", "Acme"]);
+    pki(&ca, &["issue", "--device", "sensor-01"]);
+    // The upstream's server certificate and palisade's client certificate
+    // towards it come from the same PKI here.
+    pki(
+        &ca,
+        &[
+            "issue",
+            "--device",
+            "broker",
+            "--san",
+            "dns:broker.internal",
+        ],
+    );
+    pki(&ca, &["issue", "--device", "gateway-1"]);
+    let (bc, bk) = device(&ca, "broker");
+    let bundle = ca.join("ca-bundle.pem");
+    let (up, seen) = tls_echo_server(&bc, &bk, Some(&bundle));
+    let (gc, gk) = device(&ca, "gateway-1");
+    let upstream_tls = |sni: &str| {
+        format!(
+            "upstream_tls = {{ ca = \"{}\", sni = \"{sni}\", cert = \"{}\", key = \"{}\" }}",
+            bundle.display(),
+            gc.display(),
+            gk.display()
+        )
+    };
+    let p = Palisade::start_toml(&mtls_toml(&ca, up, "", &upstream_tls("broker.internal")));
+    let (c, k) = device(&ca, "sensor-01");
+    let (ok, out) = client(p.port, Some((&c, &k)));
+    assert!(ok, "{out}\n{}", p.logs());
+    assert!(out.contains("hello through the tunnel"), "{out}");
+    assert_eq!(*seen.lock().unwrap(), ["gateway-1"]);
+    assert!(logs_contain(&p, "tunnel closed"), "{}", p.logs());
+    drop(p);
+
+    // A name the upstream certificate does not carry: refused, with why.
+    let p = Palisade::start_toml(&mtls_toml(&ca, up, "", &upstream_tls("other.internal")));
+    let (ok, out) = client(p.port, Some((&c, &k)));
+    assert!(!ok, "upstream with the wrong name accepted: {out}");
+    assert!(logs_contain(&p, "upstream TLS failed"), "{}", p.logs());
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    drop(p);
+
+    // An upstream CA bundle that does not hold the upstream's CA.
+    let other = t.path().join("other");
+    pki(&other, &["init", "--org", "Other"]);
+    let toml = mtls_toml(&ca, up, "", "").replace(
+        "[[upstream]]",
+        &format!(
+            "upstream_tls = {{ ca = \"{}\", sni = \"broker.internal\" }}\n[[upstream]]",
+            other.join("ca-bundle.pem").display()
+        ),
+    );
+    let p = Palisade::start_toml(&toml);
+    let (ok, _) = client(p.port, Some((&c, &k)));
+    assert!(!ok);
+    assert!(logs_contain(&p, "upstream TLS failed"), "{}", p.logs());
+    let logs = p.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("upstream TLS failed"))
+        .unwrap();
+    assert!(
+        line.contains("UnknownIssuer") || line.contains("unknown"),
+        "{line}"
+    );
+}
+
+#[test]
+fn upstream_tls_config_errors_are_clear() {
+    let base = "[[listener]]\nname = \"t\"\nlisten = \"127.0.0.1:0\"\nprotocol = \"tls\"\nupstream = \"a\"\n";
+    let tail = "[[upstream]]\nname = \"a\"\nservers = [\"127.0.0.1:1\"]\n";
+    let cases = [
+        (
+            "upstream_tls = { ca = \"x.pem\", sni = \"not a name!\" }\n",
+            "not a DNS name",
+        ),
+        (
+            "upstream_tls = { ca = \"x.pem\", sni = \"a.b\", cert = \"c.pem\" }\n",
+            "`cert` and `key` go together",
+        ),
+        ("upstream_tls = { ca = \"x.pem\" }\n", "sni"),
+        (
+            "upstream_tls = { ca = \"x.pem\", sni = \"a.b\", verify = false }\n",
+            "verify",
+        ),
+    ];
+    for (line, msg) in cases {
+        let text = format!("{base}{line}{tail}");
+        let e = gateway::config::parse(&text, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(msg), "{line}: {e}");
+        assert!(e.contains("t.toml:6"), "{line}: {e}");
+    }
+    let https = "[[listener]]\nname = \"t\"\nlisten = \"127.0.0.1:0\"\nprotocol = \"https\"\nupstream_tls = { ca = \"x.pem\", sni = \"a.b\" }\n";
+    let e = gateway::config::parse(https, "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("only valid on tcp and tls"), "{e}");
 }

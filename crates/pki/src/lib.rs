@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
+pub mod lock;
 mod p12;
 
 pub use p12::build as build_pkcs12;
@@ -65,6 +66,8 @@ pub const MAX_DEVICE_DAYS: u32 = 825;
 pub const MAX_NAME_LEN: usize = 64;
 /// Most SANs per certificate: 32.
 pub const MAX_SANS: usize = 32;
+/// Validity of a CRL written by [`Pki::write_crl`]: 7 days.
+const DEFAULT_CRL_DAYS: u32 = 7;
 /// Backdating of notBefore: 5 minutes, for devices whose clocks lag.
 const BACKDATE: Duration = Duration::minutes(5);
 
@@ -443,6 +446,17 @@ impl Pki {
     /// if it already holds a PKI).
     pub fn init(dir: &Path, secret: &Secret, opts: &InitOptions) -> Result<Pki, Error> {
         let layout = Layout::new(dir);
+        // Checked before and after taking the lock: a plain file at `dir`
+        // gets the clear message, and a concurrent `init` loses cleanly.
+        if layout.inventory().exists() || layout.root_key().exists() {
+            return Err(Error::Invalid(format!(
+                "{} already holds a PKI (inventory.json or root-ca.key exists)",
+                dir.display()
+            )));
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+        let lock = lock::DirLock::acquire(dir, lock::LOCK_TIMEOUT)?;
         if layout.inventory().exists() || layout.root_key().exists() {
             return Err(Error::Invalid(format!(
                 "{} already holds a PKI (inventory.json or root-ca.key exists)",
@@ -454,8 +468,6 @@ impl Pki {
                 "organization must be 1-64 characters".into(),
             ));
         }
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
         let inv = Inventory {
             version: INVENTORY_VERSION,
             organization: opts.organization.clone(),
@@ -497,29 +509,30 @@ impl Pki {
             inventory: inv,
         };
         pki.save()?;
-        pki.write_crl(secret)?;
+        pki.write_crl_inner(secret, DEFAULT_CRL_DAYS)?;
+        drop(lock);
         Ok(pki)
     }
 
     /// Opens an existing PKI directory (no secret needed to read it).
+    ///
+    /// Every change ([`Pki::issue`], [`Pki::renew`], [`Pki::revoke`],
+    /// [`Pki::write_crl`]) locks the directory, re-reads the inventory from
+    /// disk, applies itself and saves before unlocking: commands running at
+    /// the same time (other processes or threads) wait up to
+    /// [`lock::LOCK_TIMEOUT`] for each other and never lose an entry.
     pub fn open(dir: &Path) -> Result<Pki, Error> {
         let layout = Layout::new(dir);
-        let path = layout.inventory();
-        let bytes = read_limited(&path)?;
-        let inventory: Inventory = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-            path: path.clone(),
-            message: format!("malformed inventory: {e}"),
-        })?;
-        if inventory.version != INVENTORY_VERSION {
-            return Err(Error::Corrupt {
-                path,
-                message: format!(
-                    "inventory version {} (this build reads {INVENTORY_VERSION})",
-                    inventory.version
-                ),
-            });
-        }
+        let inventory = read_inventory(&layout.inventory())?;
         Ok(Pki { layout, inventory })
+    }
+
+    /// Takes the directory lock and reloads the inventory under it, so the
+    /// change about to be made applies to the latest saved state.
+    fn lock_fresh(&mut self) -> Result<lock::DirLock, Error> {
+        let l = lock::DirLock::acquire(&self.layout.dir, lock::LOCK_TIMEOUT)?;
+        self.inventory = read_inventory(&self.layout.inventory())?;
+        Ok(l)
     }
 
     /// The directory's paths.
@@ -536,6 +549,7 @@ impl Pki {
     /// certificate: revoke it or use [`Pki::renew`] first.
     pub fn issue(&mut self, secret: &Secret, req: &IssueRequest) -> Result<Issued, Error> {
         check_name(&req.name)?;
+        let _lock = self.lock_fresh()?;
         if self
             .inventory
             .certificates
@@ -558,6 +572,7 @@ impl Pki {
         name: &str,
         days: Option<u32>,
     ) -> Result<Issued, Error> {
+        let _lock = self.lock_fresh()?;
         let Some(idx) = self
             .inventory
             .certificates
@@ -689,6 +704,7 @@ impl Pki {
     /// or serial (hex, any case, optional `0x` and colons). Publish with
     /// [`Pki::write_crl`].
     pub fn revoke(&mut self, selector: &str, reason: Reason) -> Result<Entry, Error> {
+        let _lock = self.lock_fresh()?;
         let serial = normalize_serial(selector);
         let idx = self
             .inventory
@@ -726,7 +742,7 @@ impl Pki {
     /// Signs a new CRL (valid for 7 days) listing every revoked
     /// certificate, writes it to [`Layout::crl`] atomically; returns its number.
     pub fn write_crl(&mut self, secret: &Secret) -> Result<u64, Error> {
-        self.write_crl_for(secret, 7)
+        self.write_crl_for(secret, DEFAULT_CRL_DAYS)
     }
 
     /// [`Pki::write_crl`] with an explicit validity (1–365 days).
@@ -734,6 +750,11 @@ impl Pki {
         if !(1..=365).contains(&days) {
             return Err(Error::Invalid("CRL validity must be 1-365 days".into()));
         }
+        let _lock = self.lock_fresh()?;
+        self.write_crl_inner(secret, days)
+    }
+
+    fn write_crl_inner(&mut self, secret: &Secret, days: u32) -> Result<u64, Error> {
         let (issuing, issuing_key) = self.issuing(secret)?;
         let now = OffsetDateTime::now_utc();
         let mut revoked = Vec::new();
@@ -1006,6 +1027,24 @@ fn read_text(path: &Path) -> Result<String, Error> {
         path: path.to_path_buf(),
         message: "not UTF-8 text".into(),
     })
+}
+
+fn read_inventory(path: &Path) -> Result<Inventory, Error> {
+    let bytes = read_limited(path)?;
+    let inventory: Inventory = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+        path: path.to_path_buf(),
+        message: format!("malformed inventory: {e}"),
+    })?;
+    if inventory.version != INVENTORY_VERSION {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            message: format!(
+                "inventory version {} (this build reads {INVENTORY_VERSION})",
+                inventory.version
+            ),
+        });
+    }
+    Ok(inventory)
 }
 
 fn write_public(path: &Path, text: &str) -> Result<(), Error> {
