@@ -17,8 +17,8 @@
 //! [`Monitor`] ties them together for the gateway.
 
 pub mod alerts;
-pub mod anomaly;
 pub mod analyze;
+pub mod anomaly;
 pub mod audit;
 pub mod config;
 pub mod events;

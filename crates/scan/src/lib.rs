@@ -24,9 +24,9 @@ pub mod pep440;
 pub mod ports;
 pub mod portspec;
 pub mod probe;
-pub mod tls;
 pub mod progress;
 pub mod report;
+pub mod tls;
 pub mod web;
 
 use serde::Serialize;
