@@ -28,6 +28,9 @@ const REMINDER: &str = "reminder: scan only hosts and code you are authorised to
 /// Web targets an audit derives from open ports (default 4): bounds the
 /// audit's time on a host with many HTTP listeners.
 pub const MAX_AUDIT_WEB_TARGETS: usize = 4;
+/// Fixed 4: TLS services one audit scans (the https URL's port, then TLS
+/// ports found by the port scan). Bounds the handshakes an audit makes.
+pub const MAX_AUDIT_TLS_TARGETS: usize = 4;
 /// Ports on which a TLS service is taken for HTTPS by the audit.
 const HTTPS_PORTS: &[u16] = &[443, 4443, 8443, 9443];
 
@@ -349,6 +352,9 @@ pub struct AuditArgs {
     /// Skip web scans.
     #[arg(long)]
     pub no_web: bool,
+    /// Skip TLS scans (of the https URL and of every TLS port found).
+    #[arg(long)]
+    pub no_tls: bool,
     #[command(flatten)]
     pub web: WebOpts,
     /// Exit 1 when a finding is at least this severe (`never` to disable).
@@ -457,6 +463,13 @@ fn audit(a: AuditArgs) -> Result<u8, String> {
     let mut b = Builder::new(&a.target);
 
     let mut web_targets: Vec<String> = start_url.into_iter().collect();
+    // host:port of TLS services: the https URL's, then each TLS port found.
+    let mut tls_ports: Vec<u16> = Vec::new();
+    if let Some(u) = web_targets.first().and_then(|t| Url::parse(t)) {
+        if u.tls {
+            tls_ports.push(u.port);
+        }
+    }
     if !a.no_ports {
         let progress = Arc::new(Progress::new());
         let opts = scan::ports::Options {
@@ -468,6 +481,14 @@ fn audit(a: AuditArgs) -> Result<u8, String> {
             let _bar = Bar::start("ports", progress);
             rt.block_on(scan::ports::scan(ip, &port_list, &opts))
         };
+        for p in &report.open {
+            if p.service.as_deref() == Some("tls")
+                && !tls_ports.contains(&p.port)
+                && tls_ports.len() < MAX_AUDIT_TLS_TARGETS
+            {
+                tls_ports.push(p.port);
+            }
+        }
         if !is_url {
             for p in &report.open {
                 let scheme = match p.service.as_deref() {
@@ -493,14 +514,36 @@ fn audit(a: AuditArgs) -> Result<u8, String> {
         );
     }
 
-    // ---- TLS PLUG-IN POINT (branch `scantls`) ------------------------------
-    // When `scan::tls` is merged: for each `https://` entry of `web_targets`
-    // (and each open port identified as "tls"), run the TLS scan and add
-    //     b.add("tls", &addr, result.map(|r| apply(&rules, r.findings(), summary))
-    //                               .map_err(|e| e.to_string()));
-    // with `impl scan::finding::ToFindings for scan::tls::Report` (ids
-    // `TLS-…`, scanner "tls") placed in crates/scan/src/finding.rs.
-    // -------------------------------------------------------------------------
+    if !a.no_tls {
+        for port in &tls_ports {
+            let mut opts = scan::tls::Options::new(&host, *port);
+            opts.http = !a.no_web;
+            let addr = std::net::SocketAddr::new(ip, *port);
+            let result = {
+                let progress = Arc::new(Progress::new());
+                let _bar = Bar::start("tls", progress);
+                rt.block_on(scan::tls::scan(addr, &opts))
+            };
+            let outcome = result.map_err(|e| e.to_string()).map(|r| {
+                let summary = format!(
+                    "grade {}{}, {} handshake(s), {} ms",
+                    r.grade.grade,
+                    if r.grade.grade_if_trusted != r.grade.grade {
+                        format!(
+                            " ({} if the certificate were trusted)",
+                            r.grade.grade_if_trusted
+                        )
+                    } else {
+                        String::new()
+                    },
+                    r.handshakes,
+                    r.elapsed_ms
+                );
+                apply(&rules, r.findings(), summary)
+            });
+            b.add("tls", &format!("{}:{port}", url_host(&host)), outcome);
+        }
+    }
 
     if !a.no_web {
         for url in &web_targets {

@@ -163,3 +163,52 @@ fn bad_client_certificate_file_is_exit_2() {
     assert_eq!(st.code(), Some(2));
     assert!(err.contains("--client-cert"), "{err}");
 }
+
+#[test]
+fn audit_of_an_https_url_includes_the_tls_scan() {
+    // The certificate is from a private CA the audit does not trust: the
+    // TLS section grades T and says what the grade would be if trusted, and
+    // its findings join the one report with the scanner "tls".
+    let k = pki();
+    let (p, _up) = palisade_https(&k);
+    let port = p.addr().port().to_string();
+    let url = format!("https://localhost:{port}/");
+    let (_st, out, err) = run_cli(
+        &["audit", &url, "--ports", &port, "--format", "json"],
+        CLI_BUDGET,
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}\n{err}\n{out}"));
+    let sections = v["sections"].as_array().unwrap();
+    let tls = sections
+        .iter()
+        .find(|s| s["scanner"] == "tls")
+        .unwrap_or_else(|| panic!("no tls section: {v}"));
+    assert_eq!(tls["target"], format!("localhost:{port}"), "{tls}");
+    let summary = tls["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.starts_with("grade T (A+ if the certificate were trusted)"),
+        "{tls}"
+    );
+    let findings = v["findings"].as_array().unwrap();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["scanner"] == "tls" && f["id"].as_str().unwrap().starts_with("tls.cert")),
+        "{v}"
+    );
+    // --no-tls leaves it out.
+    let (_st, out, err) = run_cli(
+        &[
+            "audit", &url, "--ports", &port, "--format", "json", "--no-tls",
+        ],
+        CLI_BUDGET,
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}\n{err}\n{out}"));
+    assert!(v["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["scanner"] != "tls"));
+}

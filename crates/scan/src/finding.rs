@@ -4,8 +4,7 @@
 //!
 //! Each scanner keeps its own detailed report type; [`ToFindings`] turns it
 //! into [`Finding`]s. The TLS scanner plugs in the same way: implement
-//! `ToFindings` for its report at the `TLS PLUG-IN POINT` below, and call
-//! it at the marker of the same name in `crates/palisade/src/audit_cmd.rs`.
+//! `ToFindings` for its report (see the TLS report's impl below).
 
 use serde::Serialize;
 
@@ -152,12 +151,30 @@ impl ToFindings for crate::deps::Report {
     }
 }
 
-// ---- TLS PLUG-IN POINT (branch `scantls`) ----------------------------------
-// After the merge: `impl ToFindings for crate::tls::Report`, one Finding per
-// problem with `scanner: "tls"`, a stable id (`TLS-PROTO-TLS10`,
-// `TLS-CERT-EXPIRED`, …), the SSL Labs cap reason as evidence and
-// `location: "host:port/tcp"` (SARIF turns it into `tcp://host:port`).
-// -----------------------------------------------------------------------------
+impl ToFindings for crate::tls::TlsReport {
+    /// The TLS scan's own findings, ids unchanged (`tls.protocol.tls10`,
+    /// `tls.cert.expired`, ...) so one rule file serves `scan tls` and
+    /// `audit` alike; located at the scanned `host:port/tcp`.
+    fn findings(&self) -> Vec<Finding> {
+        let location = match self.addr.ip() {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]:{}/tcp", self.addr.port()),
+            std::net::IpAddr::V4(v4) => format!("{v4}:{}/tcp", self.addr.port()),
+        };
+        self.findings
+            .iter()
+            .map(|f| Finding {
+                id: f.id.clone(),
+                scanner: "tls",
+                severity: f.severity,
+                title: f.title.clone(),
+                evidence: f.evidence.clone(),
+                fix: f.fix.clone(),
+                location: location.clone(),
+                action: None,
+            })
+            .collect()
+    }
+}
 
 #[cfg(test)]
 mod tests {
