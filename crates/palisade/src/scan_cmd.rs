@@ -29,7 +29,8 @@ pub enum Format {
 pub enum ScanCmd {
     /// TCP connect scan with banner grab and service identification.
     Ports {
-        /// Host name or IP address.
+        /// Host name, IP address, or CIDR range (`192.0.2.0/28`, at most
+        /// 4096 hosts).
         host: String,
         /// Ports: `1-1024,8080,top100`, `-` for all (default: top100).
         #[arg(short, long, default_value = "top100")]
@@ -172,15 +173,32 @@ fn run_inner(cmd: ScanCmd) -> Result<bool, String> {
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            let ip = rt
-                .block_on(scan::ports::resolve(&host))
-                .map_err(|e: Error| e.to_string())?;
-            eprintln!("target: {host} ({ip}), {} ports ({ports})", list.len());
+            let range = scan::target::expand_cidr(&host).map_err(|e| e.to_string())?;
+            let ips = match &range {
+                Some(hosts) => hosts.clone(),
+                None => vec![rt
+                    .block_on(scan::ports::resolve(&host))
+                    .map_err(|e: Error| e.to_string())?],
+            };
+            match &range {
+                Some(h) => eprintln!(
+                    "target: {host} ({} hosts), {} ports ({ports})",
+                    h.len(),
+                    list.len()
+                ),
+                None => eprintln!(
+                    "target: {host} ({}), {} ports ({ports})",
+                    ips[0],
+                    list.len()
+                ),
+            }
             eprintln!("{REMINDER}");
-            if !ip.is_loopback() && !yes {
-                return Err(format!(
-                    "{ip} is not a loopback address: pass --yes to confirm you are allowed to scan it"
-                ));
+            if let Some(ip) = ips.iter().find(|ip| !ip.is_loopback()) {
+                if !yes {
+                    return Err(format!(
+                        "{ip} is not a loopback address: pass --yes to confirm you are allowed to scan it"
+                    ));
+                }
             }
             let progress = std::sync::Arc::new(scan::progress::Progress::new());
             let opts = scan::ports::Options {
@@ -190,44 +208,72 @@ fn run_inner(cmd: ScanCmd) -> Result<bool, String> {
                 rate,
                 progress: Some(progress.clone()),
             };
-            let report = {
+            let reports: Vec<scan::ports::Report> = {
                 let _bar = crate::audit_cmd::Bar::start("ports", progress);
-                rt.block_on(scan::ports::scan(ip, &list, &opts))
+                ips.iter()
+                    .map(|ip| rt.block_on(scan::ports::scan(*ip, &list, &opts)))
+                    .collect()
             };
             match format {
-                Format::Json => println!("{}", to_json(&report)?),
+                // One report for one host (as before); an array for a range.
+                Format::Json if range.is_none() => println!("{}", to_json(&reports[0])?),
+                Format::Json => println!("{}", to_json(&reports)?),
                 Format::Jsonl => {
-                    for p in &report.open {
-                        println!("{}", to_json(p)?);
+                    for r in &reports {
+                        for p in &r.open {
+                            if range.is_some() {
+                                let mut v = serde_json::to_value(p).map_err(|e| e.to_string())?;
+                                v["host"] = serde_json::Value::String(r.target.to_string());
+                                println!("{}", to_json(&v)?);
+                            } else {
+                                println!("{}", to_json(p)?);
+                            }
+                        }
                     }
                 }
                 Format::Table => {
+                    let host_col = range.is_some();
+                    if host_col {
+                        print!("{:<40} ", "HOST");
+                    }
                     println!(
                         "{:<10} {:<6} {:<11} {:<8} BANNER",
                         "PORT", "STATE", "SERVICE", "SEVERITY"
                     );
-                    for p in &report.open {
-                        println!(
-                            "{:<10} {:<6} {:<11} {:<8} {}",
-                            format!("{}/tcp", p.port),
-                            "open",
-                            p.service.as_deref().unwrap_or("-"),
-                            p.severity,
-                            p.banner.as_deref().unwrap_or("")
-                        );
+                    for r in &reports {
+                        for p in &r.open {
+                            if host_col {
+                                print!("{:<40} ", r.target.to_string());
+                            }
+                            println!(
+                                "{:<10} {:<6} {:<11} {:<8} {}",
+                                format!("{}/tcp", p.port),
+                                "open",
+                                p.service.as_deref().unwrap_or("-"),
+                                p.severity,
+                                p.banner.as_deref().unwrap_or("")
+                            );
+                        }
                     }
+                    let sum =
+                        |f: fn(&scan::ports::Report) -> usize| reports.iter().map(f).sum::<usize>();
                     println!(
-                        "{} open, {} scanned, {} timed out, {} self-connects ignored, concurrency {}, {} ms",
-                        report.open.len(),
-                        report.scanned,
-                        report.timed_out,
-                        report.self_connects,
-                        report.concurrency,
-                        report.elapsed_ms
+                        "{}{} open, {} scanned, {} timed out, {} self-connects ignored, concurrency {}, {} ms",
+                        if host_col { format!("{} hosts: ", reports.len()) } else { String::new() },
+                        sum(|r| r.open.len()),
+                        sum(|r| r.scanned),
+                        sum(|r| r.timed_out),
+                        sum(|r| r.self_connects),
+                        reports.iter().map(|r| r.concurrency).max().unwrap_or(0),
+                        reports.iter().map(|r| r.elapsed_ms).sum::<u128>()
                     );
                 }
             }
-            Ok(gate.is_some_and(|g| report.open.iter().any(|p| p.severity >= g)))
+            Ok(gate.is_some_and(|g| {
+                reports
+                    .iter()
+                    .any(|r| r.open.iter().any(|p| p.severity >= g))
+            }))
         }
         ScanCmd::Tls {
             target,

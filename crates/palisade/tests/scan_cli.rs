@@ -438,3 +438,74 @@ fn deps_db_update_downloads_then_scans() {
     let o = palisade(&["scan", "deps", &lock, "--db", db.to_str().unwrap()]);
     assert_eq!(code(&o), 1);
 }
+
+#[test]
+fn scan_ports_of_a_cidr_range_reports_each_host() {
+    // Two listeners on one port number at two loopback addresses, and a
+    // third port open only on 127.0.0.2: 127.0.0.0/30 covers .1 and .2.
+    let a = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = a.local_addr().unwrap().port();
+    let Ok(b) = TcpListener::bind(("127.0.0.2", port)) else {
+        panic!("cannot bind 127.0.0.2:{port}: loopback /8 is expected on Linux");
+    };
+    let c = TcpListener::bind("127.0.0.2:0").unwrap();
+    let only2 = c.local_addr().unwrap().port();
+    let spec = format!("{port},{only2}");
+    let o = palisade(&[
+        "scan",
+        "ports",
+        "127.0.0.0/30",
+        "--ports",
+        &spec,
+        "--json",
+        "--banner-timeout",
+        "0",
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("127.0.0.0/30 (2 hosts)"),
+        "{}",
+        text(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let open: Vec<(String, Vec<u64>)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let mut ports: Vec<u64> = r["open"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["port"].as_u64().unwrap())
+                .collect();
+            ports.sort_unstable();
+            (r["target"].as_str().unwrap().to_string(), ports)
+        })
+        .collect();
+    let mut both = vec![u64::from(port), u64::from(only2)];
+    both.sort_unstable();
+    assert_eq!(
+        open,
+        [
+            ("127.0.0.1".to_string(), vec![u64::from(port)]),
+            ("127.0.0.2".to_string(), both)
+        ]
+    );
+    // Too large a range, or one outside loopback without --yes: exit 2.
+    let o = palisade(&["scan", "ports", "127.0.0.0/8"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        text(&o.stderr).contains("split the range"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = palisade(&["scan", "ports", "192.0.2.0/30", "--ports", "80"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        text(&o.stderr).contains("pass --yes"),
+        "{}",
+        text(&o.stderr)
+    );
+    drop((a, b, c));
+}

@@ -8,6 +8,7 @@
 //!   disk ([`osv`]), with semver and PEP 440 ([`pep440`]) range evaluation;
 //!   [`dbupdate`] downloads and installs an OSV bulk export.
 //!
+//! - [`target`]: CIDR targets expanded into bounded host lists.
 //! - [`web`]: a ZAP-baseline-like web scan (bounded crawl, passive checks,
 //!   safe active probes, rule files).
 //! - [`finding`]: the common [`finding::Finding`] every scanner maps to, and
@@ -26,6 +27,7 @@ pub mod portspec;
 pub mod probe;
 pub mod progress;
 pub mod report;
+pub mod target;
 pub mod tls;
 pub mod web;
 
