@@ -60,6 +60,18 @@ pub async fn identify(addr: SocketAddr, wait: Duration) -> Identified {
     for probe in probes {
         if let Some(resp) = exchange(addr, Some(probe), wait).await {
             if let Some(id) = classify(&resp) {
+                // A real redis answers the HTTP probe with `-ERR unknown
+                // command`: ask PING too, or an open redis would pass as
+                // an authenticated one.
+                if id.service == "redis" && probe != REDIS_PROBE {
+                    if let Some(pong) = exchange(addr, Some(REDIS_PROBE), wait).await {
+                        if let Some(better) = classify(&pong) {
+                            if better.service == "redis" {
+                                return better;
+                            }
+                        }
+                    }
+                }
                 return id;
             }
         }
