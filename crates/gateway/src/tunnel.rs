@@ -1017,4 +1017,62 @@ mod tests {
         assert_eq!(Identity::from_der(b"\x30\x82garbage"), None);
         assert_eq!(Identity::from_der(&[]), None);
     }
+
+    fn settings(u: UpstreamTls) -> TunnelSettings {
+        TunnelSettings {
+            upstream_tls: Some(u),
+            ..TunnelSettings::default()
+        }
+    }
+
+    #[test]
+    fn upstream_client_config_reports_the_bad_file() {
+        let dir = std::env::temp_dir().join(format!("tunnel-uptls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kp = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["ca.test".to_string()]).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = p.self_signed(&kp).unwrap();
+        let ca_pem = dir.join("ca.pem");
+        std::fs::write(&ca_pem, ca.pem()).unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        let key_pem = dir.join("other.key");
+        std::fs::write(&key_pem, other.serialize_pem()).unwrap();
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not pem\n").unwrap();
+        let u = |ca: &Path, cert: Option<&Path>, key: Option<&Path>| UpstreamTls {
+            ca: ca.to_path_buf(),
+            sni: "up.test".into(),
+            cert: cert.map(Path::to_path_buf),
+            key: key.map(Path::to_path_buf),
+        };
+        // Not configured: nothing to build.
+        assert!(upstream_client_config(&TunnelSettings::default())
+            .unwrap()
+            .is_none());
+        // A CA bundle alone, and one with a client certificate.
+        assert!(upstream_client_config(&settings(u(&ca_pem, None, None)))
+            .unwrap()
+            .is_some());
+        let e = |s: TunnelSettings| upstream_client_config(&s).unwrap_err().to_string();
+        let msg = e(settings(u(&dir.join("missing.pem"), None, None)));
+        assert!(msg.contains("missing.pem"), "{msg}");
+        let msg = e(settings(u(&junk, None, None)));
+        assert!(
+            msg.contains("junk.pem") && msg.contains("no CERTIFICATE"),
+            "{msg}"
+        );
+        // A key that does not belong to the certificate.
+        let msg = e(settings(u(&ca_pem, Some(&ca_pem), Some(&key_pem))));
+        assert!(
+            msg.contains("other.key") && msg.contains("does not fit"),
+            "{msg}"
+        );
+        let msg = e(settings(u(&ca_pem, Some(&ca_pem), Some(&junk))));
+        assert!(
+            msg.contains("junk.pem") && msg.contains("private key"),
+            "{msg}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
