@@ -192,6 +192,7 @@ struct RawListener {
     allow: Option<Spanned<Vec<String>>>,
     identity_header: Option<Spanned<String>>,
     upstream_tls: Option<Spanned<crate::tunnel::RawUpstreamTls>>,
+    proxy_protocol: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -775,6 +776,7 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config> {
                 allow: rl.allow,
                 identity_header: rl.identity_header,
                 upstream_tls: rl.upstream_tls,
+                proxy_protocol: rl.proxy_protocol,
             },
         )?;
         let certificates = rl

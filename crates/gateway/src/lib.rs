@@ -23,6 +23,7 @@ pub mod limits;
 pub mod metrics;
 pub mod portal;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod route;
 pub mod server;
 pub mod shield_glue;

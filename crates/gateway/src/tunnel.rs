@@ -170,6 +170,9 @@ pub struct TunnelSettings {
     pub identity_header: String,
     /// tcp/tls: speak TLS to the upstream.
     pub upstream_tls: Option<UpstreamTls>,
+    /// tcp/tls: start each upstream connection with a PROXY protocol v2
+    /// header (client address; for tls: version, cipher, SNI, client CN).
+    pub proxy_protocol: bool,
 }
 
 /// `upstream_tls` of a tcp/tls listener: re-encryption towards the upstream.
@@ -208,6 +211,7 @@ pub(crate) struct RawTunnelKeys {
     pub allow: Option<Spanned<Vec<String>>>,
     pub identity_header: Option<Spanned<String>>,
     pub upstream_tls: Option<Spanned<RawUpstreamTls>>,
+    pub proxy_protocol: Option<Spanned<bool>>,
 }
 
 /// Validates the tunnel keys of one listener.
@@ -332,6 +336,16 @@ pub(crate) fn validate(v: &V, protocol: Protocol, raw: RawTunnelKeys) -> Result<
             );
         }
         s.identity_header = h.get_ref().to_ascii_lowercase();
+    }
+    if let Some(p) = raw.proxy_protocol {
+        if !tunnel {
+            return v.err(
+                p.span(),
+                "listener.proxy_protocol",
+                "only valid on tcp and tls listeners",
+            );
+        }
+        s.proxy_protocol = *p.get_ref();
     }
     if let Some(u) = raw.upstream_tls {
         let span = u.span();
@@ -802,8 +816,15 @@ fn refuse(c: &Conn, reason: &str, identity: &str) {
 async fn serve(stream: TcpStream, c: Conn) {
     let _ = stream.set_nodelay(true);
     let began = Instant::now();
+    let local = stream.local_addr().ok();
+    let pp =
+        |tls: Option<&crate::proxy_protocol::TlsInfo>| match (c.l.cfg.tunnel.proxy_protocol, local)
+        {
+            (true, Some(local)) => Some(crate::proxy_protocol::v2_header(c.peer, local, tls)),
+            _ => None,
+        };
     match &c.l.tls {
-        None => to_upstream(stream, &c, "", began).await,
+        None => to_upstream(stream, &c, "", began, pp(None)).await,
         Some(acceptor) => {
             let tls = match tokio::time::timeout(c.handshake_timeout, acceptor.accept(stream)).await
             {
@@ -825,19 +846,50 @@ async fn serve(stream: TcpStream, c: Conn) {
                     return;
                 }
             }
-            to_upstream(tls, &c, &ident, began).await;
+            let info = tls_info(tls.get_ref().1, id.as_ref());
+            to_upstream(tls, &c, &ident, began, pp(Some(&info))).await;
         }
     }
 }
 
-/// Connects the upstream (over TLS with `upstream_tls`) and pipes.
-async fn to_upstream<C>(client: C, c: &Conn, ident: &str, began: Instant)
+/// What the TLS layer established, for the PROXY v2 header.
+fn tls_info(
+    conn: &rustls::ServerConnection,
+    id: Option<&Identity>,
+) -> crate::proxy_protocol::TlsInfo {
+    crate::proxy_protocol::TlsInfo {
+        version: match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".into(),
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".into(),
+            Some(v) => format!("{v:?}"),
+            None => String::new(),
+        },
+        cipher: conn
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+            .unwrap_or("")
+            .to_string(),
+        sni: conn.server_name().map(str::to_string),
+        client_cn: id.and_then(|i| i.cn.first().cloned()),
+        client_cert: conn.peer_certificates().is_some_and(|c| !c.is_empty()),
+    }
+}
+
+/// Connects the upstream (over TLS with `upstream_tls`), sends the PROXY
+/// header when configured, and pipes.
+async fn to_upstream<C>(client: C, c: &Conn, ident: &str, began: Instant, pp: Option<Vec<u8>>)
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
-    let Some(up) = connect_upstream(&c.servers, c.start, c.connect_timeout).await else {
+    let Some(mut up) = connect_upstream(&c.servers, c.start, c.connect_timeout).await else {
         return refuse(c, "upstream unreachable", ident);
     };
+    if let Some(h) = pp {
+        match tokio::time::timeout(c.connect_timeout, up.write_all(&h)).await {
+            Ok(Ok(())) => {}
+            _ => return refuse(c, "upstream did not take the PROXY header", ident),
+        }
+    }
     crate::events_glue::tunnel_accept(&c.mon, c.peer.ip(), &c.l.cfg.name, ident);
     let (Some(cfg), Some(u)) = (&c.l.upstream_tls, &c.l.cfg.tunnel.upstream_tls) else {
         return pipe(client, up, c, ident, began).await;

@@ -894,3 +894,86 @@ fn upstream_tls_config_errors_are_clear() {
         .to_string();
     assert!(e.contains("only valid on tcp and tls"), "{e}");
 }
+
+/// An upstream that first reads a PROXY v2 header (sent to `tx`), then
+/// echoes.
+fn proxy_v2_echo(tx: std::sync::mpsc::Sender<Vec<u8>>) -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming().take(4) {
+            let Ok(mut s) = s else { continue };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut head = [0u8; 16];
+                if s.read_exact(&mut head).is_err() {
+                    return;
+                }
+                let len = usize::from(u16::from_be_bytes([head[14], head[15]]));
+                let mut body = vec![0u8; len];
+                if s.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let mut all = head.to_vec();
+                all.extend_from_slice(&body);
+                let _ = tx.send(all);
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn proxy_protocol_v2_carries_client_address_and_tls_identity() {
+    if !have_python() {
+        return;
+    }
+    let t = TempDir::new("tunnel-ppv2");
+    let ca = t.path().join("ca");
+    pki(&ca, &["init", "--org", "Acme"]);
+    pki(&ca, &["issue", "--device", "sensor-01"]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let up = proxy_v2_echo(tx);
+    let p = Palisade::start_toml(&mtls_toml(&ca, up, "", "proxy_protocol = true\n"));
+    let (crt, key) = device(&ca, "sensor-01");
+    let (ok, out) = client(p.addr().port(), Some((&crt, &key)));
+    assert!(ok, "{out}\n{}", p.logs());
+    let h = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(&h[..12], b"\r\n\r\n\0\r\nQUIT\n", "v2 signature");
+    assert_eq!(h[12], 0x21, "version 2, PROXY");
+    assert_eq!(h[13], 0x11, "TCP over IPv4");
+    assert_eq!(&h[16..20], &[127, 0, 0, 1], "client address");
+    assert_eq!(
+        u16::from_be_bytes([h[26], h[27]]),
+        p.addr().port(),
+        "destination: the listener"
+    );
+    let tlvs = String::from_utf8_lossy(&h[28..]);
+    assert!(h[28..].contains(&0x20), "PP2_TYPE_SSL");
+    assert!(
+        tlvs.contains("TLSv1.") && tlvs.contains("sensor-01"),
+        "{tlvs:?}"
+    );
+
+    // A config error names the key on a non-tunnel listener.
+    let bad = "[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\nproxy_protocol = true\n";
+    let f = t.path().join("bad.toml");
+    std::fs::write(&f, bad).unwrap();
+    let (st, out, err) = common::run_cli(
+        &["check-config", "-c", f.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert!(!st.success());
+    assert!(
+        format!("{out}{err}").contains("proxy_protocol"),
+        "{out}{err}"
+    );
+}
