@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::error::Error;
+use crate::upstream_h1::UpstreamBody;
 
 /// Grace period before the minimum body rate is enforced.
 const MIN_RATE_GRACE: Duration = Duration::from_secs(1);
@@ -83,6 +84,15 @@ impl UpBody {
         self.seen += n;
         self.prefix = Some(prefix);
         self
+    }
+
+    /// The whole body when it is in memory (no client body left to read):
+    /// the prefix, or empty.
+    pub fn in_memory(&self) -> Option<Bytes> {
+        if self.inner.as_ref().is_some_and(|b| !b.is_end_stream()) {
+            return None;
+        }
+        Some(self.prefix.clone().unwrap_or_default())
     }
 
     /// Wraps a client body with the limits; `counter` receives bytes seen.
@@ -220,9 +230,9 @@ pub struct RespBody {
 
 enum Kind {
     Full(Option<Bytes>),
-    Upstream(Incoming),
+    Upstream(UpstreamBody),
     /// Bytes already read from the upstream (by the WAF), then the rest.
-    Prefixed(Option<Bytes>, Incoming),
+    Prefixed(Option<Bytes>, UpstreamBody),
 }
 
 impl std::fmt::Debug for RespBody {
@@ -246,7 +256,7 @@ impl RespBody {
     }
 
     /// A body streamed from an upstream response.
-    pub fn upstream(b: Incoming) -> Self {
+    pub fn upstream(b: UpstreamBody) -> Self {
         RespBody {
             kind: Kind::Upstream(b),
             bytes: 0,
@@ -256,7 +266,7 @@ impl RespBody {
     }
 
     /// `prefix` (bytes already read from `rest`), then the rest of `rest`.
-    pub fn prefixed(prefix: Bytes, rest: Incoming) -> Self {
+    pub fn prefixed(prefix: Bytes, rest: UpstreamBody) -> Self {
         RespBody {
             kind: Kind::Prefixed(Some(prefix), rest),
             bytes: 0,
@@ -307,7 +317,7 @@ impl Body for RespBody {
             }
             Kind::Upstream(inner) | Kind::Prefixed(_, inner) => {
                 match Pin::new(inner).poll_frame(cx) {
-                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::Body(e.to_string())))),
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
                     Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
                     Poll::Ready(None) => Poll::Ready(None),
                     Poll::Pending => Poll::Pending,

@@ -30,6 +30,7 @@ pub mod shield_glue;
 pub mod tls;
 pub mod tunnel;
 pub mod upstream;
+pub mod upstream_h1;
 pub mod waf;
 
 pub use config::Config;

@@ -646,6 +646,7 @@ async fn forward(
     };
     let body = body.with_prefix(waf_prefix, &mut done.bytes_in);
     let mut pending = Some(Request::from_parts(parts, body));
+    let via = crate::upstream_h1::Via::choose(upgrade, &pending);
 
     // Pick a server; retry on another only when the connection could not be made.
     let pool = &route.pool;
@@ -660,7 +661,7 @@ async fn forward(
                 i,
                 limits.upstream_connect_timeout,
                 limits.keepalive_idle_timeout,
-                upgrade,
+                via,
             )
             .await
         {
@@ -678,17 +679,13 @@ async fn forward(
         done.lease = Some((pool.clone(), i));
         done.upstream = Some(server.label.clone());
         let sent = Instant::now();
-        let res = tokio::time::timeout(
-            limits.upstream_response_timeout,
-            co.tx.try_send_request(req),
-        )
-        .await;
+        let res = tokio::time::timeout(limits.upstream_response_timeout, co.send(req)).await;
         done.upstream_duration = Some(sent.elapsed());
         match res {
             Err(_) => return Err(Error::UpstreamTimeout(server.label.to_string())),
             Ok(Ok(mut resp)) => {
                 if !upgrade {
-                    done.reuse = Some(co.tx);
+                    done.reuse = co.into_hyper();
                 }
                 let head = respond(&mut resp, done, listener, client_upgrade, guard_stopped);
                 // WAF phases 3-4 (response inspection).
@@ -746,7 +743,7 @@ async fn forward(
 /// Turns the upstream response head into the client's: hop-by-hop headers
 /// out, request id and HSTS in, upgrade tunnel set up for 101.
 fn respond(
-    resp: &mut Response<Incoming>,
+    resp: &mut Response<crate::upstream_h1::UpstreamBody>,
     done: &mut Done,
     listener: &ListenerRt,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,

@@ -18,6 +18,7 @@ use crate::body::UpBody;
 use crate::config::{Balance, HealthCheckConfig, UpstreamConfig};
 use crate::error::{Error, Result};
 use crate::limits::MAX_IDLE_PER_SERVER;
+use crate::upstream_h1::{Conn, H1Idle, H1Lease, Via};
 
 fn epoch() -> Instant {
     static START: OnceLock<Instant> = OnceLock::new();
@@ -44,6 +45,8 @@ pub struct Server {
     healthy: AtomicBool,
     ejected_until: AtomicU64,
     idle: ArrayQueue<Idle>,
+    /// Idle connections of the gateway's own HTTP/1.1 client.
+    pub(crate) h1_idle: ArrayQueue<H1Idle>,
 }
 
 impl std::fmt::Debug for Server {
@@ -80,8 +83,8 @@ pub struct Pool {
 /// A connection checked out of a pool.
 #[derive(Debug)]
 pub struct Checkout {
-    /// Sender for one request.
-    pub tx: SendRequest<UpBody>,
+    /// The connection (hyper's client or the gateway's own, see [`Via`]).
+    pub conn: Conn,
     /// Whether it came from the idle queue (may have been closed meanwhile).
     pub reused: bool,
 }
@@ -99,6 +102,7 @@ impl Pool {
                 healthy: AtomicBool::new(true),
                 ejected_until: AtomicU64::new(0),
                 idle: ArrayQueue::new(MAX_IDLE_PER_SERVER),
+                h1_idle: ArrayQueue::new(MAX_IDLE_PER_SERVER),
             })
             .collect();
         Arc::new(Pool {
@@ -149,31 +153,47 @@ impl Pool {
         }
     }
 
-    /// A connection to server `i`: an idle keep-alive one or a new one.
-    /// `fresh` forces a new connection (upgrades).
+    /// A connection to server `i` for the client `via` picks: an idle
+    /// keep-alive one or a new one ([`Via::HyperFresh`] always a new one).
     pub async fn checkout(
-        &self,
+        self: &Arc<Self>,
         i: usize,
         connect_timeout: Duration,
         idle_timeout: Duration,
-        fresh: bool,
+        via: Via,
     ) -> Result<Checkout> {
         let s = &self.servers[i];
-        if !fresh {
+        if via == Via::H1 {
+            let idle = crate::upstream_h1::take_idle(s, idle_timeout);
+            let stream = match idle {
+                Some(_) => None,
+                None => Some(connect_tcp(s, connect_timeout).await?),
+            };
+            let reused = idle.is_some();
+            let lease = H1Lease::new(idle, stream, self.clone(), i, connect_timeout);
+            return Ok(Checkout {
+                conn: Conn::H1(lease),
+                reused,
+            });
+        }
+        if via == Via::Hyper {
             while let Some(mut idle) = s.idle.pop() {
                 if idle.since.elapsed() >= idle_timeout || idle.tx.is_closed() {
                     continue;
                 }
                 if idle.tx.ready().await.is_ok() {
                     return Ok(Checkout {
-                        tx: idle.tx,
+                        conn: Conn::Hyper(idle.tx),
                         reused: true,
                     });
                 }
             }
         }
         let tx = connect(s, connect_timeout).await?;
-        Ok(Checkout { tx, reused: false })
+        Ok(Checkout {
+            conn: Conn::Hyper(tx),
+            reused: false,
+        })
     }
 
     /// Returns a connection whose response is complete.
@@ -200,7 +220,8 @@ impl Pool {
     }
 }
 
-async fn connect(s: &Server, connect_timeout: Duration) -> Result<SendRequest<UpBody>> {
+/// A TCP connection to `s` (Nagle off), within `connect_timeout`.
+pub(crate) async fn connect_tcp(s: &Server, connect_timeout: Duration) -> Result<TcpStream> {
     let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(s.addr)).await {
         Err(_) => return Err(Error::UpstreamConnectTimeout(s.label.to_string())),
         Ok(Err(e)) => {
@@ -212,6 +233,11 @@ async fn connect(s: &Server, connect_timeout: Duration) -> Result<SendRequest<Up
         Ok(Ok(st)) => st,
     };
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+async fn connect(s: &Server, connect_timeout: Duration) -> Result<SendRequest<UpBody>> {
+    let stream = connect_tcp(s, connect_timeout).await?;
     let (tx, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
@@ -383,7 +409,7 @@ mod tests {
             health_check: None,
         });
         let e = p
-            .checkout(0, Duration::from_secs(2), Duration::from_secs(2), false)
+            .checkout(0, Duration::from_secs(2), Duration::from_secs(2), Via::H1)
             .await
             .err()
             .unwrap();

@@ -486,7 +486,11 @@ fn headers_of(h: &http::HeaderMap) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 /// Reads one body frame within the idle timeout.
-async fn next_frame(body: &mut Incoming, idle: Duration) -> Result<Option<Bytes>> {
+async fn next_frame<B>(body: &mut B, idle: Duration) -> Result<Option<Bytes>>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::error::Error + 'static,
+{
     loop {
         match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => return Err(Error::BodyTimeout("idle")),
@@ -662,7 +666,7 @@ pub async fn check_request(
 /// must not be reused: its body may be unread).
 pub async fn check_response(
     head: Response<()>,
-    mut body: Incoming,
+    mut body: crate::upstream_h1::UpstreamBody,
     slot: &mut Option<Box<WafTx>>,
     request_id: &HeaderValue,
     limits: &Limits,
