@@ -303,6 +303,16 @@ fn xss_payloads_are_escaped_on_every_page_and_framed_in_the_feed() {
         "categories: {overview}"
     );
 
+    // The top-IP link filters the stored events by client.
+    let mine = a
+        .get(admin, "/dashboard/live?client=127.0.0.1", "")
+        .body_str();
+    assert!(mine.contains("%3Cscript"), "{mine}");
+    let other = a
+        .get(admin, "/dashboard/live?client=192.0.2.1", "")
+        .body_str();
+    assert!(!other.contains("%3Cscript"), "{other}");
+
     // Detail of the XSS event, by the live page's own link.
     let link = live
         .split("href=\"")

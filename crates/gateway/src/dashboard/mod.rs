@@ -231,13 +231,15 @@ async fn read_form(req: Request<Incoming>) -> Result<Form, Response<Body>> {
     let body = Limited::new(req.into_body(), MAX_FORM_BYTES);
     let bytes = match tokio::time::timeout(FORM_READ_TIMEOUT, body.collect()).await {
         Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(_)) => return Err(respond(
-            StatusCode::BAD_REQUEST,
-            TEXT,
-            format!(
+        Ok(Err(_)) => {
+            return Err(respond(
+                StatusCode::BAD_REQUEST,
+                TEXT,
+                format!(
                 "400 Bad Request\nthe form could not be read (at most {MAX_FORM_BYTES} bytes)\n"
             ),
-        )),
+            ))
+        }
         Err(_) => {
             return Err(respond(
                 StatusCode::REQUEST_TIMEOUT,
@@ -321,7 +323,9 @@ pub async fn handle(req: Request<Incoming>, gw: &Gateway, peer: IpAddr) -> Respo
             };
             match (m, p) {
                 (Method::GET | Method::HEAD, "/dashboard/") => overview(gw, &admin).await,
-                (Method::GET | Method::HEAD, "/dashboard/live") => live(gw, &admin).await,
+                (Method::GET | Method::HEAD, "/dashboard/live") => {
+                    live(gw, &admin, req.uri().query().unwrap_or("")).await
+                }
                 (Method::GET, "/dashboard/feed") => sse::feed(gw),
                 (Method::GET | Method::HEAD, "/dashboard/event") => {
                     event(gw, &admin, req.uri().query().unwrap_or("")).await
@@ -683,10 +687,14 @@ async fn overview(gw: &Gateway, a: &Admin) -> Response<Body> {
     page("Overview", Nav::Overview, a, &body)
 }
 
-async fn live(gw: &Gateway, a: &Admin) -> Response<Body> {
+async fn live(gw: &Gateway, a: &Admin, qs: &str) -> Response<Body> {
+    // `?client=IP` (the overview's top-IP links) lists that client's
+    // stored events; the feed below still shows every new event.
+    let client: Option<IpAddr> = param(qs, "client").and_then(|v| v.parse().ok());
     let evs = query(
         gw,
         monitor::store::Query {
+            client,
             limit: Some(RECENT_EVENTS),
             ..Default::default()
         },
