@@ -22,7 +22,7 @@ pub(crate) fn spawn(listener: TcpListener, gw: Gateway) {
     }
     tokio::spawn(async move {
         loop {
-            let (stream, _) = match listener.accept().await {
+            let (stream, peer) = match listener.accept().await {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::warn!(error = %e, "admin accept failed");
@@ -32,7 +32,9 @@ pub(crate) fn spawn(listener: TcpListener, gw: Gateway) {
             };
             let gw = gw.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |req| answer(req, gw.clone()));
+                let svc = service_fn(move |req| {
+                    crate::dashboard::or_admin(req, gw.clone(), peer.ip(), answer)
+                });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;

@@ -14,6 +14,7 @@ pub mod accesslog;
 pub mod admin;
 pub mod body;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod error;
 pub mod events_glue;

@@ -77,6 +77,19 @@ pub struct Metrics {
     pub access_log_dropped: AtomicU64,
 }
 
+/// Totals over every route, from [`Metrics::totals`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Requests answered.
+    pub requests: u64,
+    /// Sum of request durations, microseconds.
+    pub duration_sum_micros: u64,
+    /// Requests and responses the WAF blocked.
+    pub waf_blocks: u64,
+    /// Duration histogram (not cumulative), by [`DURATION_BUCKETS`].
+    pub buckets: [u64; DURATION_BUCKETS.len()],
+}
+
 /// Label used for requests that matched no route.
 pub const NO_ROUTE: &str = "-";
 
@@ -91,6 +104,24 @@ impl Metrics {
         m.entry(name.to_string())
             .or_insert_with(|| Arc::new(RouteMetrics::new(name)))
             .clone()
+    }
+
+    /// Sums over every route (the admin dashboard's overview).
+    pub fn totals(&self) -> Totals {
+        let m = match self.routes.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut t = Totals::default();
+        for r in m.values() {
+            t.requests += r.count.load(Ordering::Relaxed);
+            t.duration_sum_micros += r.sum_micros.load(Ordering::Relaxed);
+            t.waf_blocks += r.waf_blocks.load(Ordering::Relaxed);
+            for (i, b) in r.buckets.iter().enumerate() {
+                t.buckets[i] += b.load(Ordering::Relaxed);
+            }
+        }
+        t
     }
 
     /// Renders the process-wide metrics; callers append config-dependent gauges.

@@ -453,6 +453,11 @@ impl Gateway {
         &self.0.shared.monitor
     }
 
+    /// The identity runtime (`None` without `[identity]`).
+    pub fn identity(&self) -> Option<Arc<crate::identity_glue::IdentityRt>> {
+        self.0.shared.identity.load_full()
+    }
+
     /// Process-wide metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.0.shared.metrics
