@@ -192,25 +192,45 @@ start() { # name port -> pid in $STARTED
   wait_http "http://127.0.0.1:$2/index.html" || { cat "$WORK/$1/stderr.log" >&2; exit 1; }
 }
 start on "$ON_PORT"
+ON_PID=$STARTED
 start off "$OFF_PORT"
+OFF_PID=$STARTED
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ON_PORT/index.html?id=1%27%20OR%20%271%27%3D%271")
 [ "$code" = 403 ] || { echo "bench-monitor: the attack request got $code, want 403" >&2; exit 1; }
 
-measure() { # port -> req/s
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { # pid: utime+stime of the process (all its threads)
+  sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+measure() { # port pid -> "req/s cpu-us-per-request"
+  local out before after
   taskset -c 1 wrk -t1 -c"$CONNS" -d"$WARMUP" -s "$WORK/mix.lua" "http://127.0.0.1:$1/" >/dev/null
-  taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" -s "$WORK/mix.lua" "http://127.0.0.1:$1/" |
-    awk '/^Requests\/sec:/ {print $2}'
+  before=$(cpu_ticks "$2")
+  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" -s "$WORK/mix.lua" "http://127.0.0.1:$1/")
+  after=$(cpu_ticks "$2")
+  echo "$out" | awk -v t=$((after - before)) -v hz="$CLK_TCK" '
+    /requests in/ {n = $1} /^Requests\/sec:/ {r = $2}
+    END {printf "%s %.1f\n", r, (n > 0) ? t / hz * 1e6 / n : 0}'
 }
 
-ON=(); OFF=()
+# CPU time per request (the proxy's utime+stime over the requests wrk
+# completed) is printed too: on a shared, loaded machine req/s swings with
+# other processes, CPU per request much less.
+ON=(); OFF=(); CON=(); COFF=()
 for r in $(seq "$ROUNDS"); do
-  on=$(measure "$ON_PORT"); off=$(measure "$OFF_PORT")
-  ON+=("$on"); OFF+=("$off")
-  printf 'round %d: monitoring on %10.0f req/s   off %10.0f req/s   on/off %5.1f%%\n' \
-    "$r" "$on" "$off" "$(awk -v a="$on" -v b="$off" 'BEGIN{print 100*a/b}')"
+  # Alternate which goes first, so a load trend hits both alike.
+  if [ $((r % 2)) -eq 1 ]; then
+    read -r on con < <(measure "$ON_PORT" "$ON_PID"); read -r off coff < <(measure "$OFF_PORT" "$OFF_PID")
+  else
+    read -r off coff < <(measure "$OFF_PORT" "$OFF_PID"); read -r on con < <(measure "$ON_PORT" "$ON_PID")
+  fi
+  ON+=("$on"); OFF+=("$off"); CON+=("$con"); COFF+=("$coff")
+  printf 'round %d: on %8.0f req/s %6.1f us/req   off %8.0f req/s %6.1f us/req   on/off %5.1f%%\n' \
+    "$r" "$on" "$con" "$off" "$coff" "$(awk -v a="$on" -v b="$off" 'BEGIN{print 100*a/b}')"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 MON=$(median "${ON[@]}"); MOFF=$(median "${OFF[@]}")
+CMON=$(median "${CON[@]}"); CMOFF=$(median "${COFF[@]}")
 sleep 3 # let the last alert batch close
 stored=$(curl -s "http://127.0.0.1:$ON_ADMIN/metrics" | awk '/^palisade_events_published_total/ {print $2}')
 dropped=$(curl -s "http://127.0.0.1:$ON_ADMIN/metrics" | awk '/^palisade_events_dropped_total/ {print $2}')
@@ -220,4 +240,6 @@ echo "median over $ROUNDS rounds ($DURATION each, $CONNS connections, 1 request 
 printf '  monitoring on : %10.0f req/s  (events published %s, dropped %s, alerts received %s)\n' "$MON" "$stored" "$dropped" "$alerts"
 printf '  monitoring off: %10.0f req/s\n' "$MOFF"
 printf '  on/off        : %10.1f %%  (goal >= 95%%)\n' "$(awk -v a="$MON" -v b="$MOFF" 'BEGIN{print 100*a/b}')"
+printf '  CPU per request: on %.1f us, off %.1f us: off/on %.1f %% (the req/s ratio on an idle core)\n' \
+  "$CMON" "$CMOFF" "$(awk -v a="$CMON" -v b="$CMOFF" 'BEGIN{print 100*b/a}')"
 echo "  load average before/after: $(cut -d' ' -f1-3 /proc/loadavg)"

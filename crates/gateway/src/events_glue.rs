@@ -89,7 +89,7 @@ pub fn waf(
     status: u16,
     score: u32,
 ) {
-    if messages.is_empty() && !blocked {
+    if (messages.is_empty() && !blocked) || !mon.enabled() {
         return;
     }
     let rules: Vec<RuleHit> = messages
@@ -527,5 +527,42 @@ pub async fn admin(
             StatusCode::INTERNAL_SERVER_ERROR,
             &serde_json::json!({ "error": e.to_string() }),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_query_strings_parse_and_bad_ones_say_why() {
+        let now = 2_000_000_000_000_000;
+        let q = parse_events_query(
+            "since=1h&client=2001%3Adb8%3A%3A1&rule=942100&route=my+shop&kind=waf_block&limit=5",
+            now,
+        )
+        .unwrap();
+        assert_eq!(q.since_us, Some(now - 3_600_000_000));
+        assert_eq!(q.client, Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(q.rule, Some(942100));
+        assert_eq!(q.route.as_deref(), Some("my shop"));
+        assert_eq!(q.kind.as_deref(), Some("waf_block"));
+        assert_eq!(q.limit, Some(5));
+        assert_eq!(parse_events_query("", now).unwrap(), Default::default());
+        for (bad, why) in [
+            ("client=nope", "expected an IP address"),
+            ("rule=x", "expected a rule id"),
+            ("limit=-1", "expected a number"),
+            ("since=soon", "expected unix seconds"),
+            ("colour=red", "unknown parameter `colour`"),
+        ] {
+            let e = parse_events_query(bad, now).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        // Broken escapes are kept literally, never a panic.
+        assert_eq!(unescape("%"), "%");
+        assert_eq!(unescape("a%2"), "a%2");
+        assert_eq!(unescape("%zz%41"), "%zzA");
+        assert_eq!(unescape("%ff"), "\u{fffd}");
     }
 }

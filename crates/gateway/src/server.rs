@@ -357,6 +357,9 @@ impl Gateway {
         let metrics = Arc::new(Metrics::default());
         let access_log = AccessLogger::open(&config.server.access_log, metrics.clone())?;
         let admin_addr = config.admin.listen;
+        // Before binding: opening the event store must not widen the time
+        // between the ports accepting and start-up completing.
+        let monitor = crate::events_glue::build(&config).await?;
         let rt = build_runtime(config, None, &metrics)?;
         let mut bound = Vec::new();
         for addr in rt.listeners.keys() {
@@ -368,7 +371,6 @@ impl Gateway {
         };
         let (shutdown, _) = watch::channel(false);
         let shield = crate::shield_glue::build(&rt.config).await?;
-        let monitor = crate::events_glue::build(&rt.config).await?;
         let shared = Arc::new(Shared {
             shield,
             identity: Default::default(),

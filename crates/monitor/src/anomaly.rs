@@ -35,8 +35,6 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
 use crate::config::AnomalyConfig;
 use crate::events::{Bus, Deviation, Event, Kind};
 
@@ -54,8 +52,41 @@ pub const MAX_PATHS_PER_WINDOW: usize = 1024;
 
 /// Default 65 536: request samples waiting for the model; when full new
 /// samples are dropped and counted. Bounds memory if the model falls
-/// behind.
+/// behind (about 4 MiB).
 pub const SAMPLE_QUEUE: usize = 65_536;
+
+/// Fixed 50ms: how often the model drains the sample buffer. The request
+/// path only appends under a short lock; no task is woken per request.
+pub const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Samples waiting for the model (at most [`SAMPLE_QUEUE`]).
+#[derive(Debug, Default)]
+pub struct SampleBuf {
+    buf: std::sync::Mutex<Vec<Sample>>,
+}
+
+impl SampleBuf {
+    /// Appends a sample; `false` when the buffer is full (sample dropped).
+    pub fn push(&self, s: Sample) -> bool {
+        let mut b = match self.buf.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if b.len() >= SAMPLE_QUEUE {
+            return false;
+        }
+        b.push(s);
+        true
+    }
+
+    fn take(&self) -> Vec<Sample> {
+        let mut b = match self.buf.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        std::mem::take(&mut *b)
+    }
+}
 
 /// Fixed 0.5 (log scale): smallest standard deviation used in a z-score,
 /// so a baseline that never varied does not make every change infinite.
@@ -344,21 +375,30 @@ impl Detector {
     }
 }
 
-/// Runs the model: reads samples from `rx`, closes a window every
-/// `cfg.window`, publishes anomalies on `bus`. Ends when every sender is
-/// dropped.
-pub async fn run(cfg: AnomalyConfig, mut rx: mpsc::Receiver<Sample>, bus: Bus) {
+/// Runs the model: drains `buf` every [`DRAIN_EVERY`], closes a window
+/// every `cfg.window`, publishes anomalies on `bus`. Ends when it holds
+/// the last reference to `buf` (the monitor is gone).
+pub async fn run(cfg: AnomalyConfig, buf: Arc<SampleBuf>, bus: Bus) {
     let mut det = Detector::new(cfg.clone());
     let mut tick = tokio::time::interval(cfg.window.0);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    let mut drain = tokio::time::interval(DRAIN_EVERY);
+    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            s = rx.recv() => match s {
-                Some(s) => det.observe(&s),
-                None => return,
+            _ = drain.tick() => {
+                if Arc::strong_count(&buf) == 1 {
+                    return;
+                }
+                for s in buf.take() {
+                    det.observe(&s);
+                }
             },
             _ = tick.tick() => {
+                for s in buf.take() {
+                    det.observe(&s);
+                }
                 for e in det.close_window() {
                     tracing::warn!(event = "anomaly", detail = %e.to_json(), "anomaly detected");
                     bus.publish(e);
@@ -537,6 +577,25 @@ mod tests {
             });
         }
         assert!(det.close_window().iter().any(|e| e.client == Some(bot)));
+    }
+
+    #[test]
+    fn the_sample_buffer_is_bounded_and_drains() {
+        let b = SampleBuf::default();
+        let s = Sample {
+            client: IpAddr::from([10, 0, 0, 1]),
+            route: None,
+            path_hash: 1,
+            status: 200,
+            bytes: 1,
+            waf_score: 0,
+        };
+        for _ in 0..SAMPLE_QUEUE {
+            assert!(b.push(s.clone()));
+        }
+        assert!(!b.push(s.clone()), "full: dropped");
+        assert_eq!(b.take().len(), SAMPLE_QUEUE);
+        assert!(b.push(s));
     }
 
     #[test]

@@ -37,7 +37,6 @@ pub use events::{Bus, Event, Kind};
 use anomaly::Sample;
 use metrics::MonitorMetrics;
 use store::{EventStore, Query};
-use tokio::sync::mpsc;
 
 /// Everything the gateway feeds at run time: the event bus and its
 /// subscribers (store, metrics, anomaly model, alerts). Built once per
@@ -52,7 +51,7 @@ pub struct Monitor {
     pub store: Option<EventStore>,
     /// The config it was started with.
     pub config: Config,
-    samples: Option<mpsc::Sender<Sample>>,
+    samples: Option<Arc<anomaly::SampleBuf>>,
 }
 
 impl Default for Monitor {
@@ -104,9 +103,9 @@ impl Monitor {
             tokio::spawn(async move { m.run(sub).await });
         }
         let samples = if cfg.anomaly.enabled {
-            let (tx, rx) = mpsc::channel(anomaly::SAMPLE_QUEUE);
-            tokio::spawn(anomaly::run(cfg.anomaly.clone(), rx, bus.clone()));
-            Some(tx)
+            let buf = Arc::new(anomaly::SampleBuf::default());
+            tokio::spawn(anomaly::run(cfg.anomaly.clone(), buf.clone(), bus.clone()));
+            Some(buf)
         } else {
             None
         };
@@ -148,8 +147,8 @@ impl Monitor {
     /// Gives one finished request to the anomaly model (never blocks; a
     /// full queue drops the sample and counts it).
     pub fn observe_request(&self, s: Sample) {
-        if let Some(tx) = &self.samples {
-            if tx.try_send(s).is_err() {
+        if let Some(buf) = &self.samples {
+            if !buf.push(s) {
                 self.metrics.samples_dropped.fetch_add(1, Relaxed);
             }
         }
