@@ -564,11 +564,18 @@ impl Gateway {
 
     /// Serves until SIGTERM/SIGINT (graceful shutdown), reloading on SIGHUP.
     pub async fn run_until_signal(&self) -> Result<()> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let sig = |k| signal(k).map_err(|e| Error::io("cannot install signal handler", e));
-        let mut hup = sig(SignalKind::hangup())?;
-        let mut term = sig(SignalKind::terminate())?;
-        let mut int = sig(SignalKind::interrupt())?;
+        self.run_with_signals(Signals::install()?).await
+    }
+
+    /// [`Gateway::run_until_signal`] with handlers installed earlier (before
+    /// the listeners answer), so a SIGHUP or SIGTERM sent as soon as the
+    /// ports are up is acted on instead of killing the process.
+    pub async fn run_with_signals(&self, signals: Signals) -> Result<()> {
+        let Signals {
+            mut hup,
+            mut term,
+            mut int,
+        } = signals;
         loop {
             tokio::select! {
                 _ = hup.recv() => {
@@ -583,6 +590,28 @@ impl Gateway {
         tracing::info!(?grace, "shutting down: draining in-flight requests");
         self.shutdown(grace).await;
         Ok(())
+    }
+}
+
+/// SIGHUP, SIGTERM and SIGINT handlers; signals that arrive after
+/// [`Signals::install`] wait in them until the gateway runs.
+#[derive(Debug)]
+pub struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Replaces the default actions (terminate) of the three signals.
+    pub fn install() -> Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let sig = |k| signal(k).map_err(|e| Error::io("cannot install signal handler", e));
+        Ok(Signals {
+            hup: sig(SignalKind::hangup())?,
+            term: sig(SignalKind::terminate())?,
+            int: sig(SignalKind::interrupt())?,
+        })
     }
 }
 

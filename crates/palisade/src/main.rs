@@ -408,14 +408,23 @@ async fn serve(path: Option<PathBuf>) -> Result<(), Failure> {
         }
     };
     let data_dir = cfg.server.data_dir.clone();
-    let gw = Gateway::start(cfg.clone(), loader).await?;
+    let signals = gateway::server::Signals::install()?;
+    // Written before the listeners answer, so `palisade reload` works as
+    // soon as the ports do; removed again if the start fails.
     let pid_path = data_dir.join(PID_FILE);
     std::fs::create_dir_all(&data_dir)
         .and_then(|()| std::fs::write(&pid_path, format!("{}\n", std::process::id())))
         .with_context(|| format!("cannot write pid file {}", pid_path.display()))?;
+    let gw = match Gateway::start(cfg.clone(), loader).await {
+        Ok(gw) => gw,
+        Err(e) => {
+            let _ = std::fs::remove_file(&pid_path);
+            return Err(e.into());
+        }
+    };
 
     print_banner(&gw, &cfg, path.is_none());
-    let res = gw.run_until_signal().await;
+    let res = gw.run_with_signals(signals).await;
     let _ = std::fs::remove_file(&pid_path);
     res?;
     Ok(())
