@@ -295,7 +295,7 @@ pub(crate) fn redirect(location: &str, request_id: &HeaderValue) -> Response<Res
     let mut r = answer(
         StatusCode::FOUND,
         "text/plain; charset=utf-8",
-        format!("login required: {location}\n"),
+        format!("see {location}\n"),
         request_id,
     );
     if let Ok(v) = HeaderValue::from_str(location) {

@@ -227,8 +227,17 @@ fn forged_malformed_and_replayed_cookies_are_refused() {
         )],
     };
     assert_eq!(f.get(a, "/app/c", "").status, 302);
-    // The real one works; after `palisade user logout-all` it does not.
+    // The real one works; after `palisade user logout-all` (another
+    // process, the same config file) it does not.
     assert_eq!(bob.get(a, "/app/c", "").status, 200);
+    let cfg = p.config_path.display().to_string();
+    let (st, out, err) = run_cli(
+        &["user", "logout-all", "bob", "-c", &cfg],
+        Duration::from_secs(60),
+    );
+    assert!(st.success(), "{out}{err}");
+    assert!(out.contains("all sessions of bob revoked"), "{out}");
+    assert_eq!(bob.get(a, "/app/c", "").status, 302, "revoked by the CLI");
     assert!(p.alive_check());
 }
 
