@@ -146,6 +146,13 @@ fn identity_headers_from_clients_never_reach_the_upstream() {
     let r = up.requests_to("/app/h").pop().unwrap();
     assert_eq!(r.headers_named("x-auth-user"), vec!["bob"]);
     assert_eq!(r.headers_named("x-auth-roles"), vec!["ops"]);
+    // A non-ASCII user name is forwarded as its UTF-8 bytes, not dropped.
+    users.add("zoë", &[]);
+    let mut z = Browser::default();
+    assert_eq!(z.login(a, "zoë", PASSWORD, "/app").status, 303);
+    assert_eq!(z.get(a, "/app/z", "").status, 200);
+    let r = up.requests_to("/app/z").pop().unwrap();
+    assert_eq!(r.headers_named("x-auth-user"), vec!["zoë"]);
     // The default names are not special any more, but still pass untouched.
     assert_eq!(anon_b.get(a, "/public/d", "Remote-User: x\r\n").status, 200);
     assert_eq!(
