@@ -367,3 +367,27 @@ fn totp_codes_work_once_and_recovery_codes_are_single_use() {
     assert_eq!(d.login(a, "erin", PASSWORD, "/admin/x").status, 303);
     assert_eq!(d.second_factor(a, &recovery[0], "/admin/x").status, 401);
 }
+
+#[test]
+fn shield_user_rate_limit_counts_the_authenticated_user() {
+    let users = Users::new();
+    users.add("bob", &[]);
+    users.add("carol", &[]);
+    let up = Upstream::start("app");
+    let p = Palisade::start_toml(&config(
+        up.addr,
+        &users,
+        "",
+        "[[shield.rate_limit]]\nname = \"per-user\"\nkey = \"user\"\nrate = \"3/h\"\nburst = 3\npath_prefix = \"/app\"\n",
+    ));
+    let a = p.addr();
+    let mut bob = Browser::default();
+    assert_eq!(bob.login(a, "bob", PASSWORD, "/app").status, 303);
+    let codes: Vec<u16> = (0..5).map(|_| bob.get(a, "/app/r", "").status).collect();
+    assert_eq!(&codes[..3], &[200, 200, 200], "{codes:?}");
+    assert_eq!(codes[4], 429, "bob's budget is spent: {codes:?}");
+    // carol, from the same address, has her own budget.
+    let mut carol = Browser::default();
+    assert_eq!(carol.login(a, "carol", PASSWORD, "/app").status, 303);
+    assert_eq!(carol.get(a, "/app/r", "").status, 200);
+}
