@@ -295,7 +295,7 @@ pub(crate) fn redirect(location: &str, request_id: &HeaderValue) -> Response<Res
     let mut r = answer(
         StatusCode::FOUND,
         "text/plain; charset=utf-8",
-        format!("login required: {location}\n"),
+        format!("see {location}\n"),
         request_id,
     );
     if let Ok(v) = HeaderValue::from_str(location) {
@@ -306,10 +306,12 @@ pub(crate) fn redirect(location: &str, request_id: &HeaderValue) -> Response<Res
 
 /// Adds the identity headers for `s`.
 pub(crate) fn identity_headers(h: &mut http::HeaderMap, set: &IdentitySettings, s: &Session) {
-    if let Ok(v) = HeaderValue::from_str(&s.user) {
+    // Names are NFKC-normalised UTF-8 without control characters: sent as
+    // raw UTF-8 bytes (obs-text), so a non-ASCII user is never dropped.
+    if let Ok(v) = HeaderValue::from_bytes(s.user.as_bytes()) {
         h.insert(set.user_header.clone(), v);
     }
-    if let Ok(v) = HeaderValue::from_str(&s.roles.join(",")) {
+    if let Ok(v) = HeaderValue::from_bytes(s.roles.join(",").as_bytes()) {
         h.insert(set.groups_header.clone(), v);
     }
 }

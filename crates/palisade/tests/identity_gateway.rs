@@ -146,6 +146,13 @@ fn identity_headers_from_clients_never_reach_the_upstream() {
     let r = up.requests_to("/app/h").pop().unwrap();
     assert_eq!(r.headers_named("x-auth-user"), vec!["bob"]);
     assert_eq!(r.headers_named("x-auth-roles"), vec!["ops"]);
+    // A non-ASCII user name is forwarded as its UTF-8 bytes, not dropped.
+    users.add("zoë", &[]);
+    let mut z = Browser::default();
+    assert_eq!(z.login(a, "zoë", PASSWORD, "/app").status, 303);
+    assert_eq!(z.get(a, "/app/z", "").status, 200);
+    let r = up.requests_to("/app/z").pop().unwrap();
+    assert_eq!(r.headers_named("x-auth-user"), vec!["zoë"]);
     // The default names are not special any more, but still pass untouched.
     assert_eq!(anon_b.get(a, "/public/d", "Remote-User: x\r\n").status, 200);
     assert_eq!(
@@ -227,8 +234,17 @@ fn forged_malformed_and_replayed_cookies_are_refused() {
         )],
     };
     assert_eq!(f.get(a, "/app/c", "").status, 302);
-    // The real one works; after `palisade user logout-all` it does not.
+    // The real one works; after `palisade user logout-all` (another
+    // process, the same config file) it does not.
     assert_eq!(bob.get(a, "/app/c", "").status, 200);
+    let cfg = p.config_path.display().to_string();
+    let (st, out, err) = run_cli(
+        &["user", "logout-all", "bob", "-c", &cfg],
+        Duration::from_secs(60),
+    );
+    assert!(st.success(), "{out}{err}");
+    assert!(out.contains("all sessions of bob revoked"), "{out}");
+    assert_eq!(bob.get(a, "/app/c", "").status, 302, "revoked by the CLI");
     assert!(p.alive_check());
 }
 
@@ -350,4 +366,28 @@ fn totp_codes_work_once_and_recovery_codes_are_single_use() {
     let mut d = Browser::default();
     assert_eq!(d.login(a, "erin", PASSWORD, "/admin/x").status, 303);
     assert_eq!(d.second_factor(a, &recovery[0], "/admin/x").status, 401);
+}
+
+#[test]
+fn shield_user_rate_limit_counts_the_authenticated_user() {
+    let users = Users::new();
+    users.add("bob", &[]);
+    users.add("carol", &[]);
+    let up = Upstream::start("app");
+    let p = Palisade::start_toml(&config(
+        up.addr,
+        &users,
+        "",
+        "[[shield.rate_limit]]\nname = \"per-user\"\nkey = \"user\"\nrate = \"3/h\"\nburst = 3\npath_prefix = \"/app\"\n",
+    ));
+    let a = p.addr();
+    let mut bob = Browser::default();
+    assert_eq!(bob.login(a, "bob", PASSWORD, "/app").status, 303);
+    let codes: Vec<u16> = (0..5).map(|_| bob.get(a, "/app/r", "").status).collect();
+    assert_eq!(&codes[..3], &[200, 200, 200], "{codes:?}");
+    assert_eq!(codes[4], 429, "bob's budget is spent: {codes:?}");
+    // carol, from the same address, has her own budget.
+    let mut carol = Browser::default();
+    assert_eq!(carol.login(a, "carol", PASSWORD, "/app").status, 303);
+    assert_eq!(carol.get(a, "/app/r", "").status, 200);
 }
