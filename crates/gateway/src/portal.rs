@@ -43,6 +43,8 @@ struct Ctx<'a> {
     rid: &'a HeaderValue,
     secure: bool,
     host: String,
+    /// The event bus: logins, failures and lockouts are security events.
+    mon: &'a monitor::Monitor,
 }
 
 impl Ctx<'_> {
@@ -117,6 +119,7 @@ pub async fn handle(
         rid,
         secure: ctx.listener.tls.is_some(),
         host: request_host(req),
+        mon: &ctx.shared.monitor,
     };
     let sub = req.uri().path()[set.cfg.portal_path.len()..].to_owned();
     let method = req.method().clone();
@@ -252,11 +255,13 @@ fn check_csrf(
 
 fn login_failed(c: &Ctx<'_>, ctx: &ConnCtx, user: &str, reason: &str) {
     tracing::warn!(target: "identity", user, ip = %c.client, reason, "login failed");
+    crate::events_glue::identity::login_failure(c.mon, c.client, user, reason, c.rid);
     ctx.shared.shield.record_failed_login(c.client);
 }
 
 fn locked_page(c: &Ctx<'_>, user: &str, retry: Duration, factor: &str) -> Response<RespBody> {
     tracing::warn!(target: "identity", user, ip = %c.client, reason = "locked", factor, retry_after_s = retry.as_secs(), "login locked");
+    crate::events_glue::identity::lockout(c.mon, c.client, user, retry.as_secs());
     let secs = retry.as_secs().max(1);
     let mut r = c.html(
         StatusCode::TOO_MANY_REQUESTS,
@@ -450,6 +455,7 @@ async fn login_post(req: &mut Request<Incoming>, ctx: &ConnCtx, c: &Ctx<'_>) -> 
         }
     }
     tracing::info!(target: "identity", user = %u.name, ip = %c.client, reason = "password", factors = 1, remember, "login succeeded");
+    crate::events_glue::identity::login_success(c.mon, c.client, &u.name, c.rid);
     let loc = if second {
         format!("{}/second-factor?rd={}", c.base(), web::pct_encode(&rd))
     } else {
@@ -600,6 +606,7 @@ async fn second_post(
         tracing::warn!(target: "identity", error = %e, "known-good record failed");
     }
     tracing::info!(target: "identity", user = %s.user, ip = %c.client, reason = how, factors = 2, "login succeeded");
+    crate::events_glue::identity::login_success(c.mon, c.client, &s.user, c.rid);
     let mut r = redirect(&rd, c.rid);
     *r.status_mut() = StatusCode::SEE_OTHER;
     let max_age = s

@@ -340,6 +340,22 @@ fn brute_force_locks_after_the_threshold() {
     // Another user from the same address is not locked (per-user budget).
     users.add("dave", &[]);
     assert_eq!(b.login(a, "dave", PASSWORD, "/app").status, 303);
+    // Each outcome is a security event in the store (GET /events).
+    for (kind, user) in [
+        ("login_failure", "carol"),
+        ("lockout", "carol"),
+        ("login_success", "dave"),
+    ] {
+        let found = wait_for(Duration::from_secs(10), || {
+            let body = p.admin_get(&format!("/events?kind={kind}")).body_str();
+            body.contains(&format!("\"user\":\"{user}\"")).then_some(())
+        });
+        assert!(
+            found.is_some(),
+            "no {kind} event for {user}: {}",
+            p.admin_get("/events").body_str()
+        );
+    }
 }
 
 #[test]
