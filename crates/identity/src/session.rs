@@ -9,6 +9,8 @@
 //! * Revocation: [`Sessions::revoke_all`] records "sessions of this user
 //!   created before now are invalid"; every check compares against it.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -93,11 +95,31 @@ pub enum Refusal {
     Revoked,
 }
 
+/// 1 s: how long a session record or revocation mark read from a shared
+/// store (SQLite, Redis) is reused from process memory. Bounds how late a
+/// logout or `logout-all` made by *another* process or node takes effect;
+/// logouts and rotations through this process apply at once.
+pub const CACHE_TTL: Duration = Duration::from_secs(1);
+/// 100 000: most session records and revocation marks cached per process
+/// (the cache is emptied when full). Bounds memory under a cookie flood.
+pub const MAX_CACHED: usize = 100_000;
+
+#[derive(Debug, Default)]
+struct Cache {
+    /// Store key -> (record or None for "not found", fetched at).
+    sessions: HashMap<String, (Option<Session>, Micros)>,
+    /// User -> (revoked-before mark, fetched at).
+    revoked: HashMap<String, (Option<u64>, Micros)>,
+}
+
 /// The session manager.
 #[derive(Clone, Debug)]
 pub struct Sessions {
     store: Store,
     cfg: SessionConfig,
+    /// Read cache in front of a shared store (`None` on the memory store,
+    /// which is as fast as the cache).
+    cache: Option<Arc<Mutex<Cache>>>,
 }
 
 fn key(id: &str) -> String {
@@ -134,7 +156,74 @@ fn new_id() -> Result<String> {
 impl Sessions {
     /// Sessions in `store` with timeouts `cfg`.
     pub fn new(store: Store, cfg: SessionConfig) -> Sessions {
-        Sessions { store, cfg }
+        let cache = (store.backend() != state::BackendKind::Memory)
+            .then(|| Arc::new(Mutex::new(Cache::default())));
+        Sessions { store, cfg, cache }
+    }
+
+    fn with_cache<T>(&self, f: impl FnOnce(&mut Cache) -> T) -> Option<T> {
+        let c = self.cache.as_ref()?;
+        let mut g = c.lock().unwrap_or_else(|p| p.into_inner());
+        Some(f(&mut g))
+    }
+
+    fn cache_put_session(&self, k: &str, s: Option<Session>, now: Micros) {
+        self.with_cache(|c| {
+            if c.sessions.len() >= MAX_CACHED {
+                c.sessions.clear();
+            }
+            c.sessions.insert(k.to_owned(), (s, now));
+        });
+    }
+
+    /// The stored record of store key `k` (through the cache).
+    async fn load(&self, k: &str, now: Micros) -> Result<Option<Session>> {
+        let ttl = CACHE_TTL.as_micros() as u64;
+        let hit = self.with_cache(|c| {
+            c.sessions
+                .get(k)
+                .filter(|(_, at)| now.saturating_sub(*at) < ttl && *at <= now)
+                .map(|(s, _)| s.clone())
+        });
+        if let Some(Some(s)) = hit {
+            return Ok(s);
+        }
+        let s = match self.store.kv_get(k, now).await? {
+            Some(v) => serde_json::from_slice::<Session>(&v).ok(),
+            None => None,
+        };
+        // Misses are not cached: a forged-cookie flood must not fill memory.
+        if s.is_some() {
+            self.cache_put_session(k, s.clone(), now);
+        }
+        Ok(s)
+    }
+
+    /// The revoked-before mark of `user` (through the cache).
+    async fn revoked_before(&self, user: &str, now: Micros) -> Result<Option<u64>> {
+        let ttl = CACHE_TTL.as_micros() as u64;
+        let hit = self.with_cache(|c| {
+            c.revoked
+                .get(user)
+                .filter(|(_, at)| now.saturating_sub(*at) < ttl && *at <= now)
+                .map(|(r, _)| *r)
+        });
+        if let Some(Some(r)) = hit {
+            return Ok(r);
+        }
+        let r = self.store.kv_get(&revoke_key(user), now).await?.map(|r| {
+            std::str::from_utf8(&r)
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(u64::MAX)
+        });
+        self.with_cache(|c| {
+            if c.revoked.len() >= MAX_CACHED {
+                c.revoked.clear();
+            }
+            c.revoked.insert(user.to_owned(), (r, now));
+        });
+        Ok(r)
     }
 
     /// The timeouts in force.
@@ -158,9 +247,13 @@ impl Sessions {
         let (inact, abs) = self.limits(s.remember);
         let left = (s.created_us + abs).saturating_sub(now).min(inact);
         let v = serde_json::to_vec(s).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let k = key(id);
         self.store
-            .kv_set(&key(id), &v, Some(Duration::from_micros(left.max(1))), now)
+            .kv_set(&k, &v, Some(Duration::from_micros(left.max(1))), now)
             .await?;
+        if self.cache.is_some() {
+            self.cache_put_session(&k, Some(s.clone()), now);
+        }
         Ok(())
     }
 
@@ -208,10 +301,7 @@ impl Sessions {
         if !well_formed(id) {
             return Ok(Err(Refusal::Malformed));
         }
-        let Some(v) = self.store.kv_get(&key(id), now).await? else {
-            return Ok(Err(Refusal::Unknown));
-        };
-        let Ok(mut s) = serde_json::from_slice::<Session>(&v) else {
+        let Some(mut s) = self.load(&key(id), now).await? else {
             return Ok(Err(Refusal::Unknown));
         };
         let (inact, abs) = self.limits(s.remember);
@@ -221,11 +311,7 @@ impl Sessions {
         if now >= s.last_seen_us.saturating_add(inact) {
             return Ok(Err(Refusal::Unknown));
         }
-        if let Some(r) = self.store.kv_get(&revoke_key(&s.user), now).await? {
-            let before = std::str::from_utf8(&r)
-                .ok()
-                .and_then(|t| t.parse::<u64>().ok())
-                .unwrap_or(u64::MAX);
+        if let Some(before) = self.revoked_before(&s.user, now).await? {
             if s.created_us <= before {
                 return Ok(Err(Refusal::Revoked));
             }
@@ -250,7 +336,9 @@ impl Sessions {
             return Ok(None);
         };
         // Take (not get) so two concurrent rotations cannot both succeed.
-        if self.store.kv_take(&key(id), now).await?.is_none() {
+        let k = key(id);
+        self.with_cache(|c| c.sessions.remove(&k));
+        if self.store.kv_take(&k, now).await?.is_none() {
             return Ok(None);
         }
         if let Some(f) = factors {
@@ -267,7 +355,9 @@ impl Sessions {
         if !well_formed(id) {
             return Ok(false);
         }
-        Ok(self.store.kv_delete(&key(id), now).await?)
+        let k = key(id);
+        self.with_cache(|c| c.sessions.remove(&k));
+        Ok(self.store.kv_delete(&k, now).await?)
     }
 
     /// Revokes every session of `user` created up to `now`.
@@ -286,6 +376,7 @@ impl Sessions {
                 now,
             )
             .await?;
+        self.with_cache(|c| c.revoked.insert(user.to_owned(), (Some(now), now)));
         Ok(())
     }
 }
@@ -391,5 +482,46 @@ mod tests {
         assert!(m.check(&other, t0 + 3 * S).await.unwrap().is_ok());
         let fresh = m.create("carol", 1, false, t0 + 4 * S).await.unwrap();
         assert!(m.check(&fresh, t0 + 5 * S).await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn shared_store_cache_bounds_staleness() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = state::StateConfig {
+            backend: state::BackendKind::Sqlite,
+            sqlite: state::SqliteConfig {
+                path: dir.path().join("s.db"),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        // Two "processes" on one SQLite file.
+        let a = Sessions::new(Store::open(&cfg).await.unwrap(), SessionConfig::default());
+        let b = Sessions::new(Store::open(&cfg).await.unwrap(), SessionConfig::default());
+        let t0 = 1_700_000_000 * S;
+        let id = a.create("erin", 1, false, t0).await.unwrap();
+        assert!(b.check(&id, t0 + 1).await.unwrap().is_ok());
+        // A logout through `a` applies in `a` at once...
+        assert!(a.destroy(&id, t0 + 2).await.unwrap());
+        assert_eq!(a.check(&id, t0 + 3).await.unwrap(), Err(Refusal::Unknown));
+        // ...and in `b` once its cached copy is older than CACHE_TTL.
+        let later = t0 + 1 + CACHE_TTL.as_micros() as u64;
+        assert_eq!(b.check(&id, later).await.unwrap(), Err(Refusal::Unknown));
+        // revoke_all through `b`: immediate in `b`, within CACHE_TTL in `a`.
+        let id = a.create("erin", 1, false, later).await.unwrap();
+        assert!(a.check(&id, later + 1).await.unwrap().is_ok());
+        b.revoke_all("erin", later + 2).await.unwrap();
+        let after = later + 2 + CACHE_TTL.as_micros() as u64;
+        assert_eq!(a.check(&id, after).await.unwrap(), Err(Refusal::Revoked));
+        // Forged IDs are not cached (a flood cannot fill memory).
+        for i in 0..100 {
+            let forged = format!("{i:0>43}");
+            assert_eq!(
+                a.check(&forged, after).await.unwrap(),
+                Err(Refusal::Unknown)
+            );
+        }
+        let n = a.with_cache(|c| c.sessions.len()).unwrap();
+        assert!(n <= 2, "{n}");
     }
 }
