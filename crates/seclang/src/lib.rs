@@ -33,6 +33,7 @@ mod body_glue;
 pub mod error;
 pub mod loader;
 pub mod macros;
+mod memo;
 pub mod operators;
 pub mod parser;
 pub mod ruleset;

@@ -6,6 +6,9 @@
 
 use std::borrow::Cow;
 
+use crate::variables::data::map_index;
+use crate::variables::Var;
+
 /// One piece of a [`MacroString`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Part {
@@ -25,6 +28,23 @@ pub enum Part {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MacroString {
     parts: Vec<Part>,
+    /// Per part: for a reference, the variable it names and its key as
+    /// looked up, both resolved once at parse time (the engine expands
+    /// `%{tx.x}` thousands of times per request; matching the name against
+    /// every variable name and lower-casing the key each time was a
+    /// visible share of a benign request's cost).
+    refs: Vec<Option<VarRef>>,
+}
+
+/// A `%{…}` reference resolved at parse time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VarRef {
+    /// The variable, when the name is one.
+    pub var: Option<Var>,
+    /// The key: lower-cased for `setvar` collections (TX, IP, …), whose
+    /// keys are stored lower-cased; as written otherwise.
+    pub key: Option<String>,
 }
 
 /// Looks up macro references during expansion (implemented by the transaction).
@@ -32,6 +52,14 @@ pub trait MacroResolver {
     /// Appends the value of `collection[.key]` to `out`; returns false (and
     /// appends nothing) when the variable does not exist.
     fn resolve(&self, collection: &str, key: Option<&str>, out: &mut Vec<u8>) -> bool;
+
+    /// Like [`MacroResolver::resolve`] with the reference already resolved
+    /// (`collection` is still the name as parsed). The default forwards to
+    /// `resolve`.
+    fn resolve_ref(&self, collection: &str, r: &VarRef, out: &mut Vec<u8>) -> bool {
+        let _ = r.var;
+        self.resolve(collection, r.key.as_deref(), out)
+    }
 }
 
 impl MacroString {
@@ -68,12 +96,37 @@ impl MacroString {
         if !literal.is_empty() {
             parts.push(Part::Literal(literal));
         }
-        MacroString { parts }
+        let refs = parts
+            .iter()
+            .map(|p| match p {
+                Part::Literal(_) => None,
+                Part::Var { collection, key } => {
+                    let var = Var::from_name(collection);
+                    let lower = var.and_then(map_index).is_some();
+                    Some(VarRef {
+                        var,
+                        key: key.as_ref().map(|k| {
+                            if lower {
+                                k.to_ascii_lowercase()
+                            } else {
+                                k.clone()
+                            }
+                        }),
+                    })
+                }
+            })
+            .collect();
+        MacroString { parts, refs }
     }
 
     /// The parts, for callers that need to inspect references.
     pub fn parts(&self) -> &[Part] {
         &self.parts
+    }
+
+    /// The `%{…}` references, resolved.
+    pub(crate) fn refs(&self) -> impl Iterator<Item = &VarRef> {
+        self.refs.iter().flatten()
     }
 
     /// The bytes when the string has no macro, without allocating.
@@ -96,10 +149,13 @@ impl MacroString {
             return Cow::Borrowed(c);
         }
         let mut out = Vec::new();
-        for part in &self.parts {
-            match part {
-                Part::Literal(l) => out.extend_from_slice(l),
-                Part::Var { collection, key } => {
+        for (part, r) in self.parts.iter().zip(&self.refs) {
+            match (part, r) {
+                (Part::Literal(l), _) => out.extend_from_slice(l),
+                (Part::Var { collection, .. }, Some(r)) => {
+                    resolver.resolve_ref(collection, r, &mut out);
+                }
+                (Part::Var { collection, key }, None) => {
                     resolver.resolve(collection, key.as_deref(), &mut out);
                 }
             }

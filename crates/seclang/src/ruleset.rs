@@ -176,6 +176,9 @@ pub struct Rule {
     pub skip_after: Option<String>,
     /// The next link of the chain.
     pub chain: Option<Box<Rule>>,
+    /// The outcome computed at load time, for rules that only read `TX`
+    /// (see the `memo` module).
+    pub(crate) memo: Option<Box<crate::memo::Memo>>,
 }
 
 impl Rule {
@@ -236,6 +239,8 @@ pub struct Ruleset {
     /// Every tag (as written) → its id.
     tag_index: HashMap<String, u32>,
     rule_count: usize,
+    /// Buffers of finished transactions, for the next ones.
+    pub(crate) pool: std::sync::Mutex<Vec<crate::transaction::Spare>>,
 }
 
 /// Builds a [`Ruleset`] from several sources, in order (like several
@@ -565,7 +570,7 @@ fn compile(
             }
         }
     }
-    Ok(Ruleset {
+    let rs = Ruleset {
         config,
         phases,
         prefilter: if prefilters {
@@ -578,7 +583,28 @@ fn compile(
         tag_index: compiler.tag_index,
         tnodes: compiler.tnodes,
         rule_count,
-    })
+        pool: std::sync::Mutex::new(Vec::new()),
+    };
+    // Outcomes known at load time: computed with the prefilters, as the
+    // other evaluation shortcut, so that turning them off (differential
+    // tests) evaluates every rule.
+    if !prefilters {
+        return Ok(rs);
+    }
+    let rs = Arc::new(rs);
+    let memos = crate::transaction::Transaction::probe_memos(&rs);
+    // The probe's transaction, the only other owner, was dropped when
+    // `probe_memos` returned, so this Arc is the last one.
+    #[allow(clippy::expect_used)]
+    let mut rs = Arc::into_inner(rs).expect("the load-time probe keeps no reference");
+    for (phase, index, memo) in memos {
+        if let Some(Entry::Rule(rule)) = rs.phases[phase].get_mut(index) {
+            if let Some(rule) = Arc::get_mut(rule) {
+                rule.memo = Some(Box::new(memo));
+            }
+        }
+    }
+    Ok(rs)
 }
 
 fn apply_updates(items: &mut Vec<Item>, updates: Vec<(Position, Directive)>) -> Result<(), Error> {
@@ -708,7 +734,11 @@ impl Compiler<'_> {
         {
             return None;
         }
-        let ci = op.literals_case_insensitive();
+        // Case-sensitive literals are folded into the case-insensitive
+        // automaton too: a value holding `Foo` holds `foo` ignoring case, so
+        // the prefilter stays sound (it may only let a few more operators
+        // run), and each value is scanned by one automaton instead of two.
+        let ci = true;
         let mut ids = Vec::with_capacity(literals.len());
         for lit in literals {
             let lit = if ci { lit.to_ascii_lowercase() } else { lit };
@@ -942,6 +972,7 @@ impl Compiler<'_> {
             literals: self.literal_ids(operator.as_ref()),
             required_bytes: operator.required_bytes(),
             whole_filter: false,
+            memo: None,
             operator,
             transformations: Vec::new(),
             tchain: Vec::new(),

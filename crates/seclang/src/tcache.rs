@@ -276,6 +276,36 @@ impl Default for TCache {
 }
 
 impl TCache {
+    /// A cache without buffers (a placeholder; allocates nothing).
+    pub(crate) fn empty() -> TCache {
+        TCache {
+            map: IdMap::default(),
+            arena: Vec::new(),
+            used: 0,
+            input_scans: IdMap::default(),
+            scans: 0,
+            found: Vec::new(),
+            seen: Vec::new(),
+            unions: IdMap::default(),
+            union_tmp: Vec::new(),
+        }
+    }
+
+    /// Heap bytes held (approximately).
+    pub(crate) fn retained_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.map.capacity() * (size_of::<((u64, u32), Slot)>() + 1)
+            + self
+                .arena
+                .iter()
+                .map(|o| o.bytes.capacity() + size_of::<Owned>())
+                .sum::<usize>()
+            + self.input_scans.capacity() * (size_of::<(u64, Scan)>() + 1)
+            + (self.found.capacity() + self.union_tmp.capacity()) * 4
+            + self.seen.capacity() * 8
+            + self.unions.capacity() * (size_of::<((u32, u32), Scan)>() + 1)
+    }
+
     /// Forgets every result (keeps the buffers).
     pub(crate) fn clear(&mut self) {
         self.map.clear();

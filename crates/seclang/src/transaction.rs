@@ -26,6 +26,7 @@ use crate::actions::{Action, AllowScope, Ctl, Disruptive, SetVar, SetVarOp};
 use crate::body::{self, BodyLimits, Processor};
 use crate::body_glue;
 use crate::macros::MacroString;
+use crate::memo::{self, Memo};
 use crate::operators::OperatorContext;
 use crate::parser::ast::LimitAction;
 use crate::ruleset::{Entry, Rule, Ruleset};
@@ -232,10 +233,19 @@ pub struct Transaction {
     persisted: Vec<(usize, Vec<u8>)>,
     /// `expirevar` deadlines: (collection index, variable, unix seconds).
     expiries: Vec<(usize, Vec<u8>, i64)>,
+    /// Whether the reusable buffers are still here (not yet handed to the
+    /// pool or to a reset).
+    has_buffers: bool,
+    /// While the load-time probe evaluates a rule: every `TX` key written.
+    write_log: Option<Vec<Vec<u8>>>,
 }
 
 impl Ruleset {
-    /// Starts a transaction against this rule set.
+    /// Starts a transaction against this rule set. Its buffers come from a
+    /// transaction of this rule set that has finished (dropped), when there
+    /// is one: a server creating one transaction per request gets the
+    /// allocation savings of [`Transaction::reset`] without keeping
+    /// transactions itself.
     pub fn transaction(self: &Arc<Self>, input: TransactionInput) -> Transaction {
         Transaction::new(self.clone(), input)
     }
@@ -289,9 +299,124 @@ fn uri_decode(input: &[u8], plus_as_space: bool) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// Most sets of transaction buffers a rule set keeps for reuse (see
+/// [`Ruleset::transaction`]). Default 64: more than the worker threads of a
+/// gateway, so every worker finds warm buffers; bounds the memory kept idle.
+pub const MAX_POOLED_TRANSACTIONS: usize = 64;
+
+/// Largest amount of buffer memory (bytes) a finished transaction may hand
+/// back for reuse; a transaction that grew beyond it (a huge body, thousands
+/// of arguments) frees its buffers instead, so one big request cannot pin
+/// memory in the pool. Default 4 MiB.
+pub const MAX_POOLED_BYTES: usize = 4 << 20;
+
+/// The buffers a transaction reuses from an earlier one: collections,
+/// transformation cache, scratch, records. Emptied when handed back.
+#[derive(Debug)]
+pub(crate) struct Spare {
+    tcache: TCache,
+    scratch: Scratch,
+    matched: Vec<MatchedRule>,
+    request_body: Vec<u8>,
+    response_body: Vec<u8>,
+    colls: Vec<crate::variables::data::Coll>,
+    value_buf: Vec<u8>,
+    name_buf: Vec<u8>,
+    setvar_buf: Vec<u8>,
+}
+
+/// Matched-rule records a new transaction has room for before it grows
+/// (a CRS benign request records ~30 `nolog` initialization rules).
+/// Default 64.
+const INITIAL_MATCHED: usize = 64;
+
+impl Spare {
+    fn fresh() -> Spare {
+        Spare {
+            tcache: TCache::default(),
+            scratch: Scratch::default(),
+            matched: Vec::with_capacity(INITIAL_MATCHED),
+            request_body: Vec::new(),
+            response_body: Vec::new(),
+            colls: Data::empty_colls(),
+            value_buf: Vec::new(),
+            name_buf: Vec::new(),
+            setvar_buf: Vec::new(),
+        }
+    }
+
+    /// Heap bytes the buffers hold (approximately).
+    fn retained_bytes(&self) -> usize {
+        self.tcache.retained_bytes()
+            + self.scratch.retained_bytes()
+            + self.matched.capacity() * std::mem::size_of::<MatchedRule>()
+            + self.request_body.capacity()
+            + self.response_body.capacity()
+            + self
+                .colls
+                .iter()
+                .map(|c| c.entries.capacity() * std::mem::size_of::<(Vec<u8>, Vec<u8>)>())
+                .sum::<usize>()
+            + self.value_buf.capacity()
+            + self.name_buf.capacity()
+            + self.setvar_buf.capacity()
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if let Some(spare) = self.take_spare() {
+            // A poisoned pool only means another thread panicked while
+            // pushing or popping; the buffers are then simply freed.
+            if let Ok(mut pool) = self.rs.pool.lock() {
+                if pool.len() < MAX_POOLED_TRANSACTIONS {
+                    pool.push(spare);
+                }
+            }
+        }
+    }
+}
+
 impl Transaction {
     fn new(rs: Arc<Ruleset>, input: TransactionInput) -> Transaction {
-        let mut data = Data::new(input.unix_time_micros);
+        let spare = rs.pool.lock().ok().and_then(|mut p| p.pop());
+        Transaction::build(rs, input, spare)
+    }
+
+    /// Empties this transaction's buffers and takes them (`None` when they
+    /// were taken already or grew beyond [`MAX_POOLED_BYTES`]).
+    fn take_spare(&mut self) -> Option<Spare> {
+        if !self.has_buffers {
+            return None;
+        }
+        self.has_buffers = false;
+        let mut spare = Spare {
+            tcache: std::mem::replace(&mut self.tcache, TCache::empty()),
+            scratch: std::mem::take(&mut self.scratch),
+            matched: std::mem::take(&mut self.matched),
+            request_body: std::mem::take(&mut self.request_body),
+            response_body: std::mem::take(&mut self.response_body),
+            colls: std::mem::take(&mut self.data.colls),
+            value_buf: std::mem::take(&mut self.value_buf),
+            name_buf: std::mem::take(&mut self.name_buf),
+            setvar_buf: std::mem::take(&mut self.setvar_buf),
+        };
+        if spare.retained_bytes() > MAX_POOLED_BYTES {
+            return None;
+        }
+        spare.tcache.clear();
+        spare.matched.clear();
+        spare.request_body.clear();
+        spare.response_body.clear();
+        for c in &mut spare.colls {
+            c.entries.clear();
+        }
+        Some(spare)
+    }
+
+    fn build(rs: Arc<Ruleset>, input: TransactionInput, spare: Option<Spare>) -> Transaction {
+        let spare = spare.unwrap_or_else(Spare::fresh);
+        let mut data = Data::with_colls(input.unix_time_micros, spare.colls);
         data.set_scalar(Var::RemoteAddr, input.client_ip.clone());
         data.set_scalar(Var::RemoteHost, input.client_ip);
         data.set_scalar(Var::RemotePort, input.client_port.to_string());
@@ -309,9 +434,9 @@ impl Transaction {
             response_body_access: config.response_body_access,
             rs,
             data,
-            tcache: TCache::default(),
+            tcache: spare.tcache,
             caps: Captures::default(),
-            scratch: Scratch::default(),
+            scratch: spare.scratch,
             body_processor: None,
             force_body_variable: false,
             audit_engine: None,
@@ -320,21 +445,23 @@ impl Transaction {
             removed_tags: Vec::new(),
             removed_targets_by_id: Vec::new(),
             removed_targets_by_tag: Vec::new(),
-            matched: Vec::new(),
+            matched: spare.matched,
             intervention: None,
             allow: None,
             phases_done: 0,
-            request_body: Vec::new(),
+            request_body: spare.request_body,
             request_body_truncated: false,
-            response_body: Vec::new(),
+            response_body: spare.response_body,
             response_body_truncated: false,
             data_dirty: true,
-            value_buf: Vec::new(),
-            name_buf: Vec::new(),
-            setvar_buf: Vec::new(),
+            value_buf: spare.value_buf,
+            name_buf: spare.name_buf,
+            setvar_buf: spare.setvar_buf,
             store: None,
             persisted: Vec::new(),
             expiries: Vec::new(),
+            has_buffers: true,
+            write_log: None,
         }
     }
 
@@ -344,35 +471,12 @@ impl Transaction {
     /// capacity. A server can keep one per connection or worker to avoid
     /// the per-transaction setup allocations.
     pub fn reset(&mut self, input: TransactionInput) {
-        let mut tcache = std::mem::take(&mut self.tcache);
-        tcache.clear();
-        let scratch = std::mem::take(&mut self.scratch);
-        let mut matched = std::mem::take(&mut self.matched);
-        matched.clear();
-        let mut request_body = std::mem::take(&mut self.request_body);
-        request_body.clear();
-        let mut response_body = std::mem::take(&mut self.response_body);
-        response_body.clear();
-        let mut colls = std::mem::take(&mut self.data.colls);
-        for c in &mut colls {
-            c.entries.clear();
-        }
-        let (value_buf, name_buf, setvar_buf) = (
-            std::mem::take(&mut self.value_buf),
-            std::mem::take(&mut self.name_buf),
-            std::mem::take(&mut self.setvar_buf),
-        );
-        let mut fresh = Transaction::new(self.rs.clone(), input);
-        fresh.store = self.store.take();
-        fresh.tcache = tcache;
-        fresh.scratch = scratch;
-        fresh.matched = matched;
-        fresh.request_body = request_body;
-        fresh.response_body = response_body;
-        fresh.data.colls = colls;
-        fresh.value_buf = value_buf;
-        fresh.name_buf = name_buf;
-        fresh.setvar_buf = setvar_buf;
+        let spare = self.take_spare();
+        let store = self.store.take();
+        let mut fresh = Transaction::build(self.rs.clone(), input, spare);
+        fresh.store = store;
+        // The old state is dropped here; its buffers were taken, so
+        // nothing goes to the pool.
         *self = fresh;
     }
 
@@ -859,7 +963,11 @@ impl Transaction {
             if self.is_removed(rule) {
                 continue;
             }
-            let Some(flow) = self.eval_rule(rule) else {
+            let outcome = match rule.memo.as_deref() {
+                Some(m) if self.memo_applies(m) => self.replay(rule, m),
+                _ => self.eval_rule(rule),
+            };
+            let Some(flow) = outcome else {
                 continue;
             };
             if self.intervention.is_some() && phase != 5 {
@@ -885,9 +993,137 @@ impl Transaction {
             || self.removed_tags.iter().any(|t| rule.tag_ids.contains(t))
     }
 
+    /// Evaluates, in a transaction without request data, every rule whose
+    /// outcome depends only on `TX` (see the `memo` module), in order, and
+    /// records each one's outcome: (phase index, entry index, memo).
+    pub(crate) fn probe_memos(rs: &Arc<Ruleset>) -> Vec<(usize, usize, Memo)> {
+        let mut tx = rs.transaction(TransactionInput::default());
+        let mut out = Vec::new();
+        for (phase, list) in rs.phases.iter().enumerate() {
+            for (index, entry) in list.iter().enumerate() {
+                let Entry::Rule(rule) = entry else { continue };
+                let Some(keys) = memo::tx_reads(rule) else {
+                    continue;
+                };
+                let reads = keys
+                    .into_iter()
+                    .map(|k| {
+                        let v = tx.data.maps[0].get(&k).cloned();
+                        (k, v)
+                    })
+                    .collect();
+                tx.data.matched_var = None;
+                tx.data.matched_var_name = None;
+                let recorded = tx.matched.len();
+                tx.write_log = Some(Vec::new());
+                let flow = tx.eval_rule(rule);
+                let mut written = tx.write_log.take().unwrap_or_default();
+                written.sort();
+                written.dedup();
+                // Every key written, with its final value: also those
+                // written with the value they already had here, which may
+                // differ when the rule runs for real.
+                let after = &tx.data.maps[0];
+                let writes: Vec<(Vec<u8>, memo::TxValue)> = written
+                    .into_iter()
+                    .map(|k| {
+                        let v = after.get(&k).cloned();
+                        (k, v)
+                    })
+                    .collect();
+                let record = match flow {
+                    Some(_) => match tx.matched.get(recorded) {
+                        Some(r) => Some(r.clone()),
+                        // Not recorded (cannot happen this early): no memo.
+                        None => continue,
+                    },
+                    None => None,
+                };
+                let matched_var = match (&tx.data.matched_var, &tx.data.matched_var_name) {
+                    (Some(v), Some(n)) => Some((n.clone(), v.clone())),
+                    _ => None,
+                };
+                out.push((
+                    phase,
+                    index,
+                    Memo {
+                        reads,
+                        writes,
+                        matched_var,
+                        matched_vars: tx.data.matched_vars().to_vec(),
+                        record,
+                    },
+                ));
+            }
+        }
+        out
+    }
+
+    /// Whether `m` is this transaction's outcome of its rule: every `TX`
+    /// variable the rule reads holds the probe's value, no `ctl` removed
+    /// targets (which would change what the rule reads) and `TX` has room
+    /// for every write (else a setvar would be dropped).
+    fn memo_applies(&self, m: &Memo) -> bool {
+        let tx = &self.data.maps[0];
+        self.removed_targets_by_id.is_empty()
+            && self.removed_targets_by_tag.is_empty()
+            && tx.len() + m.writes.len() < MAX_COLLECTION_ENTRIES
+            && m.reads
+                .iter()
+                .all(|(k, v)| tx.get(k).map(Vec::as_slice) == v.as_deref())
+    }
+
+    /// Applies a rule's load-time outcome, as [`Transaction::eval_rule`]
+    /// would have produced it.
+    fn replay(&mut self, rule: &Rule, m: &Memo) -> Option<Flow> {
+        self.data.clear_matched_vars();
+        for (n, v) in &m.matched_vars {
+            self.data.push_matched_var(n, v);
+        }
+        let tx = &mut self.data.maps[0];
+        for (k, v) in &m.writes {
+            match v {
+                Some(v) => match tx.get_mut(k) {
+                    Some(slot) => {
+                        slot.clear();
+                        slot.extend_from_slice(v);
+                    }
+                    None => {
+                        tx.insert(k.clone(), v.clone());
+                    }
+                },
+                None => {
+                    tx.remove(k);
+                }
+            }
+        }
+        if let Some((name, value)) = &m.matched_var {
+            let set = |slot: &mut Option<Vec<u8>>, spare: &mut Vec<u8>, bytes: &[u8]| {
+                let mut buf = slot.take().unwrap_or_else(|| std::mem::take(spare));
+                buf.clear();
+                buf.extend_from_slice(bytes);
+                *slot = Some(buf);
+            };
+            set(&mut self.data.matched_var_name, &mut self.name_buf, name);
+            set(&mut self.data.matched_var, &mut self.value_buf, value);
+        }
+        let record = m.record.as_ref()?;
+        if let Some(s) = rule.severity {
+            self.data.highest_severity = Some(self.data.highest_severity.map_or(s, |h| h.min(s)));
+        }
+        if self.matched.len() < MAX_MATCHED_RULES {
+            self.matched.push(record.clone());
+        }
+        Some(Flow {
+            skip: rule.skip,
+            skip_after: rule.skip_after.clone(),
+            stop_phase: false,
+        })
+    }
+
     /// Evaluates a rule (chain); `Some` when it fully matched.
     fn eval_rule(&mut self, rule: &Rule) -> Option<Flow> {
-        self.data.matched_vars.clear();
+        self.data.clear_matched_vars();
         if !self.eval_link(rule, rule) {
             return None;
         }
@@ -1220,6 +1456,9 @@ impl Transaction {
             const KEYS: [&[u8]; 10] = [b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"];
             for (i, key) in KEYS.iter().enumerate() {
                 if self.caps.set & (1 << i) != 0 {
+                    if let Some(log) = &mut self.write_log {
+                        log.push(key.to_vec());
+                    }
                     let v = &self.caps.values[i];
                     match self.data.maps[0].get_mut(*key) {
                         Some(slot) => {
@@ -1233,8 +1472,8 @@ impl Transaction {
                 }
             }
         }
-        if self.rs.uses_matched_vars && self.data.matched_vars.len() < MAX_MATCHED_VARS {
-            self.data.matched_vars.push((name.clone(), value.clone()));
+        if self.rs.uses_matched_vars && self.data.matched_vars_count() < MAX_MATCHED_VARS {
+            self.data.push_matched_var(&name, &value);
         }
         if let Some(old) = self.data.matched_var_name.replace(name) {
             self.name_buf = old;
@@ -1271,6 +1510,11 @@ impl Transaction {
         } else {
             key
         };
+        if mi == 0 {
+            if let Some(log) = &mut self.write_log {
+                log.push(key.to_vec());
+            }
+        }
         let mut buf = std::mem::take(&mut self.setvar_buf);
         buf.clear();
         match &sv.op {

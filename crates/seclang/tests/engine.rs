@@ -820,3 +820,81 @@ SecRule IP:hits "@gt 1" "id:2,phase:1,deny,status:429""#,
         tx.process_logging();
     }
 }
+
+/// Rules that only read `TX` have their outcome computed at load time (with
+/// the prefilters on); whatever earlier rules did to the `TX` values they
+/// read, the answers must be those of plain evaluation (prefilters off).
+#[test]
+fn load_time_outcomes_agree_with_evaluation() {
+    let text = r#"
+SecRule REQUEST_HEADERS:X-Limit "@rx ^(\d+)$" "id:1,phase:1,pass,nolog,capture,setvar:tx.limit=%{tx.1}"
+SecRule &TX:limit "@eq 0" "id:2,phase:1,pass,nolog,setvar:tx.limit=5"
+SecRule TX:limit "@lt 10" "id:3,phase:1,pass,log,msg:'small limit %{tx.limit}',severity:WARNING,capture,setvar:tx.small=+1"
+SecAction "id:4,phase:1,pass,nolog,setvar:tx.1=fixed,setvar:!tx.gone"
+SecRule REQUEST_HEADERS:X-Gone "@rx ." "id:5,phase:1,pass,nolog,setvar:tx.gone=1"
+SecRule TX:small "@eq 1" "id:6,phase:2,pass,log,msg:'%{MATCHED_VAR_NAME}=%{MATCHED_VAR}',skipAfter:END"
+SecRule TX:limit "@ge 0" "id:7,phase:2,deny,status:403"
+SecMarker END
+SecRule TX:gone "@eq 1" "id:8,phase:2,pass,log,msg:'gone'"
+"#;
+    let on = Arc::new(
+        seclang::RulesetBuilder::new(&FsLoader)
+            .add_str(text, "memo.conf")
+            .unwrap()
+            .build()
+            .unwrap(),
+    );
+    let off = Arc::new(
+        seclang::RulesetBuilder::new(&FsLoader)
+            .prefilters(false)
+            .add_str(text, "memo.conf")
+            .unwrap()
+            .build()
+            .unwrap(),
+    );
+    let cases: [&[(&str, &str)]; 4] = [
+        &[],
+        &[("X-Limit", "3")],
+        &[("X-Limit", "50")],
+        &[("X-Limit", "7"), ("X-Gone", "y")],
+    ];
+    for headers in cases {
+        let run = |rs: &Arc<Ruleset>| {
+            let mut tx = get(rs, "/", headers);
+            let i = tx.process_request_body();
+            let vars: Vec<(Vec<u8>, Vec<u8>)> = tx
+                .tx_vars()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect();
+            let matched: Vec<(u64, String, String, Vec<u8>)> = tx
+                .matched_rules()
+                .iter()
+                .map(|m| {
+                    (
+                        m.id,
+                        m.message.clone(),
+                        m.matched_var_name.clone(),
+                        m.matched_value.clone(),
+                    )
+                })
+                .collect();
+            (
+                i.map(|i| (i.status, i.rule_id)),
+                vars,
+                matched,
+                tx.highest_severity(),
+            )
+        };
+        let (a, b) = (run(&on), run(&off));
+        assert_eq!(a, b, "headers {headers:?}");
+    }
+    // The cases do exercise both outcomes of the shortcut's check.
+    let mut tx = get(&on, "/", &[]);
+    tx.process_request_body();
+    assert_eq!(ids(&tx), [2, 3, 4, 6]);
+    assert_eq!(tx_var(&tx, "1"), "fixed");
+    let mut tx = get(&on, "/", &[("X-Limit", "50")]);
+    let i = tx.process_request_body().expect("denied by 7");
+    assert_eq!((i.status, i.rule_id), (403, 7));
+    assert_eq!(ids(&tx), [1, 4, 7]);
+}

@@ -21,7 +21,9 @@ pub(crate) fn remove_whitespace(input: &[u8]) -> Cow<'_, [u8]> {
     if !input.iter().any(|&b| removed(b)) {
         return Cow::Borrowed(input);
     }
-    Cow::Owned(input.iter().copied().filter(|&b| !removed(b)).collect())
+    let mut out = Vec::with_capacity(input.len());
+    out.extend(input.iter().copied().filter(|&b| !removed(b)));
+    Cow::Owned(out)
 }
 
 #[cfg(test)]

@@ -60,7 +60,11 @@ pub(crate) struct Data {
     pub(crate) env: BTreeMap<Vec<u8>, Vec<u8>>,
     pub(crate) matched_var: Option<Vec<u8>>,
     pub(crate) matched_var_name: Option<Vec<u8>>,
-    pub(crate) matched_vars: Vec<(Vec<u8>, Vec<u8>)>,
+    /// MATCHED_VARS: the first `matched_vars_len` entries; the buffers
+    /// past it are kept for reuse, so recording a match does not allocate
+    /// once a transaction is warm.
+    matched_vars: Vec<(Vec<u8>, Vec<u8>)>,
+    matched_vars_len: usize,
     /// Transaction start, microseconds since the Unix epoch.
     pub(crate) start_micros: i64,
     /// Latest time the caller reported (for DURATION).
@@ -70,16 +74,53 @@ pub(crate) struct Data {
 }
 
 impl Data {
-    pub(crate) fn new(start_micros: i64) -> Data {
+    /// The MATCHED_VARS entries (name, value) of the rule being evaluated.
+    pub(crate) fn matched_vars(&self) -> &[(Vec<u8>, Vec<u8>)] {
+        &self.matched_vars[..self.matched_vars_len]
+    }
+
+    /// Forgets MATCHED_VARS (keeps the buffers).
+    pub(crate) fn clear_matched_vars(&mut self) {
+        self.matched_vars_len = 0;
+    }
+
+    /// Number of MATCHED_VARS entries.
+    pub(crate) fn matched_vars_count(&self) -> usize {
+        self.matched_vars_len
+    }
+
+    /// Appends a MATCHED_VARS entry.
+    pub(crate) fn push_matched_var(&mut self, name: &[u8], value: &[u8]) {
+        if let Some((n, v)) = self.matched_vars.get_mut(self.matched_vars_len) {
+            n.clear();
+            n.extend_from_slice(name);
+            v.clear();
+            v.extend_from_slice(value);
+        } else {
+            self.matched_vars.push((name.to_vec(), value.to_vec()));
+        }
+        self.matched_vars_len += 1;
+    }
+
+    /// One empty collection per variable.
+    pub(crate) fn empty_colls() -> Vec<Coll> {
+        vec![Coll::default(); Var::ALL.len()]
+    }
+
+    /// Data in `colls` (from [`Data::empty_colls`], possibly reused: every
+    /// collection must be empty).
+    pub(crate) fn with_colls(start_micros: i64, colls: Vec<Coll>) -> Data {
         let n = Var::ALL.len();
+        debug_assert_eq!(colls.len(), n);
         Data {
-            colls: vec![Coll::default(); n],
+            colls,
             scalars: vec![None; n],
             maps: Default::default(),
             env: BTreeMap::new(),
             matched_var: None,
             matched_var_name: None,
             matched_vars: Vec::new(),
+            matched_vars_len: 0,
             start_micros,
             now_micros: start_micros,
             highest_severity: None,
@@ -394,6 +435,12 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
+    /// Heap bytes held (approximately).
+    pub(crate) fn retained_bytes(&self) -> usize {
+        self.items.capacity() * std::mem::size_of::<Item>()
+            + self.temps.iter().map(Vec::capacity).sum::<usize>()
+    }
+
     pub(crate) fn reset(&mut self) {
         self.items.clear();
         self.ntemps = 0;
@@ -546,7 +593,7 @@ impl Scratch {
                 }
             }
             Var::MatchedVars | Var::MatchedVarsNames => {
-                for (name, value) in &data.matched_vars {
+                for (name, value) in data.matched_vars() {
                     if sel.matches_key(name) {
                         let v = if var == Var::MatchedVars { value } else { name };
                         self.push_temp(var, Some(name), v);
@@ -609,6 +656,13 @@ impl MacroResolver for Resolver<'_> {
     fn resolve(&self, collection: &str, key: Option<&str>, out: &mut Vec<u8>) -> bool {
         match Var::from_name(collection) {
             Some(var) => self.data.first_value(var, key, self.rule, out),
+            None => false,
+        }
+    }
+
+    fn resolve_ref(&self, _collection: &str, r: &crate::macros::VarRef, out: &mut Vec<u8>) -> bool {
+        match r.var {
+            Some(var) => self.data.first_value(var, r.key.as_deref(), self.rule, out),
             None => false,
         }
     }
