@@ -270,8 +270,13 @@ pub async fn install(data_dir: &Path, opts: &InstallOptions) -> Result<Installed
         switch_current(&crs_dir, &rel(&root))?;
         std::fs::rename(&target, &old).map_err(|e| io(&target, e))?;
         switch_current(&crs_dir, &rel(&old))?;
+        // A reader that resolved `current` just before a switch still
+        // walks the directory it saw: give it time before that directory
+        // moves or goes.
+        std::thread::sleep(SWITCH_GRACE);
         std::fs::rename(&root, &target).map_err(|e| io(&target, e))?;
         switch_current(&crs_dir, Path::new(&version))?;
+        std::thread::sleep(SWITCH_GRACE);
         let _ = std::fs::remove_dir_all(&old);
     } else {
         std::fs::rename(&root, &target).map_err(|e| io(&target, e))?;
@@ -329,6 +334,12 @@ fn find_root(staging: &Path) -> Result<PathBuf, Error> {
         )),
     }
 }
+
+/// Fixed 500 ms: how long a directory `current` pointed to stays in place
+/// after `current` moves away from it, so a lookup that resolved the old
+/// link (open file, stat) completes against a complete CRS. A reinstall is
+/// a rare admin action; the pause costs nothing on the request path.
+const SWITCH_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Points `<crs_dir>/current` at `target` (relative to `crs_dir`): a new
 /// symlink renamed over the old one, so a reader sees the old or the new
