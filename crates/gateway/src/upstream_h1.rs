@@ -444,6 +444,7 @@ impl Head {
             keep_alive: self.keep_alive,
             pool,
             server: i,
+            deferred: None,
         };
         if body.is_end_stream() {
             body.complete();
@@ -657,6 +658,8 @@ pub struct H1Body {
     keep_alive: bool,
     pool: Arc<Pool>,
     server: usize,
+    /// A failure held back for one poll: see [`H1Body::poll_frame`].
+    deferred: Option<Error>,
 }
 
 fn body_err(m: &str) -> Error {
@@ -711,11 +714,47 @@ impl Body for H1Body {
     type Data = Bytes;
     type Error = Error;
 
+    /// A failure (truncated or malformed body) is reported one poll late:
+    /// the server connection ends the moment its body errors, dropping
+    /// whatever it had buffered but not yet written, so when the last
+    /// bytes and the failure arrive together the client could lose the
+    /// head and the bytes already read. Yielding once lets the server
+    /// flush them first, so the client sees what nginx shows it: the
+    /// head, the part of the body that arrived, then the abort.
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = self.get_mut();
+        if let Some(e) = this.deferred.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
+        match this.poll_body(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                this.deferred = Some(e);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.deferred.is_none() && matches!(self.framing, Framing::Done | Framing::Length(0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Length(n) => SizeHint::with_exact(n),
+            Framing::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl H1Body {
+    fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = self;
         loop {
             if this.framing == Framing::Done || this.framing == Framing::Length(0) {
                 if this.framing != Framing::Done {
@@ -840,18 +879,6 @@ impl Body for H1Body {
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => return this.fail(&e.to_string()),
             }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        matches!(self.framing, Framing::Done | Framing::Length(0))
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self.framing {
-            Framing::Length(n) => SizeHint::with_exact(n),
-            Framing::Done => SizeHint::with_exact(0),
-            _ => SizeHint::default(),
         }
     }
 }
