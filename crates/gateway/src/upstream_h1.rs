@@ -659,7 +659,7 @@ pub struct H1Body {
     pool: Arc<Pool>,
     server: usize,
     /// A failure held back for one poll: see [`H1Body::poll_frame`].
-    deferred: Option<Error>,
+    deferred: Option<Box<Error>>,
 }
 
 fn body_err(m: &str) -> Error {
@@ -727,11 +727,11 @@ impl Body for H1Body {
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = self.get_mut();
         if let Some(e) = this.deferred.take() {
-            return Poll::Ready(Some(Err(e)));
+            return Poll::Ready(Some(Err(*e)));
         }
         match this.poll_body(cx) {
             Poll::Ready(Some(Err(e))) => {
-                this.deferred = Some(e);
+                this.deferred = Some(Box::new(e));
                 cx.waker().wake_by_ref();
                 Poll::Pending
             }
