@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -74,21 +76,12 @@ fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// True if python3 with `cryptography` is usable; under CI its absence fails.
+/// True if python3 with `cryptography` is usable.
 fn have_python() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import cryptography.fernet"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 with the `cryptography` package is required under CI (tests/requirements.txt)"
-        );
-        eprintln!("skipped: python3 with `cryptography` not installed (pip install cryptography)");
-    }
-    ok
+    common::tool_present(
+        common::python_imports("cryptography.fernet"),
+        "python3 with the `cryptography` package (tests/requirements.txt)",
+    )
 }
 
 /// Runs a Python snippet; `args` are in sys.argv[1:]. Returns stdout.

@@ -17,9 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, wait_for, Palisade, TempDir};
-
-const PASSPHRASE: &str = "mqtt test passphrase";
+use common::{free_port, pki, python_imports, tool_present, wait_for, Palisade, TempDir};
 
 fn mosquitto_bin() -> Option<PathBuf> {
     ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
@@ -30,23 +28,13 @@ fn mosquitto_bin() -> Option<PathBuf> {
 
 /// Whether the tools are there; under CI their absence is a failure.
 fn have_tools() -> Option<PathBuf> {
-    let paho = Command::new("python3")
-        .args(["-c", "import paho.mqtt.client"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
     let broker = mosquitto_bin();
-    let missing = match (&broker, paho) {
-        (Some(_), true) => return broker,
-        (None, _) => "mosquitto (apt-get install mosquitto)",
-        (_, false) => "python3 with paho-mqtt (pip install paho-mqtt)",
-    };
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{missing} is required under CI"
-    );
-    eprintln!("skipped: {missing} not installed");
-    None
+    let ok = tool_present(broker.is_some(), "mosquitto (apt-get install mosquitto)")
+        && tool_present(
+            python_imports("paho.mqtt.client"),
+            "python3 with paho-mqtt (pip install paho-mqtt)",
+        );
+    broker.filter(|_| ok)
 }
 
 /// mosquitto on 127.0.0.1, killed on drop.
@@ -102,22 +90,6 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn pki(dir: &Path, args: &[&str]) {
-    let o = Command::new(common::palisade_bin())
-        .arg("pki")
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .env("PALISADE_PKI_PASSPHRASE", PASSPHRASE)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "pki {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 /// Runs the paho client; returns (round trip done, its JSON line).

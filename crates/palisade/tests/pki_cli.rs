@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -80,19 +82,10 @@ fn err(o: &Output) -> String {
 }
 
 fn have_python() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import cryptography.x509.verification"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 with `cryptography` >= 42 is required under CI (tests/requirements.txt)"
-        );
-        eprintln!("skipped: python3 with `cryptography` >= 42 not installed");
-    }
-    ok
+    common::tool_present(
+        common::python_imports("cryptography.x509.verification"),
+        "python3 with `cryptography` >= 42 (tests/requirements.txt)",
+    )
 }
 
 fn checker() -> String {

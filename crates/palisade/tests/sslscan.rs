@@ -12,22 +12,13 @@ mod common;
 
 use std::process::Command;
 
-use common::{free_port, Palisade, TempDir};
+use common::{free_port, tool_present, Palisade, TempDir};
 
 fn have_sslscan() -> bool {
-    let ok = Command::new("sslscan")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "sslscan is required under CI (apt-get install sslscan)"
-        );
-        eprintln!("skipped: sslscan not installed");
-    }
-    ok
+    tool_present(
+        common::runs("sslscan", &["--version"]),
+        "sslscan (apt-get install sslscan)",
+    )
 }
 
 /// The value of `name="..."` in one XML element.

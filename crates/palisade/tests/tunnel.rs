@@ -15,9 +15,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{wait_for, Palisade, TempDir, Upstream};
-
-const PASSPHRASE: &str = "correct horse battery staple";
+use common::{
+    device_files, pki, python_imports, tool_present, wait_for, Palisade, TempDir, Upstream,
+    PKI_PASSPHRASE,
+};
 
 /// An echo service: echoes until the client half-closes, then sends
 /// `-bye` and closes (so a half-close must travel both ways).
@@ -48,36 +49,8 @@ fn echo_server() -> SocketAddr {
     addr
 }
 
-fn pki(dir: &Path, args: &[&str]) {
-    let o = Command::new(common::palisade_bin())
-        .arg("pki")
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .env("PALISADE_PKI_PASSPHRASE", PASSPHRASE)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "pki {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 fn have_python() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import ssl"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 is required under CI"
-        );
-        eprintln!("skipped: python3 not installed");
-    }
-    ok
+    tool_present(python_imports("ssl"), "python3 (with ssl)")
 }
 
 /// Runs the Python client; returns (connected and echoed, JSON line).
@@ -106,11 +79,6 @@ fn client_mode(port: u16, cert: Option<(&Path, &Path)>, http: bool) -> (bool, St
         String::from_utf8_lossy(&o.stderr)
     );
     (o.status.code() == Some(0), out)
-}
-
-fn device(ca: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let d = ca.join("devices").join(name);
-    (d.join("chain.pem"), d.join(format!("{name}.key")))
 }
 
 fn logs_contain(p: &Palisade, needle: &str) -> bool {
@@ -163,7 +131,7 @@ servers = ["{echo}"]
     );
     let p = Palisade::start_toml(&toml);
 
-    let (c, k) = device(&ca, "sensor-01");
+    let (c, k) = device_files(&ca, "sensor-01");
     let (ok, out) = client(p.port, Some((&c, &k)));
     assert!(ok, "device certificate refused: {out}\n{}", p.logs());
     assert!(out.contains("hello through the tunnel"), "{out}");
@@ -174,17 +142,17 @@ servers = ["{echo}"]
     assert!(!ok, "no certificate got through: {out}");
     assert!(logs_contain(&p, "no client certificate"), "{}", p.logs());
 
-    let (c, k) = device(&other, "sensor-01");
+    let (c, k) = device_files(&other, "sensor-01");
     let (ok, out) = client(p.port, Some((&c, &k)));
     assert!(!ok, "certificate from another CA got through: {out}");
     assert!(logs_contain(&p, "unknown CA"), "{}", p.logs());
 
-    let (c, k) = device(&ca, "sensor-02");
+    let (c, k) = device_files(&ca, "sensor-02");
     let (ok, out) = client(p.port, Some((&c, &k)));
     assert!(!ok, "revoked certificate got through: {out}");
     assert!(logs_contain(&p, "certificate revoked"), "{}", p.logs());
 
-    let (c, k) = device(&ca, "cam-7");
+    let (c, k) = device_files(&ca, "cam-7");
     let (ok, out) = client(p.port, Some((&c, &k)));
     assert!(!ok, "certificate outside the policy got through: {out}");
     assert!(
@@ -194,7 +162,7 @@ servers = ["{echo}"]
     );
 
     // The good device still works after all the refusals.
-    let (c, k) = device(&ca, "sensor-01");
+    let (c, k) = device_files(&ca, "sensor-01");
     assert!(client(p.port, Some((&c, &k))).0);
 }
 
@@ -232,7 +200,7 @@ upstream = "app"
         port = up.port(),
     );
     let p = Palisade::start_toml(&toml);
-    let (c, k) = device(&ca, "sensor-09");
+    let (c, k) = device_files(&ca, "sensor-09");
     let (ok, out) = client_mode(p.port, Some((&c, &k)), true);
     assert!(ok, "{out}\n{}", p.logs());
     let (ok, out) = client_mode(p.port, None, true);
@@ -367,7 +335,7 @@ servers = ["{echo}"]
         crl = ca.join("crl.pem").display(),
     );
     let p = Palisade::start_toml(&toml);
-    let (c, k) = device(&ca, "sensor-05");
+    let (c, k) = device_files(&ca, "sensor-05");
     assert!(client(p.port, Some((&c, &k))).0, "{}", p.logs());
     pki(&ca, &["revoke", "sensor-05"]);
     pki(&ca, &["crl"]);
@@ -438,7 +406,8 @@ fn expired_device_certificate_is_refused_with_the_reason() {
     pki(&ca, &["issue", "--device", "fresh"]);
     // `pki issue` only issues from now on; the library backdates: valid
     // for one day, ten days ago.
-    let secret = pki::Secret::passphrase(zeroize::Zeroizing::new(PASSPHRASE.to_string())).unwrap();
+    let secret =
+        pki::Secret::passphrase(zeroize::Zeroizing::new(PKI_PASSPHRASE.to_string())).unwrap();
     let mut req = pki::IssueRequest::new("stale", pki::KeyType::P256);
     req.days = 1;
     req.valid_from = Some(now_unix() - 10 * 86_400);
@@ -446,7 +415,7 @@ fn expired_device_certificate_is_refused_with_the_reason() {
     assert_eq!(issued.entry.status_at(now_unix()), "expired");
 
     let p = Palisade::start_toml(&mtls_toml(&ca, echo_server(), "", ""));
-    let (c, k) = device(&ca, "stale");
+    let (c, k) = device_files(&ca, "stale");
     let (ok, out) = client(p.port, Some((&c, &k)));
     assert!(!ok, "expired certificate got through: {out}");
     assert!(logs_contain(&p, "certificate expired"), "{}", p.logs());
@@ -458,7 +427,7 @@ fn expired_device_certificate_is_refused_with_the_reason() {
     assert!(line.contains("tunnel refused"), "{line}");
     assert!(line.contains("\"listener\":\"devices\""), "{line}");
 
-    let (c, k) = device(&ca, "fresh");
+    let (c, k) = device_files(&ca, "fresh");
     let (ok, out) = client(p.port, Some((&c, &k)));
     assert!(ok, "valid certificate refused: {out}\n{}", p.logs());
 }
@@ -545,7 +514,7 @@ fn garbage_truncated_and_oversized_handshakes_are_closed_and_logged() {
 
     // A client certificate chain of ~400 certificates (over 64 KiB, the
     // largest handshake message palisade accepts).
-    let (c, k) = device(&ca, "sensor-01");
+    let (c, k) = device_files(&ca, "sensor-01");
     let mut huge = std::fs::read_to_string(&c).unwrap();
     let issuing = std::fs::read_to_string(ca.join("issuing-ca.crt")).unwrap();
     for _ in 0..400 {
@@ -579,8 +548,8 @@ fn malformed_crl_on_reload_keeps_the_previous_one() {
     pki(&ca, &["revoke", "lost", "--reason", "key-compromise"]);
     pki(&ca, &["crl"]);
     let p = Palisade::start_toml(&mtls_toml(&ca, echo_server(), "", ""));
-    let (gc, gk) = device(&ca, "good");
-    let (lc, lk) = device(&ca, "lost");
+    let (gc, gk) = device_files(&ca, "good");
+    let (lc, lk) = device_files(&ca, "lost");
     assert!(client(p.port, Some((&gc, &gk))).0, "{}", p.logs());
     assert!(!client(p.port, Some((&lc, &lk))).0);
 
@@ -807,10 +776,10 @@ fn tls_listener_re_encrypts_to_a_verified_upstream() {
         ],
     );
     pki(&ca, &["issue", "--device", "gateway-1"]);
-    let (bc, bk) = device(&ca, "broker");
+    let (bc, bk) = device_files(&ca, "broker");
     let bundle = ca.join("ca-bundle.pem");
     let (up, seen) = tls_echo_server(&bc, &bk, Some(&bundle));
-    let (gc, gk) = device(&ca, "gateway-1");
+    let (gc, gk) = device_files(&ca, "gateway-1");
     let upstream_tls = |sni: &str| {
         format!(
             "upstream_tls = {{ ca = \"{}\", sni = \"{sni}\", cert = \"{}\", key = \"{}\" }}",
@@ -820,7 +789,7 @@ fn tls_listener_re_encrypts_to_a_verified_upstream() {
         )
     };
     let p = Palisade::start_toml(&mtls_toml(&ca, up, "", &upstream_tls("broker.internal")));
-    let (c, k) = device(&ca, "sensor-01");
+    let (c, k) = device_files(&ca, "sensor-01");
     let (ok, out) = client(p.port, Some((&c, &k)));
     assert!(ok, "{out}\n{}", p.logs());
     assert!(out.contains("hello through the tunnel"), "{out}");
@@ -943,7 +912,7 @@ fn proxy_protocol_v2_carries_client_address_and_tls_identity() {
     let (tx, rx) = std::sync::mpsc::channel();
     let up = proxy_v2_echo(tx);
     let p = Palisade::start_toml(&mtls_toml(&ca, up, "", "proxy_protocol = true\n"));
-    let (crt, key) = device(&ca, "sensor-01");
+    let (crt, key) = device_files(&ca, "sensor-01");
     let (ok, out) = client(p.addr().port(), Some((&crt, &key)));
     assert!(ok, "{out}\n{}", p.logs());
     let h = rx.recv_timeout(Duration::from_secs(10)).unwrap();

@@ -1617,3 +1617,63 @@ pub fn exchange<S: Read + Write>(s: &mut S, req: &[u8]) -> Response {
     parse_response_bytes(&buf)
         .unwrap_or_else(|| panic!("unparseable response: {:?}", String::from_utf8_lossy(&buf)))
 }
+
+/// What a test does when an external tool it drives (python3 modules,
+/// sslscan, mosquitto, redis-server…) is `present` or not: under CI, which
+/// installs every one of them (scripts/test.sh), a missing tool fails the
+/// test, so CI can never turn green by skipping; elsewhere the test is
+/// skipped with the reason printed. `what` names the tool and how to get it.
+pub fn tool_present(present: bool, what: &str) -> bool {
+    if !present {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{what} is required under CI"
+        );
+        eprintln!("skipped: {what} is not installed");
+    }
+    present
+}
+
+/// Whether `python3 -c "import {module}"` succeeds.
+pub fn python_imports(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Whether `program args…` runs and exits 0.
+pub fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// The passphrase of the device CAs the tests create with `palisade pki`.
+pub const PKI_PASSPHRASE: &str = "correct horse battery staple";
+
+/// Runs `palisade pki --dir DIR ARGS…` with [`PKI_PASSPHRASE`]; it must succeed.
+pub fn pki(dir: &Path, args: &[&str]) {
+    let o = Command::new(palisade_bin())
+        .arg("pki")
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .env("PALISADE_PKI_PASSPHRASE", PKI_PASSPHRASE)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "pki {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The chain and key files `palisade pki issue --device NAME` wrote under `ca`.
+pub fn device_files(ca: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let d = ca.join("devices").join(name);
+    (d.join("chain.pem"), d.join(format!("{name}.key")))
+}
