@@ -59,6 +59,9 @@ pub struct ListenerRt {
     pub guard: GuardLimits,
     /// tcp/tls: TLS client config towards the upstream (`upstream_tls`).
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
+    /// tls: the client-certificate verifier (CA bundle + CRLs of this
+    /// generation), kept so open tunnels can be re-checked after a reload.
+    pub client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
 }
 
 impl std::fmt::Debug for ListenerRt {
@@ -108,12 +111,20 @@ pub struct Shared {
     pub monitor: Arc<monitor::Monitor>,
     conns: ConnTracker,
     shutdown: watch::Sender<bool>,
+    /// Bumped after every applied reload (open tunnels re-check their
+    /// client certificate against the new CRLs and policy).
+    generation: watch::Sender<u64>,
 }
 
 impl Shared {
     /// Turns true when graceful shutdown starts (tunnels drain on it).
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
+    }
+
+    /// Changes after every applied reload.
+    pub(crate) fn generation_signal(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 }
 
@@ -270,12 +281,13 @@ pub fn build_runtime(config: Config, old: Option<&Runtime>, metrics: &Metrics) -
     let mut listeners = HashMap::new();
     let limits = &config.limits;
     for l in &config.listeners {
-        let (tls, certs) = match l.protocol {
-            Protocol::Http | Protocol::Tcp => (None, Vec::new()),
+        let (tls, certs, client_verifier) = match l.protocol {
+            Protocol::Http | Protocol::Tcp => (None, Vec::new(), None),
             Protocol::Https | Protocol::Tls => {
                 let certs = tls::listener_certs(l, &config.server.data_dir)?;
-                let sc = tls::listener_server_config(l, &certs)?;
-                (Some(TlsAcceptor::from(sc)), certs)
+                let verifier = crate::tunnel::client_verifier(&l.tunnel)?;
+                let sc = tls::listener_server_config(l, &certs, verifier.clone())?;
+                (Some(TlsAcceptor::from(sc)), certs, verifier)
             }
         };
         let hsts = l
@@ -291,6 +303,7 @@ pub fn build_runtime(config: Config, old: Option<&Runtime>, metrics: &Metrics) -
                 hsts,
                 redirect_port,
                 upstream_tls: crate::tunnel::upstream_client_config(&l.tunnel)?,
+                client_verifier,
                 builder: http_builder(limits),
                 guard: GuardLimits {
                     max_uri_bytes: limits.max_uri_bytes,
@@ -370,6 +383,7 @@ impl Gateway {
             None => None,
         };
         let (shutdown, _) = watch::channel(false);
+        let (generation, _) = watch::channel(0u64);
         let shield = crate::shield_glue::build(&rt.config).await?;
         let shared = Arc::new(Shared {
             shield,
@@ -383,6 +397,7 @@ impl Gateway {
             request_ids: RequestIds::default(),
             conns: ConnTracker::new(),
             shutdown,
+            generation,
         });
         crate::identity_glue::build(&shared).await?;
         let admin_local = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
@@ -519,6 +534,7 @@ impl Gateway {
         crate::identity_glue::on_reload(shared, &rt.config, &old.config);
         crate::events_glue::on_reload(&shared.monitor, &rt.config);
         shared.runtime.store(Arc::new(rt));
+        shared.generation.send_modify(|g| *g += 1);
         for (addr, l) in fresh {
             self.spawn_listener(addr, l);
         }

@@ -196,13 +196,14 @@ pub fn server_config(certs: &[LoadedCert]) -> Result<Arc<rustls::ServerConfig>> 
 pub fn listener_server_config(
     l: &ListenerConfig,
     certs: &[LoadedCert],
+    client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
 ) -> Result<Arc<rustls::ServerConfig>> {
     let resolver =
         SniResolver::new(certs).ok_or_else(|| cert_err(Path::new("-"), "no certificate"))?;
     let b = rustls::ServerConfig::builder_with_provider(Arc::new(crypto_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| cert_err(Path::new("-"), e.to_string()))?;
-    let b = match crate::tunnel::client_verifier(&l.tunnel)? {
+    let b = match client_verifier {
         Some(v) => b.with_client_cert_verifier(v),
         None => b.with_no_client_auth(),
     };

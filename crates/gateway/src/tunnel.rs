@@ -13,6 +13,11 @@
 //! On graceful shutdown the listener stops accepting at once; open tunnels
 //! keep flowing until they end or the shutdown grace period is (almost)
 //! over, when palisade closes them (`reason = "shutdown"`).
+//!
+//! After every applied reload each open `tls` tunnel re-checks its client
+//! certificate against the new CA bundle, CRLs and `allow` policy, and is
+//! cut when the new generation would refuse it (`reason = "certificate
+//! revoked (after reload)"`): revoking a device ends its open sessions.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -441,7 +446,7 @@ fn cert_err(path: &Path, message: impl Into<String>) -> Error {
 
 /// Builds the client-certificate verifier of a listener (`None` when
 /// `client_auth = none`). CA bundle and CRLs are read now: a reload re-reads
-/// them, and connections already open keep going.
+/// them, and open tunnels are re-checked against the new verifier.
 pub fn client_verifier(
     s: &TunnelSettings,
 ) -> Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>> {
@@ -659,9 +664,14 @@ pub fn forward_identity(
 
 /// Why a TLS handshake failed, in words for the refusal event.
 pub fn refusal_reason(e: &std::io::Error) -> String {
-    let Some(re) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
-        return format!("handshake failed: {e}");
-    };
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(re) => rustls_reason(re),
+        None => format!("handshake failed: {e}"),
+    }
+}
+
+/// A certificate verification failure in words.
+fn rustls_reason(re: &rustls::Error) -> String {
     match re {
         rustls::Error::NoCertificatesPresented => "no client certificate".to_string(),
         rustls::Error::InvalidCertificate(c) => match c {
@@ -704,11 +714,15 @@ struct Conn {
     grace: Duration,
     shutdown: watch::Receiver<bool>,
     mon: Arc<monitor::Monitor>,
+    /// Changes after each applied reload: see [`revalidate`].
+    generation: watch::Receiver<u64>,
+    shared: Arc<Shared>,
+    key: SocketAddr,
 }
 
 /// Accept loop of a tcp or tls listener; each accepted connection reads
-/// the current config generation (so reloaded CRLs apply to new connections
-/// while open tunnels keep going). Returns as soon as `stop` fires, which
+/// the current config generation (so reloaded CRLs apply to new
+/// connections, and open tunnels are re-checked by `revalidate`). Returns as soon as `stop` fires, which
 /// closes the listening socket: new connections are refused at once.
 pub async fn accept_loop(
     listener: TcpListener,
@@ -762,6 +776,9 @@ pub async fn accept_loop(
                     grace: rt.config.server.shutdown_grace,
                     shutdown: shared.shutdown_signal(),
                     mon: shared.monitor.clone(),
+                    generation: shared.generation_signal(),
+                    shared: shared.clone(),
+                    key,
                 };
                 drop(rt);
                 tokio::spawn(async move {
@@ -824,7 +841,7 @@ async fn serve(stream: TcpStream, c: Conn) {
             _ => None,
         };
     match &c.l.tls {
-        None => to_upstream(stream, &c, "", began, pp(None)).await,
+        None => to_upstream(stream, &c, "", began, pp(None), None).await,
         Some(acceptor) => {
             let tls = match tokio::time::timeout(c.handshake_timeout, acceptor.accept(stream)).await
             {
@@ -847,7 +864,13 @@ async fn serve(stream: TcpStream, c: Conn) {
                 }
             }
             let info = tls_info(tls.get_ref().1, id.as_ref());
-            to_upstream(tls, &c, &ident, began, pp(Some(&info))).await;
+            let chain: Vec<CertificateDer<'static>> = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
+                .unwrap_or_default();
+            to_upstream(tls, &c, &ident, began, pp(Some(&info)), Some(chain)).await;
         }
     }
 }
@@ -877,8 +900,14 @@ fn tls_info(
 
 /// Connects the upstream (over TLS with `upstream_tls`), sends the PROXY
 /// header when configured, and pipes.
-async fn to_upstream<C>(client: C, c: &Conn, ident: &str, began: Instant, pp: Option<Vec<u8>>)
-where
+async fn to_upstream<C>(
+    client: C,
+    c: &Conn,
+    ident: &str,
+    began: Instant,
+    pp: Option<Vec<u8>>,
+    chain: Option<Vec<CertificateDer<'static>>>,
+) where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let Some(mut up) = connect_upstream(&c.servers, c.start, c.connect_timeout).await else {
@@ -892,7 +921,7 @@ where
     }
     crate::events_glue::tunnel_accept(&c.mon, c.peer.ip(), &c.l.cfg.name, ident);
     let (Some(cfg), Some(u)) = (&c.l.upstream_tls, &c.l.cfg.tunnel.upstream_tls) else {
-        return pipe(client, up, c, ident, began).await;
+        return pipe(client, up, c, ident, began, chain.as_deref()).await;
     };
     // Validated at config load; a failure here only means a changed config.
     let Ok(name) = rustls_pki_types::ServerName::try_from(u.sni.clone()) else {
@@ -900,7 +929,7 @@ where
     };
     let connector = tokio_rustls::TlsConnector::from(cfg.clone());
     match tokio::time::timeout(c.handshake_timeout, connector.connect(name, up)).await {
-        Ok(Ok(up)) => pipe(client, up, c, ident, began).await,
+        Ok(Ok(up)) => pipe(client, up, c, ident, began, chain.as_deref()).await,
         Ok(Err(e)) => refuse(c, &format!("upstream TLS failed: {e}"), ident),
         Err(_) => refuse(c, "upstream TLS handshake timed out", ident),
     }
@@ -958,8 +987,51 @@ async fn shutdown_deadline(mut sd: watch::Receiver<bool>, grace: Duration) {
     tokio::time::sleep(grace.saturating_sub(SHUTDOWN_CLOSE_MARGIN)).await;
 }
 
-async fn pipe<C, U>(client: C, up: U, c: &Conn, identity: &str, began: Instant)
-where
+/// Why a tunnel accepted under an older config generation may not stay
+/// open under the current one (`None`: it may). A reload that publishes a
+/// CRL revoking the device, drops its CA, or narrows the listener's `allow`
+/// policy cuts the tunnels it would refuse now, the way a revocation is
+/// expected to work; a certificate that merely expired since the handshake
+/// is cut for the same reason. `chain` is the client's certificates, end
+/// entity first (`None` on tcp listeners, empty when none was presented).
+fn revalidate(c: &Conn, chain: Option<&[CertificateDer<'static>]>) -> Option<String> {
+    let rt = c.shared.runtime.load();
+    // A listener removed from the config stops accepting; its open
+    // tunnels drain as before.
+    let l = rt.listeners.get(&c.key)?;
+    if let Some(v) = &l.client_verifier {
+        match chain.and_then(|ch| ch.split_first()) {
+            Some((ee, rest)) => {
+                if let Err(e) = v.verify_client_cert(ee, rest, rustls_pki_types::UnixTime::now()) {
+                    return Some(format!("{} (after reload)", rustls_reason(&e)));
+                }
+            }
+            None if v.client_auth_mandatory() => {
+                return Some("no client certificate (required after reload)".to_string());
+            }
+            None => {}
+        }
+    }
+    let allow = &l.cfg.tunnel.allow;
+    if !allow.is_empty() {
+        let id = chain
+            .and_then(<[_]>::first)
+            .and_then(|d| Identity::from_der(d));
+        if !id.is_some_and(|id| allow.iter().any(|p| p.matches(&id))) {
+            return Some("certificate no longer allowed by listener policy".to_string());
+        }
+    }
+    None
+}
+
+async fn pipe<C, U>(
+    client: C,
+    up: U,
+    c: &Conn,
+    identity: &str,
+    began: Instant,
+    chain: Option<&[CertificateDer<'static>]>,
+) where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
@@ -994,9 +1066,22 @@ where
             tokio::time::sleep(Duration::from_millis(idle_ms - since)).await;
         }
     };
+    let recheck = async {
+        let mut generation = c.generation.clone();
+        loop {
+            if generation.changed().await.is_err() {
+                // The gateway is gone: nothing will reload any more.
+                std::future::pending::<()>().await;
+            }
+            if let Some(reason) = revalidate(c, chain) {
+                return reason;
+            }
+        }
+    };
     let reason = tokio::select! {
         r = copy => r,
         r = watchdog => r,
+        r = recheck => r,
         () = shutdown_deadline(c.shutdown.clone(), c.grace) => "shutdown".to_string(),
     };
     tracing::info!(

@@ -346,6 +346,89 @@ servers = ["{echo}"]
     assert!(logs_contain(&p, "certificate revoked"), "{}", p.logs());
 }
 
+/// A tunnel through the `tls` listener at `port`, presenting the device
+/// certificate `(chain, key)`; the server is palisade's development
+/// certificate from `data_dir` (the test checks the gateway's view of the
+/// client, so the client trusts exactly that certificate).
+fn device_tunnel(
+    port: u16,
+    data_dir: &Path,
+    (chain, key): (&Path, &Path),
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let (dev_cert, _) = gateway::tls::dev_certificate(data_dir).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&dev_cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(chain)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .unwrap();
+    let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+    rustls::StreamOwned::new(conn, sock)
+}
+
+/// Sends `msg` and reads the echo back; false when the tunnel is closed.
+fn echoes(t: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>, msg: &[u8]) -> bool {
+    if t.write_all(msg).and_then(|()| t.flush()).is_err() {
+        return false;
+    }
+    let mut got = vec![0u8; msg.len()];
+    t.read_exact(&mut got).is_ok() && got == msg
+}
+
+#[test]
+fn revocation_cuts_open_tunnels_of_the_revoked_device_only() {
+    let t = TempDir::new("tunnel-revoke-open");
+    let ca = t.path().join("ca");
+    pki(&ca, &["init", "--org", "Acme"]);
+    pki(&ca, &["issue", "--device", "sensor-07"]);
+    pki(&ca, &["issue", "--device", "sensor-08"]);
+    let echo = echo_server();
+    let p = Palisade::start_toml(&mtls_toml(&ca, echo, "", ""));
+    let data_dir = p.dir.path().join("data");
+    let (c7, k7) = device_files(&ca, "sensor-07");
+    let (c8, k8) = device_files(&ca, "sensor-08");
+    let mut lost = device_tunnel(p.port, &data_dir, (&c7, &k7));
+    let mut kept = device_tunnel(p.port, &data_dir, (&c8, &k8));
+    assert!(echoes(&mut lost, b"before"), "{}", p.logs());
+    assert!(echoes(&mut kept, b"before"), "{}", p.logs());
+
+    // A reload that changes nothing for these devices keeps both open.
+    p.signal("HUP");
+    assert!(logged_more(&p, "config reloaded", 0), "{}", p.logs());
+    assert!(echoes(&mut lost, b"same config"), "{}", p.logs());
+    assert!(echoes(&mut kept, b"same config"), "{}", p.logs());
+
+    // sensor-07 is revoked and the CRL published: its open tunnel is cut
+    // at the reload, sensor-08's keeps flowing.
+    pki(&ca, &["revoke", "sensor-07", "--reason", "key-compromise"]);
+    pki(&ca, &["crl"]);
+    p.signal("HUP");
+    assert!(logged_more(&p, "config reloaded", 1), "{}", p.logs());
+    assert!(
+        logs_contain(&p, "certificate revoked (after reload)"),
+        "{}",
+        p.logs()
+    );
+    assert!(!echoes(&mut lost, b"after"), "revoked tunnel still open");
+    assert!(echoes(&mut kept, b"after"), "{}", p.logs());
+}
+
 /// The `[[listener]]` of a `tls` tunnel with required client certificates
 /// from the PKI at `ca` (and its CRL) in front of `echo`; `extra` is added
 /// to the listener, `top` before it (e.g. a `[limits]` table).
