@@ -106,29 +106,7 @@ fn tls_tunnel_with_client_certificates_and_policy() {
     pki(&ca, &["crl"]);
 
     let echo = echo_server();
-    let toml = format!(
-        r#"
-[server]
-data_dir = "@DATA_DIR@"
-access_log = "off"
-[admin]
-listen = "127.0.0.1:@ADMIN@"
-[[listener]]
-name = "devices"
-listen = "127.0.0.1:@LISTEN@"
-protocol = "tls"
-upstream = "echo"
-client_auth = "required"
-client_ca = "{bundle}"
-crl = ["{crl}"]
-allow = ["cn:sensor-*"]
-[[upstream]]
-name = "echo"
-servers = ["{echo}"]
-"#,
-        bundle = ca.join("ca-bundle.pem").display(),
-        crl = ca.join("crl.pem").display(),
-    );
+    let toml = mtls_toml(&ca, echo, "", "allow = [\"cn:sensor-*\"]");
     let p = Palisade::start_toml(&toml);
 
     let (c, k) = device_files(&ca, "sensor-01");
@@ -312,28 +290,7 @@ fn crl_is_reloaded_without_restart() {
     pki(&ca, &["init", "--org", "Acme"]);
     pki(&ca, &["issue", "--device", "sensor-05"]);
     let echo = echo_server();
-    let toml = format!(
-        r#"
-[server]
-data_dir = "@DATA_DIR@"
-access_log = "off"
-[admin]
-listen = "127.0.0.1:@ADMIN@"
-[[listener]]
-name = "devices"
-listen = "127.0.0.1:@LISTEN@"
-protocol = "tls"
-upstream = "echo"
-client_auth = "required"
-client_ca = "{bundle}"
-crl = ["{crl}"]
-[[upstream]]
-name = "echo"
-servers = ["{echo}"]
-"#,
-        bundle = ca.join("ca-bundle.pem").display(),
-        crl = ca.join("crl.pem").display(),
-    );
+    let toml = mtls_toml(&ca, echo, "", "");
     let p = Palisade::start_toml(&toml);
     let (c, k) = device_files(&ca, "sensor-05");
     assert!(client(p.port, Some((&c, &k))).0, "{}", p.logs());
