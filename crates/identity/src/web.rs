@@ -260,7 +260,7 @@ button{{margin-top:1.25rem;padding:.6rem 1.2rem;font-size:1rem}}\n\
 :focus{{outline:3px solid #1a5fb4}}\n\
 svg{{display:block;max-width:100%;height:auto;margin:1rem 0}}\n\
 code{{font-family:ui-monospace,monospace;word-break:break-all}}\n\
-.secret{{display:block;font-size:1.2rem;padding:.5rem;background:#f2f2f2;user-select:all}}\n\
+.secret{{display:block;font-size:1.2rem;padding:.5rem;background:#f2f2f2;user-select:all;word-break:normal}}\n\
 </style>\n</head>\n<body>\n<main>\n<h1>{t}</h1>\n{body}</main>\n</body>\n</html>\n",
         t = html_escape(title)
     )
