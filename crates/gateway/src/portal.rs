@@ -128,7 +128,10 @@ pub async fn handle(
         ("/verify", _) => verify(req, &c).await,
         ("" | "/" | "/login", Method::GET | Method::HEAD) => login_get(req, &c, None).await,
         ("/login", Method::POST) => login_post(req, ctx, &c).await,
-        ("/second-factor", Method::GET | Method::HEAD) => second_get(req, &c, None).await,
+        ("/second-factor", Method::GET | Method::HEAD) => {
+            let rd = c.return_to(query(req).get("rd"));
+            second_get(req, &c, &rd, None).await
+        }
         ("/second-factor", Method::POST) => second_post(req, ctx, &c).await,
         ("/logout", Method::GET | Method::HEAD) => logout_get(req, &c).await,
         ("/logout", Method::POST) => logout_post(req, &c).await,
@@ -480,16 +483,17 @@ async fn login_post(req: &mut Request<Incoming>, ctx: &ConnCtx, c: &Ctx<'_>) -> 
     r
 }
 
+/// The second-factor page; `rd` comes from the query (GET) or from the
+/// form (a failed POST), so a wrong code does not lose the target.
 async fn second_get(
     req: &mut Request<Incoming>,
     c: &Ctx<'_>,
+    rd: &str,
     error: Option<(StatusCode, &str)>,
 ) -> Response<RespBody> {
-    let q = query(req);
-    let rd = c.return_to(q.get("rd"));
     let Some(s) = lookup(req, c.id, &c.set.cfg.cookie_name).await else {
         return redirect(
-            &format!("{}/login?rd={}", c.base(), web::pct_encode(&rd)),
+            &format!("{}/login?rd={}", c.base(), web::pct_encode(rd)),
             c.rid,
         );
     };
@@ -497,7 +501,7 @@ async fn second_get(
     if !enrolled {
         if c.set.cfg.totp_self_enrollment {
             return redirect(
-                &format!("{}/totp?rd={}", c.base(), web::pct_encode(&rd)),
+                &format!("{}/totp?rd={}", c.base(), web::pct_encode(rd)),
                 c.rid,
             );
         }
@@ -513,7 +517,7 @@ async fn second_get(
         web::second_factor_page(
             &format!("{}/second-factor", c.base()),
             &c.id.csrf.token(&pre),
-            &rd,
+            rd,
             &s.user,
             msg,
         ),
@@ -597,7 +601,7 @@ async fn second_post(
             Ok(None) => {}
             Err(e) => return store_failed(c, &e),
         }
-        return second_get(req, c, Some((StatusCode::UNAUTHORIZED, CODE_FAILED))).await;
+        return second_get(req, c, &rd, Some((StatusCode::UNAUTHORIZED, CODE_FAILED))).await;
     }
     // Elevation rotates the session: the one-factor ID stops working.
     let new = match c.id.sessions.rotate(&sid, Some(2), now).await {
@@ -737,6 +741,13 @@ async fn totp_page(
     if !c.set.cfg.totp_self_enrollment {
         return self_enrollment_off(c);
     }
+    if !identity::enroll::login_is_recent(s.created_us, now_us()) {
+        // An old session signs in again before binding an authenticator.
+        return redirect(
+            &format!("{}/login?rd={}", c.base(), web::pct_encode(&here)),
+            c.rid,
+        );
+    }
     match c.id.db.get(&s.user) {
         Ok(Some(u)) if u.totp_secret.is_some() => {
             return already_enrolled_page(c, StatusCode::OK, rd)
@@ -833,6 +844,10 @@ async fn totp_post(req: &mut Request<Incoming>, c: &Ctx<'_>) -> Response<RespBod
     if !c.set.cfg.totp_self_enrollment {
         return self_enrollment_off(c);
     }
+    let now = now_us();
+    if !identity::enroll::login_is_recent(s.created_us, now) {
+        return back_to_login();
+    }
     let code: String = form
         .get("code")
         .unwrap_or("")
@@ -840,7 +855,6 @@ async fn totp_post(req: &mut Request<Incoming>, c: &Ctx<'_>) -> Response<RespBod
         .filter(|ch| !ch.is_whitespace())
         .take(64)
         .collect();
-    let now = now_us();
     let outcome = identity::enroll::confirm(
         &c.id.db,
         &c.id.store,

@@ -34,6 +34,19 @@ use crate::users::UserDb;
 /// secret is kept; a later visit starts over with a new secret.
 pub const PENDING_TTL: Duration = Duration::from_secs(600);
 
+/// 15 min: how recently the password must have been entered (the
+/// session's creation; rotation keeps it) for an enrolment to be shown or
+/// confirmed. A long-lived session — a stolen "remember me" cookie, a
+/// browser left open — cannot bind a new authenticator without the
+/// password: the user signs in again and comes back to the page.
+pub const MAX_LOGIN_AGE: Duration = Duration::from_secs(15 * 60);
+
+/// Whether a session created at `session_created_us` may enrol at `now`
+/// (see [`MAX_LOGIN_AGE`]).
+pub fn login_is_recent(session_created_us: Micros, now: Micros) -> bool {
+    now.saturating_sub(session_created_us) <= MAX_LOGIN_AGE.as_micros() as u64
+}
+
 /// A pending enrolment as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Pending {
@@ -222,6 +235,16 @@ mod tests {
             Confirmed::AlreadyEnrolled
         );
         assert!(db.use_recovery_code("alice", &recovery_codes[3]).unwrap());
+    }
+
+    #[test]
+    fn only_a_recent_login_may_enrol() {
+        let t = 1_700_000_000 * S;
+        assert!(login_is_recent(t, t));
+        assert!(login_is_recent(t, t + 15 * 60 * S));
+        assert!(!login_is_recent(t, t + 15 * 60 * S + 1));
+        assert!(!login_is_recent(t, t + 30 * 86400 * S), "remember me");
+        assert!(login_is_recent(t + S, t), "clock skew between nodes");
     }
 
     #[tokio::test]

@@ -189,6 +189,13 @@ fn enrol_in_the_portal_then_sign_in_with_totp_and_recovery_codes() {
     assert!(r.header("location").unwrap().contains("/second-factor"));
     let r = c.second_factor(a, &code, "/admin/home");
     assert_eq!(r.status, 401, "the enrolment code is not reusable");
+    // The page asking again still leads to the target.
+    assert_eq!(
+        hidden(&r.body_str(), "rd").as_deref(),
+        Some("/admin/home"),
+        "{}",
+        r.body_str()
+    );
     let next = identity::totp::code_at(&page.secret, unix_now() + 30).unwrap();
     let r = c.second_factor(a, &next, "/admin/home");
     assert_eq!(r.status, 303, "{}", r.body_str());
