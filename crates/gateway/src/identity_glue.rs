@@ -11,7 +11,11 @@
 //!    `deny` answers 403; otherwise the session cookie must name a session
 //!    with enough factors, or the answer is a redirect to the portal
 //!    (browsers) or 401;
-//! 4. an authenticated request carries the user and roles upstream.
+//! 4. an authenticated request carries the user and roles upstream;
+//! 5. palisade's own cookies (the session and the CSRF pre-session) are
+//!    removed from the `Cookie` header of every forwarded request, so an
+//!    upstream (or its logs) never sees a session ID; the application's
+//!    own cookies pass unchanged.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -316,6 +320,47 @@ pub(crate) fn identity_headers(h: &mut http::HeaderMap, set: &IdentitySettings, 
     }
 }
 
+/// Removes palisade's cookies (`cookie_name` and its `<cookie_name>_csrf`
+/// pre-session) from every `Cookie` header, keeping the other cookies in
+/// their order; a header left empty is dropped. Works on bytes, so a
+/// non-UTF-8 cookie of the application passes through untouched.
+pub(crate) fn strip_portal_cookies(h: &mut http::HeaderMap, cookie_name: &str) {
+    let csrf = format!("{cookie_name}_csrf");
+    let ours = |pair: &[u8]| {
+        let name = pair
+            .split(|b| *b == b'=')
+            .next()
+            .unwrap_or(pair)
+            .trim_ascii();
+        name == cookie_name.as_bytes() || name == csrf.as_bytes()
+    };
+    let any_ours = h
+        .get_all(header::COOKIE)
+        .iter()
+        .any(|v| v.as_bytes().split(|b| *b == b';').any(ours));
+    if !any_ours {
+        return;
+    }
+    let kept: Vec<HeaderValue> = h
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| {
+            let rest: Vec<&[u8]> = v
+                .as_bytes()
+                .split(|b| *b == b';')
+                .filter(|p| !ours(p) && !p.trim_ascii().is_empty())
+                .map(|p| p.trim_ascii())
+                .collect();
+            HeaderValue::from_bytes(&rest.join(&b"; "[..])).ok()
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    h.remove(header::COOKIE);
+    for v in kept {
+        h.append(header::COOKIE, v);
+    }
+}
+
 /// What the access rules and the session say about one request.
 pub(crate) enum Gate {
     /// Let it through (with this session's identity, if any).
@@ -416,6 +461,7 @@ pub async fn on_request(
             if let Some(s) = s {
                 identity_headers(req.headers_mut(), set, &s);
             }
+            strip_portal_cookies(req.headers_mut(), &set.cfg.cookie_name);
             None
         }
         Gate::Deny(why) => {
@@ -478,6 +524,38 @@ pub async fn on_request(
 #[cfg(test)]
 mod tests {
     use crate::config::parse;
+
+    #[test]
+    fn portal_cookies_are_stripped_and_others_kept() {
+        use http::header::{HeaderMap, HeaderValue, COOKIE};
+        let strip = |vals: &[&[u8]]| {
+            let mut h = HeaderMap::new();
+            for v in vals {
+                h.append(COOKIE, HeaderValue::from_bytes(v).unwrap());
+            }
+            super::strip_portal_cookies(&mut h, "sid");
+            h.get_all(COOKIE)
+                .iter()
+                .map(|v| v.as_bytes().to_vec())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            strip(&[b"a=1; sid=SECRET; sid_csrf=X;b=2"]),
+            vec![b"a=1; b=2".to_vec()]
+        );
+        // HTTP/2 style: one cookie per header; a header left empty goes.
+        assert_eq!(
+            strip(&[b"sid=SECRET", b"app=\xff\xfe", b" sid_csrf = X "]),
+            vec![b"app=\xff\xfe".to_vec()]
+        );
+        assert!(strip(&[b"sid=S"]).is_empty());
+        // Names that only contain ours, and headers without ours, untouched.
+        assert_eq!(
+            strip(&[b"xsid=1;  sidx=2 ;sid_csrfy=3"]),
+            vec![b"xsid=1;  sidx=2 ;sid_csrfy=3".to_vec()]
+        );
+        assert_eq!(strip(&[b"sid"]), Vec::<Vec<u8>>::new(), "a bare name too");
+    }
 
     const BASE: &str = r#"
 [[listener]]

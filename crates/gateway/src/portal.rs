@@ -1,6 +1,7 @@
 //! The login portal served under `[identity] portal_path` (default
-//! `/.palisade/auth`): `login`, `second-factor`, `logout` (server-rendered,
-//! no JavaScript, CSRF-protected POSTs) and `verify`, the forward-auth
+//! `/.palisade/auth`): `login`, `second-factor`, `logout`, `totp` (TOTP
+//! self-enrolment when `totp_self_enrollment` is on; server-rendered, no
+//! JavaScript, CSRF-protected POSTs) and `verify`, the forward-auth
 //! endpoint for nginx `auth_request` and Traefik/Caddy `forward_auth`.
 //!
 //! Login events are logged with `tracing` (target `identity`, fields
@@ -127,11 +128,16 @@ pub async fn handle(
         ("/verify", _) => verify(req, &c).await,
         ("" | "/" | "/login", Method::GET | Method::HEAD) => login_get(req, &c, None).await,
         ("/login", Method::POST) => login_post(req, ctx, &c).await,
-        ("/second-factor", Method::GET | Method::HEAD) => second_get(req, &c, None).await,
+        ("/second-factor", Method::GET | Method::HEAD) => {
+            let rd = c.return_to(query(req).get("rd"));
+            second_get(req, &c, &rd, None).await
+        }
         ("/second-factor", Method::POST) => second_post(req, ctx, &c).await,
         ("/logout", Method::GET | Method::HEAD) => logout_get(req, &c).await,
         ("/logout", Method::POST) => logout_post(req, &c).await,
-        ("/login" | "/second-factor" | "/logout", _) => {
+        ("/totp", Method::GET | Method::HEAD) => totp_get(req, &c, None).await,
+        ("/totp", Method::POST) => totp_post(req, &c).await,
+        ("/login" | "/second-factor" | "/logout" | "/totp", _) => {
             let mut r = answer(
                 StatusCode::METHOD_NOT_ALLOWED,
                 TEXT,
@@ -448,7 +454,11 @@ async fn login_post(req: &mut Request<Incoming>, ctx: &ConnCtx, c: &Ctx<'_>) -> 
         Ok(s) => s,
         Err(e) => return store_failed(c, &e),
     };
-    let second = u.totp_secret.is_some() && needs_two_factors(c, &rd, &u.name, &u.roles);
+    let needs_two = needs_two_factors(c, &rd, &u.name, &u.roles);
+    let second = u.totp_secret.is_some() && needs_two;
+    // A two-factor target and no authenticator yet: straight to enrolment
+    // when self-enrolment is on (otherwise the target explains).
+    let enrol = u.totp_secret.is_none() && needs_two && c.set.cfg.totp_self_enrollment;
     if !second {
         if let Err(e) = c.id.regulator.record_success(&u.name, c.client, now).await {
             tracing::warn!(target: "identity", error = %e, "known-good record failed");
@@ -458,6 +468,8 @@ async fn login_post(req: &mut Request<Incoming>, ctx: &ConnCtx, c: &Ctx<'_>) -> 
     crate::events_glue::identity::login_success(c.mon, c.client, &u.name, c.rid);
     let loc = if second {
         format!("{}/second-factor?rd={}", c.base(), web::pct_encode(&rd))
+    } else if enrol {
+        format!("{}/totp?rd={}", c.base(), web::pct_encode(&rd))
     } else {
         rd
     };
@@ -471,29 +483,29 @@ async fn login_post(req: &mut Request<Incoming>, ctx: &ConnCtx, c: &Ctx<'_>) -> 
     r
 }
 
+/// The second-factor page; `rd` comes from the query (GET) or from the
+/// form (a failed POST), so a wrong code does not lose the target.
 async fn second_get(
     req: &mut Request<Incoming>,
     c: &Ctx<'_>,
+    rd: &str,
     error: Option<(StatusCode, &str)>,
 ) -> Response<RespBody> {
-    let q = query(req);
-    let rd = c.return_to(q.get("rd"));
     let Some(s) = lookup(req, c.id, &c.set.cfg.cookie_name).await else {
         return redirect(
-            &format!("{}/login?rd={}", c.base(), web::pct_encode(&rd)),
+            &format!("{}/login?rd={}", c.base(), web::pct_encode(rd)),
             c.rid,
         );
     };
     let enrolled = matches!(c.id.db.get(&s.user), Ok(Some(u)) if u.totp_secret.is_some());
     if !enrolled {
-        return c.html(
-            StatusCode::FORBIDDEN,
-            web::message_page(
-                "Second factor not set up",
-                "This page requires two-factor authentication, but no authenticator is enrolled for your account. Ask an administrator to run `palisade user totp-enroll`.",
-                Some((&format!("{}/logout", c.base()), "Sign out")),
-            ),
-        );
+        if c.set.cfg.totp_self_enrollment {
+            return redirect(
+                &format!("{}/totp?rd={}", c.base(), web::pct_encode(rd)),
+                c.rid,
+            );
+        }
+        return not_enrolled_page(c);
     }
     let (pre, new_cookie) = c.presession(req.headers());
     let (status, msg) = match error {
@@ -505,7 +517,7 @@ async fn second_get(
         web::second_factor_page(
             &format!("{}/second-factor", c.base()),
             &c.id.csrf.token(&pre),
-            &rd,
+            rd,
             &s.user,
             msg,
         ),
@@ -589,7 +601,7 @@ async fn second_post(
             Ok(None) => {}
             Err(e) => return store_failed(c, &e),
         }
-        return second_get(req, c, Some((StatusCode::UNAUTHORIZED, CODE_FAILED))).await;
+        return second_get(req, c, &rd, Some((StatusCode::UNAUTHORIZED, CODE_FAILED))).await;
     }
     // Elevation rotates the session: the one-factor ID stops working.
     let new = match c.id.sessions.rotate(&sid, Some(2), now).await {
@@ -669,6 +681,253 @@ async fn logout_post(req: &mut Request<Incoming>, c: &Ctx<'_>) -> Response<RespB
         &mut r,
         web::set_cookie(&c.set.cfg.cookie_name, "", c.secure, Some(0)),
     );
+    r
+}
+
+/// A two-factor route, no authenticator, and self-enrolment off.
+fn not_enrolled_page(c: &Ctx<'_>) -> Response<RespBody> {
+    c.html(
+        StatusCode::FORBIDDEN,
+        web::message_page(
+            "Second factor not set up",
+            "This page requires two-factor authentication, but no authenticator is enrolled for your account. Ask an administrator to run `palisade user totp-enroll`.",
+            Some((&format!("{}/logout", c.base()), "Sign out")),
+        ),
+    )
+}
+
+/// The enrolment page's answer for a user who has TOTP already: a clear
+/// page, never a second enrolment (a reset is an administrator's
+/// `palisade user totp-reset`).
+fn already_enrolled_page(c: &Ctx<'_>, status: StatusCode, rd: &str) -> Response<RespBody> {
+    c.html(
+        status,
+        web::message_page(
+            "Two-factor authentication is already set up",
+            "Your account already has an authenticator app. To replace it (a new phone, a lost device), ask an administrator to run `palisade user totp-reset`; then set it up again here.",
+            Some((rd, "Continue")),
+        ),
+    )
+}
+
+/// `GET {portal}/totp`: the enrolment page for a signed-in user without
+/// TOTP; the pending secret is created (or reused) in the state store,
+/// bound to this session.
+async fn totp_get(
+    req: &mut Request<Incoming>,
+    c: &Ctx<'_>,
+    error: Option<(StatusCode, &str)>,
+) -> Response<RespBody> {
+    let rd = c.return_to(query(req).get("rd"));
+    totp_page(req, c, &rd, error).await
+}
+
+async fn totp_page(
+    req: &mut Request<Incoming>,
+    c: &Ctx<'_>,
+    rd: &str,
+    error: Option<(StatusCode, &str)>,
+) -> Response<RespBody> {
+    let here = format!("{}/totp?rd={}", c.base(), web::pct_encode(rd));
+    let (Some(sid), Some(s)) = (
+        cookie_of(req.headers(), &c.set.cfg.cookie_name),
+        lookup(req, c.id, &c.set.cfg.cookie_name).await,
+    ) else {
+        return redirect(
+            &format!("{}/login?rd={}", c.base(), web::pct_encode(&here)),
+            c.rid,
+        );
+    };
+    if !c.set.cfg.totp_self_enrollment {
+        return self_enrollment_off(c);
+    }
+    if !identity::enroll::login_is_recent(s.created_us, now_us()) {
+        // An old session signs in again before binding an authenticator.
+        return redirect(
+            &format!("{}/login?rd={}", c.base(), web::pct_encode(&here)),
+            c.rid,
+        );
+    }
+    match c.id.db.get(&s.user) {
+        Ok(Some(u)) if u.totp_secret.is_some() => {
+            return already_enrolled_page(c, StatusCode::OK, rd)
+        }
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return redirect(
+                &format!("{}/login?rd={}", c.base(), web::pct_encode(&here)),
+                c.rid,
+            )
+        }
+        Err(e) => return store_failed(c, &e),
+    }
+    let secret = match identity::enroll::pending_secret(&c.id.store, &sid, &s.user, now_us()).await
+    {
+        Ok(x) => x,
+        Err(e) => return store_failed(c, &e),
+    };
+    let uri = identity::totp::otpauth_uri(&c.set.cfg.issuer, &s.user, &secret);
+    let svg = match identity::totp::qr_svg_titled(
+        &uri,
+        &format!(
+            "QR code to add {} at {} to an authenticator app",
+            s.user, c.set.cfg.issuer
+        ),
+    ) {
+        Ok(x) => x,
+        Err(e) => return store_failed(c, &e),
+    };
+    let (pre, new_cookie) = c.presession(req.headers());
+    let (status, msg) = match error {
+        Some((st, m)) => (st, Some(m)),
+        None => (StatusCode::OK, None),
+    };
+    let mut r = c.html(
+        status,
+        web::totp_enroll_page(
+            &web::EnrollView {
+                action: &format!("{}/totp", c.base()),
+                csrf: &c.id.csrf.token(&pre),
+                rd,
+                user: &s.user,
+                secret: &secret,
+                uri: &uri,
+                svg: &svg,
+            },
+            msg,
+        ),
+    );
+    if let Some(ck) = new_cookie {
+        Ctx::set_cookie(&mut r, ck);
+    }
+    r
+}
+
+fn self_enrollment_off(c: &Ctx<'_>) -> Response<RespBody> {
+    c.html(
+        StatusCode::FORBIDDEN,
+        web::message_page(
+            "Self-enrolment is off",
+            "Two-factor authentication is set up by an administrator here (`palisade user totp-enroll`). Ask yours.",
+            Some((&format!("{}/logout", c.base()), "Sign out")),
+        ),
+    )
+}
+
+/// `POST {portal}/totp`: confirms the pending secret with a current code;
+/// on success stores TOTP, shows the recovery codes once and elevates the
+/// session to two factors under a new ID.
+async fn totp_post(req: &mut Request<Incoming>, c: &Ctx<'_>) -> Response<RespBody> {
+    let form = match read_form(req, c).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if let Some(r) = check_csrf(req, &form, c, "totp") {
+        return r;
+    }
+    let rd = c.return_to(form.get("rd"));
+    let here = format!("{}/totp?rd={}", c.base(), web::pct_encode(&rd));
+    let back_to_login = || {
+        let mut r = redirect(
+            &format!("{}/login?rd={}", c.base(), web::pct_encode(&here)),
+            c.rid,
+        );
+        *r.status_mut() = StatusCode::SEE_OTHER;
+        r
+    };
+    let (Some(sid), Some(s)) = (
+        cookie_of(req.headers(), &c.set.cfg.cookie_name),
+        lookup(req, c.id, &c.set.cfg.cookie_name).await,
+    ) else {
+        return back_to_login();
+    };
+    if !c.set.cfg.totp_self_enrollment {
+        return self_enrollment_off(c);
+    }
+    let now = now_us();
+    if !identity::enroll::login_is_recent(s.created_us, now) {
+        return back_to_login();
+    }
+    let code: String = form
+        .get("code")
+        .unwrap_or("")
+        .chars()
+        .filter(|ch| !ch.is_whitespace())
+        .take(64)
+        .collect();
+    let outcome = identity::enroll::confirm(
+        &c.id.db,
+        &c.id.store,
+        &sid,
+        &s.user,
+        &code,
+        now / 1_000_000,
+        now,
+    )
+    .await;
+    let codes = match outcome {
+        Ok(identity::enroll::Confirmed::Enrolled { recovery_codes }) => recovery_codes,
+        Ok(identity::enroll::Confirmed::AlreadyEnrolled) => {
+            return already_enrolled_page(c, StatusCode::CONFLICT, &rd)
+        }
+        Ok(identity::enroll::Confirmed::BadCode) => {
+            tracing::info!(target: "identity", user = %s.user, ip = %c.client, reason = "bad code", "totp enrolment: code refused");
+            return totp_page(
+                req,
+                c,
+                &rd,
+                Some((
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "That code does not match. Check that the app shows the new entry and that the phone's clock is right, then enter the current code.",
+                )),
+            )
+            .await;
+        }
+        Ok(_) => {
+            // The pending secret expired (or the session changed): a new
+            // one is shown.
+            tracing::info!(target: "identity", user = %s.user, ip = %c.client, reason = "expired", "totp enrolment: setup expired");
+            return totp_page(
+                req,
+                c,
+                &rd,
+                Some((
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "This setup expired. Remove the old entry from your app, scan this new QR code, and enter the current code.",
+                )),
+            )
+            .await;
+        }
+        Err(identity::Error::NoSuchUser(_)) => return back_to_login(),
+        Err(e) => return store_failed(c, &e),
+    };
+    // Elevation: the session now has both factors, under a new ID.
+    let new = match c.id.sessions.rotate(&sid, Some(2), now).await {
+        Ok(Some(n)) => Some(n),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(target: "identity", user = %s.user, error = %e, "session not elevated after enrolment");
+            None
+        }
+    };
+    if let Err(e) = c.id.regulator.record_success(&s.user, c.client, now).await {
+        tracing::warn!(target: "identity", error = %e, "known-good record failed");
+    }
+    tracing::info!(target: "identity", user = %s.user, ip = %c.client, reason = "self-enrolment", "totp enrolled");
+    // 200 with the codes (not a redirect: they are shown once, here).
+    let mut r = c.html(
+        StatusCode::OK,
+        web::totp_enrolled_page(&s.user, &codes, &rd),
+    );
+    if let Some(n) = new {
+        let max_age = s
+            .remember
+            .then(|| c.id.sessions.config().remember_absolute_secs);
+        Ctx::set_cookie(
+            &mut r,
+            web::set_cookie(&c.set.cfg.cookie_name, &n, c.secure, max_age),
+        );
+    }
     r
 }
 

@@ -435,7 +435,10 @@ pub(super) fn validate(raw: RawShield, v: &V, routes: &[RouteConfig]) -> Result<
 }
 
 /// `[state]`: checked by the state crate; the SQLite file defaults to
-/// `<data_dir>/state.db` (instead of the working directory).
+/// `<data_dir>/state.db` (instead of the working directory); an explicit
+/// relative `path` is taken against the config file's directory, as the
+/// `palisade user` commands read it (`identity::config::load_file`), so
+/// both open the same file whatever the working directory.
 pub(super) fn validate_state(
     mut raw: state::StateConfig,
     v: &V,
@@ -443,6 +446,10 @@ pub(super) fn validate_state(
 ) -> Result<state::StateConfig> {
     if raw.sqlite.path == state::SqliteConfig::default().path {
         raw.sqlite.path = server.data_dir.join("state.db");
+    } else if raw.sqlite.path.is_relative() {
+        if let Some(base) = std::path::Path::new(v.file).parent() {
+            raw.sqlite.path = base.join(&raw.sqlite.path);
+        }
     }
     raw.validate()
         .map_err(|e| whole(v, "state", e.to_string()))?;

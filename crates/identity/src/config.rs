@@ -9,6 +9,7 @@
 //! user_header = "Remote-User"    # identity forwarded upstream
 //! groups_header = "Remote-Groups"
 //! # secret = "…"                # CSRF key; set it when several nodes serve the portal
+//! totp_self_enrollment = false   # signed-in users may set up TOTP in the portal
 //!
 //! [identity.argon2]              # defaults: OWASP (19 MiB, t=2, p=1)
 //! m_cost_kib = 19456
@@ -118,6 +119,13 @@ pub struct IdentityConfig {
     /// (then a form loaded before a restart, or on another node, is refused
     /// once and reloaded).
     pub secret: Option<String>,
+    /// Whether a signed-in user without TOTP may enrol an authenticator
+    /// in the portal (`{portal_path}/totp`), and is sent there when a
+    /// `two_factor` route asks (default `false`: only an administrator
+    /// enrols, with `palisade user totp-enroll`). Off by default because
+    /// self-enrolment lets whoever knows a password alone bind their own
+    /// authenticator to an account that has none.
+    pub totp_self_enrollment: bool,
 }
 
 impl IdentityConfig {
@@ -189,6 +197,7 @@ impl Default for IdentityConfig {
             user_header: DEFAULT_USER_HEADER.into(),
             groups_header: DEFAULT_GROUPS_HEADER.into(),
             secret: None,
+            totp_self_enrollment: false,
         }
     }
 }
@@ -281,7 +290,10 @@ mod tests {
         let (id, _) = parse(&example).unwrap();
         assert_eq!(id.issuer, "palisade");
         assert_eq!(id.access.rules.len(), 1);
+        assert!(!id.totp_self_enrollment, "the documented default");
         id.access.compile().unwrap();
+        let (id, _) = parse("[identity]\ntotp_self_enrollment = true\n").unwrap();
+        assert!(id.totp_self_enrollment);
         assert!(parse("[identity]\nbogus = 1\n")
             .unwrap_err()
             .contains("bogus"));

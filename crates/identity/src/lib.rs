@@ -5,6 +5,7 @@
 //!   list via [`breach`]);
 //! * [`username`]: NFKC normalisation and limits;
 //! * [`totp`]: RFC 6238 codes, enrollment URI and QR codes, recovery codes;
+//! * [`enroll`]: TOTP self-enrolment through the portal (pending secrets);
 //! * [`users`]: the SQLite user database;
 //! * [`session`]: sessions in the state store (timeouts, rotation, revocation);
 //! * [`bruteforce`]: failure counters and back-off locks;
@@ -18,6 +19,7 @@ pub mod access;
 pub mod breach;
 pub mod bruteforce;
 pub mod config;
+pub mod enroll;
 mod error;
 pub mod password;
 pub mod replay;

@@ -56,7 +56,21 @@ pub async fn totp_check_shared(
     let Some(step) = totp::verify(secret, code, unix_secs, last)? else {
         return Ok(false);
     };
-    let claim = format!("id:totp:step:{}:{step}", u.name);
+    claim_step(store, &u.name, step, now).await
+}
+
+/// Claims TOTP `step` for `user` in `store`: `Ok(false)` when it (or a
+/// later step) was already used. Also called when the portal enrols a
+/// user, so the code that confirmed the enrolment cannot then log in.
+pub async fn claim_step(store: &Store, user: &str, step: u64, now: Micros) -> Result<bool> {
+    let last = store
+        .kv_get(&last_key(user), now)
+        .await?
+        .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u64>().ok());
+    if last.is_some_and(|l| step <= l) {
+        return Ok(false);
+    }
+    let claim = format!("id:totp:step:{user}:{step}");
     if !store
         .kv_set_nx(&claim, b"1", Some(STEP_MEMORY), now)
         .await?
@@ -65,7 +79,7 @@ pub async fn totp_check_shared(
     }
     store
         .kv_set(
-            &last_key(&u.name),
+            &last_key(user),
             step.to_string().as_bytes(),
             Some(STEP_MEMORY),
             now,

@@ -158,12 +158,82 @@ pub fn otpauth_uri(issuer: &str, user: &str, secret: &str) -> String {
     )
 }
 
-/// The URI as a QR code in SVG (for the portal).
-pub fn qr_svg(uri: &str) -> Result<String> {
+/// 4 modules: the quiet zone around a QR code (ISO/IEC 18004 §6.3.8);
+/// scanners need it to find the finder patterns.
+pub const QR_QUIET_ZONE: usize = 4;
+/// 240 px: the SVG's default rendered size (readable on a phone screen; the
+/// portal lets it shrink to the page width).
+pub const QR_SVG_PIXELS: usize = 240;
+
+/// The QR code of `uri` as a module grid: (width in modules, dark modules
+/// row by row). Error correction level M (what authenticator apps scan).
+pub fn qr_modules(uri: &str) -> Result<(usize, Vec<bool>)> {
     let q = qrcode::QrCode::new(uri.as_bytes()).map_err(|e| Error::Totp(e.to_string()))?;
-    Ok(q.render::<qrcode::render::svg::Color>()
-        .min_dimensions(200, 200)
-        .build())
+    let dark = q
+        .to_colors()
+        .into_iter()
+        .map(|c| c == qrcode::Color::Dark)
+        .collect();
+    Ok((q.width(), dark))
+}
+
+/// The URI as a QR code in SVG, titled "QR code" (a standalone file, as
+/// `palisade user totp-enroll --svg` writes).
+pub fn qr_svg(uri: &str) -> Result<String> {
+    qr_svg_titled(uri, "QR code")
+}
+
+/// The URI as an SVG QR code that is also valid inline in HTML: no XML
+/// declaration, `role="img"` with a `<title>` (the accessible name, and a
+/// tooltip), a white quiet zone of [`QR_QUIET_ZONE`] modules, and one path
+/// of unit squares in a `viewBox` of `width + 2 × quiet zone` modules, so a
+/// scanner (or a test) maps each square back to its module.
+pub fn qr_svg_titled(uri: &str, title: &str) -> Result<String> {
+    let (w, dark) = qr_modules(uri)?;
+    let n = w + 2 * QR_QUIET_ZONE;
+    let mut d = String::with_capacity(dark.len() * 4);
+    for y in 0..w {
+        // Runs of dark modules in a row become one rectangle each.
+        let mut x = 0;
+        while x < w {
+            if !dark[y * w + x] {
+                x += 1;
+                continue;
+            }
+            let start = x;
+            while x < w && dark[y * w + x] {
+                x += 1;
+            }
+            d.push_str(&format!(
+                "M{} {}h{}v1h-{}z",
+                start + QR_QUIET_ZONE,
+                y + QR_QUIET_ZONE,
+                x - start,
+                x - start
+            ));
+        }
+    }
+    let t = crate::web::html_escape(title);
+    Ok(format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" id=\"qr\" viewBox=\"0 0 {n} {n}\" width=\"{px}\" height=\"{px}\" role=\"img\" aria-labelledby=\"qr-title\" shape-rendering=\"crispEdges\">\
+<title id=\"qr-title\">{t}</title>\
+<rect width=\"{n}\" height=\"{n}\" fill=\"#fff\"/>\
+<path fill=\"#000\" d=\"{d}\"/></svg>",
+        px = QR_SVG_PIXELS
+    ))
+}
+
+/// A base32 secret in groups of four (`ABCD EFGH …`), as typed into an
+/// authenticator app by hand (apps ignore the spaces).
+pub fn group_secret(secret: &str) -> String {
+    let mut o = String::with_capacity(secret.len() + secret.len() / 4);
+    for (i, c) in secret.chars().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            o.push(' ');
+        }
+        o.push(c);
+    }
+    o
 }
 
 /// The URI as a QR code in Unicode half blocks (for a terminal).
@@ -279,11 +349,70 @@ mod tests {
             u,
             "otpauth://totp/palisade:alice%40example.com?secret=JBSWY3DPEHPK3PXP&issuer=palisade&algorithm=SHA1&digits=6&period=30"
         );
-        let svg = qr_svg(&u).unwrap();
-        assert!(svg.contains("<svg") && svg.contains("</svg>"));
+        let svg = qr_svg_titled(&u, "QR <code> & more").unwrap();
+        assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>"));
+        assert!(svg.contains("<title id=\"qr-title\">QR &lt;code&gt; &amp; more</title>"));
+        let (w, dark) = qr_modules(&u).unwrap();
+        assert_eq!(dark.len(), w * w);
+        let n = w + 2 * QR_QUIET_ZONE;
+        assert!(svg.contains(&format!("viewBox=\"0 0 {n} {n}\"")), "{svg}");
+        // The top-left finder pattern: a 7-module dark run on the first row.
+        assert!(dark[..7].iter().all(|d| *d) && !dark[7]);
+        assert!(svg.contains("M4 4h7v1h-7z"), "{svg}");
+        assert_eq!(group_secret("ABCDEFGHIJ"), "ABCD EFGH IJ");
+        assert_eq!(group_secret(""), "");
         let t = qr_unicode(&u).unwrap();
         assert!(t.lines().count() > 10);
         assert!(t.contains('█') || t.contains('▀') || t.contains('▄'));
+    }
+
+    /// The module grid an SVG from [`qr_svg_titled`] draws: reads the
+    /// viewBox and each `M x y h w v1 h-w z` rectangle.
+    fn grid_of(svg: &str) -> (usize, Vec<bool>) {
+        let vb = svg.split("viewBox=\"0 0 ").nth(1).unwrap();
+        let n: usize = vb.split(' ').next().unwrap().parse().unwrap();
+        let d = svg
+            .split(" d=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let mut g = vec![false; n * n];
+        for rect in d.split('M').filter(|r| !r.is_empty()) {
+            let (xy, rest) = rect.split_once('h').unwrap();
+            let (x, y) = xy.split_once(' ').unwrap();
+            let (x, y): (usize, usize) = (x.parse().unwrap(), y.parse().unwrap());
+            let w: usize = rest.split('v').next().unwrap().parse().unwrap();
+            assert_eq!(rest, format!("{w}v1h-{w}z"));
+            for i in x..x + w {
+                assert!(!g[y * n + i], "overlapping rectangles");
+                g[y * n + i] = true;
+            }
+        }
+        (n, g)
+    }
+
+    #[test]
+    fn svg_decodes_back_to_the_uri() {
+        let secret = generate_secret().unwrap();
+        let uri = otpauth_uri("palisade", "zoë@example.com", &secret);
+        let svg = qr_svg(&uri).unwrap();
+        let (n, g) = grid_of(&svg);
+        let w = n - 2 * QR_QUIET_ZONE;
+        // A QR code of version v is 17 + 4v modules wide.
+        assert_eq!((w - 17) % 4, 0, "{w}");
+        // The quiet zone is white.
+        for i in 0..n {
+            for j in 0..QR_QUIET_ZONE {
+                assert!(!g[j * n + i] && !g[(n - 1 - j) * n + i]);
+                assert!(!g[i * n + j] && !g[i * n + n - 1 - j]);
+            }
+        }
+        let grid =
+            rqrr::SimpleGrid::from_func(w, |x, y| g[(y + QR_QUIET_ZONE) * n + x + QR_QUIET_ZONE]);
+        let (_, text) = rqrr::Grid::new(grid).decode().unwrap();
+        assert_eq!(text, uri);
     }
 
     #[test]

@@ -237,6 +237,40 @@ impl UserDb {
         Ok((secret, codes))
     }
 
+    /// Enrolls TOTP with a secret the user has already confirmed (the
+    /// portal's self-enrolment): stores `secret`, the recovery-code
+    /// `hashes` and `last_step` (the confirming code's step, so that code
+    /// cannot be used again) — only if the user has no TOTP yet, in one
+    /// statement, so two concurrent enrolments cannot both win. `Ok(false)`:
+    /// already enrolled.
+    pub fn totp_enroll_confirmed(
+        &self,
+        name: &str,
+        secret: &str,
+        hashes: &[String],
+        last_step: u64,
+    ) -> Result<bool> {
+        let name = normalize_username(name)?;
+        self.with(|c| {
+            let n = c.execute(
+                "UPDATE users SET totp_secret = ?1, totp_last_step = ?2, recovery = ?3 WHERE name = ?4 AND totp_secret IS NULL",
+                params![secret, last_step as i64, json(hashes), name],
+            )?;
+            if n == 1 {
+                return Ok(true);
+            }
+            let exists: Option<i64> = c
+                .query_row("SELECT 1 FROM users WHERE name = ?1", params![name], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            match exists {
+                Some(_) => Ok(false),
+                None => Err(Error::NoSuchUser(name.clone())),
+            }
+        })
+    }
+
     /// Removes TOTP and recovery codes.
     pub fn totp_reset(&self, name: &str) -> Result<()> {
         let name = normalize_username(name)?;
@@ -405,6 +439,32 @@ mod tests {
         db.totp_reset("carol").unwrap();
         let u = db.get("carol").unwrap().unwrap();
         assert!(u.totp_secret.is_none() && u.recovery_hashes.is_empty());
+    }
+
+    #[test]
+    fn confirmed_enrolment_only_without_totp() {
+        let db = UserDb::memory().unwrap();
+        db.add("frank", "$h", &[]).unwrap();
+        let (_, hashes) = totp::generate_recovery_codes().unwrap();
+        let secret = totp::generate_secret().unwrap();
+        assert!(db
+            .totp_enroll_confirmed("frank", &secret, &hashes, 42)
+            .unwrap());
+        let u = db.get("frank").unwrap().unwrap();
+        assert_eq!(u.totp_secret.as_deref(), Some(secret.as_str()));
+        assert_eq!(u.totp_last_step, Some(42));
+        assert_eq!(u.recovery_hashes, hashes);
+        // A second enrolment does not replace the first.
+        let other = totp::generate_secret().unwrap();
+        assert!(!db.totp_enroll_confirmed("frank", &other, &[], 50).unwrap());
+        assert_eq!(
+            db.get("frank").unwrap().unwrap().totp_secret.as_deref(),
+            Some(secret.as_str())
+        );
+        assert!(matches!(
+            db.totp_enroll_confirmed("nobody", &other, &[], 1),
+            Err(Error::NoSuchUser(_))
+        ));
     }
 
     #[test]

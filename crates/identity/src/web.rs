@@ -257,7 +257,11 @@ label{{display:block;margin-top:1rem;font-weight:600}}\n\
 input[type=text],input[type=password]{{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}}\n\
 button{{margin-top:1.25rem;padding:.6rem 1.2rem;font-size:1rem}}\n\
 .error{{color:#a00000;border:1px solid #a00000;padding:.5rem}}\n\
-:focus{{outline:3px solid #1a5fb4}}\n</style>\n</head>\n<body>\n<main>\n<h1>{t}</h1>\n{body}</main>\n</body>\n</html>\n",
+:focus{{outline:3px solid #1a5fb4}}\n\
+svg{{display:block;max-width:100%;height:auto;margin:1rem 0}}\n\
+code{{font-family:ui-monospace,monospace;word-break:break-all}}\n\
+.secret{{display:block;font-size:1.2rem;padding:.5rem;background:#f2f2f2;user-select:all;word-break:normal}}\n\
+</style>\n</head>\n<body>\n<main>\n<h1>{t}</h1>\n{body}</main>\n</body>\n</html>\n",
         t = html_escape(title)
     )
 }
@@ -342,6 +346,86 @@ pub fn logout_page(action: &str, csrf: &str, user: Option<&str>) -> String {
 <button type=\"submit\" id=\"submit\">Sign out</button>\n</form>\n",
             a = html_escape(action),
             c = html_escape(csrf),
+        ),
+    )
+}
+
+/// What the TOTP enrolment page shows (all text is escaped when rendered).
+#[derive(Debug)]
+pub struct EnrollView<'a> {
+    /// The form's target.
+    pub action: &'a str,
+    /// The CSRF token.
+    pub csrf: &'a str,
+    /// The return URL after enrolment.
+    pub rd: &'a str,
+    /// The signed-in user.
+    pub user: &'a str,
+    /// The base32 secret (shown grouped by four).
+    pub secret: &'a str,
+    /// The `otpauth://` URI.
+    pub uri: &'a str,
+    /// The QR code, an `<svg>` element from
+    /// [`crate::totp::qr_svg_titled`] (inserted as is: it is generated,
+    /// and its title is escaped there).
+    pub svg: &'a str,
+}
+
+/// The TOTP enrolment page: QR code, the secret in text, the `otpauth`
+/// URI (a link, which opens an authenticator app on a phone), and the
+/// form that confirms with a current code.
+pub fn totp_enroll_page(v: &EnrollView<'_>, error: Option<&str>) -> String {
+    let described = if error.is_some() {
+        " aria-describedby=\"error\""
+    } else {
+        ""
+    };
+    page(
+        "Set up two-factor authentication",
+        &format!(
+            "{err}<p>Signed in as <strong>{u}</strong>.</p>\n\
+<ol>\n<li>Scan this QR code with an authenticator app (for example Google Authenticator, Aegis or FreeOTP).</li>\n\
+<li>Enter the 6-digit code the app shows, to confirm.</li>\n</ol>\n\
+{svg}\n\
+<p>Cannot scan? Type this key into the app (time-based, 6 digits, 30 seconds):</p>\n\
+<code class=\"secret\" id=\"secret\">{sec}</code>\n\
+<p><a href=\"{uri}\" id=\"otpauth\">Open in an authenticator app on this device</a></p>\n\
+<details><summary>Setup URI</summary><p><code id=\"uri\">{uri}</code></p></details>\n\
+<form method=\"post\" action=\"{a}\">\n\
+<input type=\"hidden\" name=\"csrf\" value=\"{c}\">\n\
+<input type=\"hidden\" name=\"rd\" value=\"{r}\">\n\
+<label for=\"code\">Code from the app</label>\n\
+<input type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" pattern=\"[0-9 ]*\" required{d}>\n\
+<button type=\"submit\" id=\"submit\">Turn on two-factor authentication</button>\n</form>\n",
+            err = error_block(error),
+            u = html_escape(v.user),
+            svg = v.svg,
+            sec = html_escape(&crate::totp::group_secret(v.secret)),
+            uri = html_escape(v.uri),
+            a = html_escape(v.action),
+            c = html_escape(v.csrf),
+            r = html_escape(v.rd),
+            d = described,
+        ),
+    )
+}
+
+/// The page after a successful enrolment: the recovery codes, shown once.
+pub fn totp_enrolled_page(user: &str, codes: &[String], continue_to: &str) -> String {
+    let list: String = codes
+        .iter()
+        .map(|c| format!("<li><code>{}</code></li>\n", html_escape(c)))
+        .collect();
+    page(
+        "Two-factor authentication is on",
+        &format!(
+            "<p id=\"message\">Two-factor authentication is now on for <strong>{u}</strong>. From now on, signing in asks for a code from your authenticator app.</p>\n\
+<h2 id=\"recovery-title\">Recovery codes</h2>\n\
+<p>If you lose your phone, each of these codes signs you in once instead of an app code. Save them now (print them or keep them in a password manager): they are not shown again.</p>\n\
+<ol id=\"recovery-codes\" aria-labelledby=\"recovery-title\">\n{list}</ol>\n\
+<p><a href=\"{href}\" id=\"continue\">I have saved my recovery codes — continue</a></p>\n",
+            u = html_escape(user),
+            href = html_escape(continue_to),
         ),
     )
 }
@@ -442,5 +526,36 @@ mod tests {
         assert!(!p.contains("<script>"));
         assert!(p.contains("bad &lt;b&gt;"));
         assert!(!p.contains("<script"), "no JavaScript in the portal");
+    }
+
+    #[test]
+    fn enrolment_pages_escape_and_label() {
+        let svg = crate::totp::qr_svg_titled("otpauth://totp/x?secret=AAAA", "QR").unwrap();
+        let v = EnrollView {
+            action: "/auth/totp",
+            csrf: "tok\"",
+            rd: "/x?\"><script>",
+            user: "<b>eve</b>",
+            secret: "ABCDEFGHIJKLMNOP",
+            uri: "otpauth://totp/a:b?secret=ABCD&issuer=a\"><script>",
+            svg: &svg,
+        };
+        let p = totp_enroll_page(&v, Some("bad <i>"));
+        assert!(!p.contains("<script"), "{p}");
+        assert!(p.contains("&lt;b&gt;eve&lt;/b&gt;") && p.contains("bad &lt;i&gt;"));
+        assert!(p.contains("<code class=\"secret\" id=\"secret\">ABCD EFGH IJKL MNOP</code>"));
+        assert!(p.contains("<label for=\"code\">") && p.contains("id=\"code\""));
+        assert!(p.contains("aria-describedby=\"error\""));
+        assert!(p.contains(&svg), "the QR code inline");
+        assert!(p.contains("name=\"csrf\" value=\"tok&quot;\""));
+        assert!(
+            !p.contains("name=\"secret\""),
+            "the secret is never a form field"
+        );
+        let codes = vec!["abcd-efgh-ijkl-mnop".to_string(), "<x>".to_string()];
+        let d = totp_enrolled_page("bob", &codes, "/app?a=1&b=\"2");
+        assert!(d.contains("<li><code>abcd-efgh-ijkl-mnop</code></li>"));
+        assert!(d.contains("&lt;x&gt;") && !d.contains("<x>"));
+        assert!(d.contains("href=\"/app?a=1&amp;b=&quot;2\""));
     }
 }

@@ -2,7 +2,10 @@
 //! chromedriver (W3C WebDriver over plain HTTP): protected URL → login page
 //! → password with "remember me" → second-factor page → TOTP computed by
 //! the test → the application reached with `Remote-User` → logout → login
-//! page again; then a session without "remember me" that expires.
+//! page again; then a session without "remember me" that expires; then a
+//! user without TOTP sent by a `two_factor` route to the enrolment page,
+//! whose QR code renders (on a phone-sized window), enrolled with a code
+//! computed from the secret the page shows.
 //! Screenshots of each step are saved under the target directory
 //! (`target/tmp/identity-browser/*.png`) as test artefacts.
 //!
@@ -217,6 +220,28 @@ impl Driver {
         eprintln!("screenshot: {}", path.display());
     }
 
+    fn rect(&self, css: &str) -> Value {
+        let e = self.element(css);
+        self.call("GET", &self.s(&format!("/element/{e}/rect")), None)["value"].clone()
+    }
+
+    fn text(&self, css: &str) -> String {
+        let e = self.element(css);
+        self.call("GET", &self.s(&format!("/element/{e}/text")), None)["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn count(&self, css: &str) -> usize {
+        let v = self.call(
+            "POST",
+            &self.s("/elements"),
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v["value"].as_array().map(Vec::len).unwrap_or(0)
+    }
+
     fn cookies(&self) -> Vec<Value> {
         self.call("GET", &self.s("/cookie"), None)["value"]
             .as_array()
@@ -233,6 +258,7 @@ fn chromium_logs_in_with_totp_reaches_the_app_and_logs_out() {
     let users = Users::new();
     users.add("alice", &["admin"]);
     let (secret, _) = users.enroll("alice");
+    users.add("bob", &["admin"]);
     let mut o = UpstreamOpts::named("app");
     o.body = Some(
         b"<!doctype html><html lang=\"en\"><head><title>app</title></head><body><p id=\"app\">welcome to the app</p></body></html>".to_vec(),
@@ -244,7 +270,7 @@ fn chromium_logs_in_with_totp_reaches_the_app_and_logs_out() {
     let p = Palisade::start_toml(&config(
         up.addr,
         &users,
-        "[identity.sessions]\ninactivity_secs = 600\nabsolute_secs = 6\nremember_absolute_secs = 3600",
+        "totp_self_enrollment = true\n[identity.sessions]\ninactivity_secs = 600\nabsolute_secs = 6\nremember_absolute_secs = 3600",
         "",
     ));
     let base = format!("http://127.0.0.1:{}", p.port);
@@ -322,4 +348,55 @@ fn chromium_logs_in_with_totp_reaches_the_app_and_logs_out() {
     d.goto(&format!("{base}/app/home"));
     assert!(d.url().contains("/login?rd="), "expired: {}", d.url());
     d.screenshot("session-expired");
+
+    // 6. bob has no TOTP: the two-factor route sends him, after the
+    // password, to the enrolment page, here on a phone-sized window.
+    d.call(
+        "POST",
+        &d.s("/window/rect"),
+        Some(json!({"width": 390, "height": 844})),
+    );
+    d.goto(&format!("{base}/admin/dashboard"));
+    d.type_into("#username", "bob");
+    d.type_into("#password", PASSWORD);
+    d.click("#remember");
+    d.click("#submit");
+    assert!(
+        d.url().contains(&format!("{PORTAL}/totp?rd=")),
+        "{}",
+        d.url()
+    );
+    // The QR code is an inline SVG the browser lays out: present, square,
+    // not empty, within the phone's width.
+    let r = d.rect("svg#qr");
+    let (x, w, h) = (
+        r["x"].as_f64().unwrap(),
+        r["width"].as_f64().unwrap(),
+        r["height"].as_f64().unwrap(),
+    );
+    assert!(w >= 100.0 && (w - h).abs() < 1.0, "QR code box {r}");
+    assert!(x >= 0.0 && x + w <= 390.0, "fits a phone screen: {r}");
+    assert!(d.source().contains("QR code to add bob"), "{}", d.source());
+    d.screenshot("totp-enrol-page-phone");
+    let shown = d.text("#secret").replace(' ', "");
+    assert_eq!(shown.len(), 32, "{shown}");
+    fresh_totp_window(8);
+    d.type_into("#code", &totp_now(&shown));
+    d.click("#submit");
+    assert!(
+        d.source().contains("Two-factor authentication is on"),
+        "{}",
+        d.source()
+    );
+    assert_eq!(d.count("#recovery-codes li"), 10);
+    d.screenshot("totp-enrolled-recovery-codes");
+    assert_eq!(
+        users.db.get("bob").unwrap().unwrap().totp_secret.as_deref(),
+        Some(shown.as_str())
+    );
+    d.click("#continue");
+    assert_eq!(d.url(), format!("{base}/admin/dashboard"));
+    assert!(d.source().contains("welcome to the app"), "{}", d.source());
+    let last = up.requests_to("/admin/dashboard").pop().unwrap();
+    assert_eq!(last.header("remote-user"), Some("bob"));
 }

@@ -225,3 +225,131 @@ pub fn anon(addr: SocketAddr, path: &str, accept: &str) -> Response {
         .as_bytes(),
     )
 }
+
+/// The text of the element with `id` (up to its first `<`), HTML-unescaped.
+pub fn element_text(page: &str, id: &str) -> Option<String> {
+    let i = page.find(&format!("id=\"{id}\""))?;
+    let rest = &page[i..];
+    let rest = &rest[rest.find('>')? + 1..];
+    Some(html_unescape(&rest[..rest.find('<')?]))
+}
+
+/// Undoes the portal's HTML escaping.
+pub fn html_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+/// The `<svg>…</svg>` element of a page.
+pub fn svg_of(page: &str) -> Option<&str> {
+    let i = page.find("<svg")?;
+    let j = page[i..].find("</svg>")?;
+    Some(&page[i..i + j + 6])
+}
+
+/// The module grid of a portal QR SVG: its viewBox side `n` (modules,
+/// quiet zone included) and the dark modules, from each `M x y h w v1 h-w z`
+/// rectangle of the path.
+pub fn svg_grid(svg: &str) -> (usize, Vec<bool>) {
+    let vb = svg.split("viewBox=\"0 0 ").nth(1).expect("viewBox");
+    let (a, rest) = vb.split_once(' ').unwrap();
+    let b = rest.split('"').next().unwrap();
+    assert_eq!(a, b, "a square viewBox");
+    let n: usize = a.parse().unwrap();
+    let d = svg
+        .split(" d=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let mut g = vec![false; n * n];
+    for rect in d.split('M').filter(|r| !r.is_empty()) {
+        let (xy, rest) = rect.split_once('h').unwrap();
+        let (x, y) = xy.split_once(' ').unwrap();
+        let (x, y): (usize, usize) = (x.parse().unwrap(), y.parse().unwrap());
+        let w: usize = rest.split('v').next().unwrap().parse().unwrap();
+        assert_eq!(rest, format!("{w}v1h-{w}z"), "unit-high rectangles");
+        assert!(x + w <= n && y < n, "inside the viewBox");
+        for i in x..x + w {
+            g[y * n + i] = true;
+        }
+    }
+    (n, g)
+}
+
+/// Decodes a portal QR SVG (quiet zone of 4 modules) to its text.
+pub fn decode_qr_svg(svg: &str) -> String {
+    let (n, g) = svg_grid(svg);
+    let q = identity::totp::QR_QUIET_ZONE;
+    let w = n - 2 * q;
+    let grid = rqrr::SimpleGrid::from_func(w, |x, y| g[(y + q) * n + x + q]);
+    let (_, text) = rqrr::Grid::new(grid).decode().expect("the QR code decodes");
+    text
+}
+
+/// What the enrolment page showed.
+pub struct EnrolPage {
+    pub status: u16,
+    pub body: String,
+    pub secret: String,
+    pub uri: String,
+    pub svg: String,
+    pub csrf: String,
+}
+
+impl Browser {
+    /// GETs `{portal}/totp?rd=…` and parses the enrolment page.
+    pub fn enrol_page(&mut self, addr: SocketAddr, rd: &str) -> EnrolPage {
+        let r = self.get(addr, &format!("{PORTAL}/totp?rd={}", enc(rd)), "");
+        let body = r.body_str();
+        assert_eq!(r.status, 200, "{body}");
+        EnrolPage {
+            status: r.status,
+            secret: element_text(&body, "secret")
+                .unwrap_or_else(|| panic!("no secret in {body}"))
+                .replace(' ', ""),
+            uri: element_text(&body, "uri").unwrap(),
+            svg: svg_of(&body).unwrap().to_string(),
+            csrf: hidden(&body, "csrf").unwrap(),
+            body,
+        }
+    }
+    /// POSTs the enrolment form with `code`.
+    pub fn enrol_confirm(
+        &mut self,
+        addr: SocketAddr,
+        csrf: &str,
+        code: &str,
+        rd: &str,
+    ) -> Response {
+        self.post(
+            addr,
+            &format!("{PORTAL}/totp"),
+            &format!("csrf={csrf}&rd={}&code={}", enc(rd), enc(code)),
+        )
+    }
+}
+
+/// The recovery codes listed on the "two-factor authentication is on" page.
+pub fn recovery_codes_of(page: &str) -> Vec<String> {
+    let i = page
+        .find("id=\"recovery-codes\"")
+        .expect("recovery code list");
+    let list = &page[i..page[i..].find("</ol>").unwrap() + i];
+    list.split("<li><code>")
+        .skip(1)
+        .map(|s| s.split('<').next().unwrap().to_string())
+        .collect()
+}
+
+/// The UNIX time now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
