@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # --- system packages the tests start for real (loopback only) -------------
 # "binary:package" pairs. The gateway's TLS tests drive Python's ssl module.
 apt_pkgs=()
-for pair in "python3:python3" "redis-server:redis-server" "chromium:chromium" "nmap:nmap" "nginx:nginx" "chromedriver:chromium-driver" "sslscan:sslscan" "openssl:openssl" "mosquitto:mosquitto"; do
+for pair in "python3:python3" "redis-server:redis-server" "chromium:chromium" "nmap:nmap" "nginx:nginx" "chromedriver:chromium-driver" "sslscan:sslscan" "openssl:openssl" "mosquitto:mosquitto" "zbarimg:zbar-tools"; do
   bin=${pair%%:*}; pkg=${pair##*:}
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || apt_pkgs+=("$pkg")
 done

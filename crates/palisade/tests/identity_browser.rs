@@ -5,7 +5,8 @@
 //! page again; then a session without "remember me" that expires; then a
 //! user without TOTP sent by a `two_factor` route to the enrolment page,
 //! whose QR code renders (on a phone-sized window), enrolled with a code
-//! computed from the secret the page shows.
+//! computed from the secret the page shows (and the QR code in the
+//! screenshot read by a real scanner, `zbarimg` from Debian `zbar-tools`).
 //! Screenshots of each step are saved under the target directory
 //! (`target/tmp/identity-browser/*.png`) as test artefacts.
 //!
@@ -44,6 +45,32 @@ fn tools() -> Option<(&'static str, &'static str)> {
                 panic!("chromium and chromium-driver are required under CI");
             }
             eprintln!("SKIPPED: chromium or chromedriver missing (apt-get install chromium chromium-driver)");
+            None
+        }
+    }
+}
+
+/// The QR code in a PNG, read by `zbarimg` (Debian `zbar-tools`); `None`
+/// (step skipped) when zbarimg is missing and CI is unset.
+fn zbar_scan(png: &std::path::Path) -> Option<String> {
+    match Command::new("zbarimg")
+        .args(["-q", "--raw"])
+        .arg(png)
+        .output()
+    {
+        Ok(o) => {
+            assert!(
+                o.status.success(),
+                "zbarimg found no QR code in {}",
+                png.display()
+            );
+            Some(String::from_utf8(o.stdout).unwrap().trim().to_string())
+        }
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("zbarimg (zbar-tools) is required under CI: {e}");
+            }
+            eprintln!("SKIPPED the QR scan: zbarimg missing (apt-get install zbar-tools)");
             None
         }
     }
@@ -199,6 +226,27 @@ impl Driver {
         );
     }
 
+    /// Waits (bounded) until the page shows `needle`: a click that submits
+    /// a form can return before the next page has loaded, so whatever is
+    /// asserted after it waits for that page first.
+    fn wait_page(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(v) = self.try_call("GET", &self.s("/source"), None) {
+                if v["value"].as_str().is_some_and(|src| src.contains(needle)) {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed {needle:?}; at {}:\n{}",
+                self.url(),
+                self.source()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn click(&self, css: &str) {
         let e = self.element(css);
         self.call(
@@ -208,7 +256,7 @@ impl Driver {
         );
     }
 
-    fn screenshot(&mut self, name: &str) {
+    fn screenshot(&mut self, name: &str) -> std::path::PathBuf {
         let v = self.call("GET", &self.s("/screenshot"), None);
         let png = base64::engine::general_purpose::STANDARD
             .decode(v["value"].as_str().unwrap())
@@ -218,6 +266,7 @@ impl Driver {
         let path = self.shots.join(format!("{:02}-{name}.png", self.n));
         std::fs::write(&path, png).unwrap();
         eprintln!("screenshot: {}", path.display());
+        path
     }
 
     fn rect(&self, css: &str) -> Value {
@@ -293,6 +342,7 @@ fn chromium_logs_in_with_totp_reaches_the_app_and_logs_out() {
     d.screenshot("login-filled");
     fresh_totp_window(8);
     d.click("#submit");
+    d.wait_page("Signed in as");
     assert!(d.url().contains("/second-factor"), "{}", d.url());
     assert!(d.source().contains("Signed in as"), "{}", d.source());
     d.screenshot("second-factor-page");
@@ -300,6 +350,7 @@ fn chromium_logs_in_with_totp_reaches_the_app_and_logs_out() {
     // 3. The TOTP code, computed here from the enrolled secret.
     d.type_into("#code", &totp_now(&secret));
     d.click("#submit");
+    d.wait_page("welcome to the app");
     assert_eq!(d.url(), format!("{base}/admin/dashboard"));
     assert!(d.source().contains("welcome to the app"), "{}", d.source());
     d.screenshot("app-reached");
@@ -321,7 +372,7 @@ fn chromium_logs_in_with_totp_reaches_the_app_and_logs_out() {
     d.goto(&format!("{base}{PORTAL}/logout"));
     d.screenshot("logout-page");
     d.click("#submit");
-    assert!(d.source().contains("You are signed out"), "{}", d.source());
+    d.wait_page("You are signed out");
     d.screenshot("logged-out");
     let before = up.requests_to("/admin/dashboard").len();
     d.goto(&format!("{base}/admin/dashboard"));
@@ -333,6 +384,7 @@ fn chromium_logs_in_with_totp_reaches_the_app_and_logs_out() {
     d.type_into("#username", "alice");
     d.type_into("#password", PASSWORD);
     d.click("#submit");
+    d.wait_page("welcome to the app");
     assert_eq!(d.url(), format!("{base}/app/home"));
     assert!(d.source().contains("welcome to the app"));
     let sc = d
@@ -361,6 +413,7 @@ fn chromium_logs_in_with_totp_reaches_the_app_and_logs_out() {
     d.type_into("#password", PASSWORD);
     d.click("#remember");
     d.click("#submit");
+    d.wait_page("QR code to add bob");
     assert!(
         d.url().contains(&format!("{PORTAL}/totp?rd=")),
         "{}",
@@ -377,17 +430,17 @@ fn chromium_logs_in_with_totp_reaches_the_app_and_logs_out() {
     assert!(w >= 100.0 && (w - h).abs() < 1.0, "QR code box {r}");
     assert!(x >= 0.0 && x + w <= 390.0, "fits a phone screen: {r}");
     assert!(d.source().contains("QR code to add bob"), "{}", d.source());
-    d.screenshot("totp-enrol-page-phone");
+    let shot = d.screenshot("totp-enrol-page-phone");
     let shown = d.text("#secret").replace(' ', "");
     assert_eq!(shown.len(), 32, "{shown}");
+    // A real QR scanner (zbar) reads the code off the rendered page.
+    if let Some(text) = zbar_scan(&shot) {
+        assert_eq!(text, identity::totp::otpauth_uri("palisade", "bob", &shown));
+    }
     fresh_totp_window(8);
     d.type_into("#code", &totp_now(&shown));
     d.click("#submit");
-    assert!(
-        d.source().contains("Two-factor authentication is on"),
-        "{}",
-        d.source()
-    );
+    d.wait_page("Two-factor authentication is on");
     assert_eq!(d.count("#recovery-codes li"), 10);
     d.screenshot("totp-enrolled-recovery-codes");
     assert_eq!(
@@ -395,6 +448,7 @@ fn chromium_logs_in_with_totp_reaches_the_app_and_logs_out() {
         Some(shown.as_str())
     );
     d.click("#continue");
+    d.wait_page("welcome to the app");
     assert_eq!(d.url(), format!("{base}/admin/dashboard"));
     assert!(d.source().contains("welcome to the app"), "{}", d.source());
     let last = up.requests_to("/admin/dashboard").pop().unwrap();
