@@ -18,37 +18,14 @@
 
 mod common;
 mod identity_support;
+mod webdriver;
 
-use base64::Engine as _;
 use common::*;
 use identity_support::*;
-use serde_json::{json, Value};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// 120 s: longest wait for one WebDriver command (browser start included).
-const WEBDRIVER_TIMEOUT: Duration = Duration::from_secs(120);
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-fn tools() -> Option<(&'static str, &'static str)> {
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists());
-    let driver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists());
-    match (chromium, driver) {
-        (Some(c), Some(d)) => Some((c, d)),
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("chromium and chromium-driver are required under CI");
-            }
-            eprintln!("SKIPPED: chromium or chromedriver missing (apt-get install chromium chromium-driver)");
-            None
-        }
-    }
-}
+use serde_json::json;
+use std::process::Command;
+use std::time::Duration;
+use webdriver::{browser_tools, Driver};
 
 /// The QR code in a PNG, read by `zbarimg` (Debian `zbar-tools`); `None`
 /// (step skipped) when zbarimg is missing and CI is unset.
@@ -76,232 +53,9 @@ fn zbar_scan(png: &std::path::Path) -> Option<String> {
     }
 }
 
-struct Driver {
-    child: Child,
-    addr: SocketAddr,
-    session: String,
-    shots: std::path::PathBuf,
-    n: usize,
-    _dir: TempDir,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        if !self.session.is_empty() {
-            let s = format!("/session/{}", self.session);
-            let _ = self.try_call("DELETE", &s, None);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Driver {
-    fn start(chromium: &str, driver: &str) -> Driver {
-        let dir = TempDir::new("chromedriver");
-        let port = free_port();
-        let child = Command::new(driver)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("identity-browser");
-        std::fs::create_dir_all(&shots).unwrap();
-        let mut d = Driver {
-            child,
-            addr,
-            session: String::new(),
-            shots,
-            n: 0,
-            _dir: dir,
-        };
-        let ready = wait_for(Duration::from_secs(30), || {
-            d.try_call("GET", "/status", None)
-                .ok()
-                .filter(|v| v["value"]["ready"] == json!(true))
-        });
-        assert!(ready.is_some(), "chromedriver did not become ready");
-        let profile = d._dir.path().join("profile").display().to_string();
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--no-first-run",
-                         "--disable-background-networking", "--disable-sync",
-                         "--window-size=800,700",
-                         format!("--user-data-dir={profile}")]
-            }
-        }}});
-        let v = d.call("POST", "/session", Some(caps));
-        d.session = v["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {v}"))
-            .to_string();
-        d
-    }
-
-    fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let raw = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        );
-        let stream = std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))
-            .map_err(|e| e.to_string())?;
-        stream.set_read_timeout(Some(WEBDRIVER_TIMEOUT)).unwrap();
-        let mut c = Conn::from_stream(stream);
-        c.send(raw.as_bytes()).map_err(|e| e.to_string())?;
-        let r = c
-            .read_response_within(WEBDRIVER_TIMEOUT, false)
-            .map_err(|e| format!("{e:?}"))?;
-        serde_json::from_slice(&r.body).map_err(|e| format!("{e}: {}", r.body_str()))
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let v = self
-            .try_call(method, path, body)
-            .unwrap_or_else(|e| panic!("webdriver {method} {path}: {e}"));
-        if v["value"].get("error").is_some() {
-            panic!("webdriver {method} {path}: {v}");
-        }
-        v
-    }
-
-    fn s(&self, rest: &str) -> String {
-        format!("/session/{}{rest}", self.session)
-    }
-
-    fn goto(&self, url: &str) {
-        self.call("POST", &self.s("/url"), Some(json!({ "url": url })));
-    }
-
-    fn url(&self) -> String {
-        self.call("GET", &self.s("/url"), None)["value"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    fn source(&self) -> String {
-        self.call("GET", &self.s("/source"), None)["value"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    fn element(&self, css: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let v = self
-                .try_call(
-                    "POST",
-                    &self.s("/element"),
-                    Some(json!({"using": "css selector", "value": css})),
-                )
-                .unwrap();
-            if let Some(id) = v["value"][ELEMENT].as_str() {
-                return id.to_string();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no element {css} ({v}) on {}:\n{}",
-                self.url(),
-                self.source()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn type_into(&self, css: &str, text: &str) {
-        let e = self.element(css);
-        self.call(
-            "POST",
-            &self.s(&format!("/element/{e}/value")),
-            Some(json!({ "text": text })),
-        );
-    }
-
-    /// Waits (bounded) until the page shows `needle`: a click that submits
-    /// a form can return before the next page has loaded, so whatever is
-    /// asserted after it waits for that page first.
-    fn wait_page(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(v) = self.try_call("GET", &self.s("/source"), None) {
-                if v["value"].as_str().is_some_and(|src| src.contains(needle)) {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the page never showed {needle:?}; at {}:\n{}",
-                self.url(),
-                self.source()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn click(&self, css: &str) {
-        let e = self.element(css);
-        self.call(
-            "POST",
-            &self.s(&format!("/element/{e}/click")),
-            Some(json!({})),
-        );
-    }
-
-    fn screenshot(&mut self, name: &str) -> std::path::PathBuf {
-        let v = self.call("GET", &self.s("/screenshot"), None);
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(v["value"].as_str().unwrap())
-            .unwrap();
-        assert!(png.starts_with(b"\x89PNG"), "screenshot is a PNG");
-        self.n += 1;
-        let path = self.shots.join(format!("{:02}-{name}.png", self.n));
-        std::fs::write(&path, png).unwrap();
-        eprintln!("screenshot: {}", path.display());
-        path
-    }
-
-    fn rect(&self, css: &str) -> Value {
-        let e = self.element(css);
-        self.call("GET", &self.s(&format!("/element/{e}/rect")), None)["value"].clone()
-    }
-
-    fn text(&self, css: &str) -> String {
-        let e = self.element(css);
-        self.call("GET", &self.s(&format!("/element/{e}/text")), None)["value"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    fn count(&self, css: &str) -> usize {
-        let v = self.call(
-            "POST",
-            &self.s("/elements"),
-            Some(json!({"using": "css selector", "value": css})),
-        );
-        v["value"].as_array().map(Vec::len).unwrap_or(0)
-    }
-
-    fn cookies(&self) -> Vec<Value> {
-        self.call("GET", &self.s("/cookie"), None)["value"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-}
-
 #[test]
 fn chromium_logs_in_with_totp_reaches_the_app_and_logs_out() {
-    let Some((chromium, chromedriver)) = tools() else {
+    let Some((chromium, chromedriver)) = browser_tools() else {
         return;
     };
     let users = Users::new();
@@ -323,7 +77,7 @@ fn chromium_logs_in_with_totp_reaches_the_app_and_logs_out() {
         "",
     ));
     let base = format!("http://127.0.0.1:{}", p.port);
-    let mut d = Driver::start(chromium, chromedriver);
+    let mut d = Driver::start(chromium, chromedriver, "identity-browser", (800, 700));
 
     // 1. The protected URL sends the browser to the login page.
     d.goto(&format!("{base}/admin/dashboard"));
