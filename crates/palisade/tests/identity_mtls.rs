@@ -14,37 +14,8 @@ use identity_support::*;
 use std::path::Path;
 use std::process::Command;
 
-const PASSPHRASE: &str = "identity mtls test passphrase";
-
-fn pki(dir: &Path, args: &[&str]) {
-    let o = Command::new(palisade_bin())
-        .arg("pki")
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .env("PALISADE_PKI_PASSPHRASE", PASSPHRASE)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "pki {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 fn have_python() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import ssl"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "python3 is required under CI"
-        );
-        eprintln!("SKIPPED: python3 not installed");
-    }
-    ok
+    tool_present(python_imports("ssl"), "python3 (with ssl)")
 }
 
 /// `GET /who` over TLS (with the device certificate when given); the status line.
@@ -109,10 +80,7 @@ policy = "bypass"
         db = toml_str(&users.path()),
     );
     let p = Palisade::start_toml(&toml);
-    let dev = |n: &str| {
-        let d = ca.join("devices").join(n);
-        (d.join("chain.pem"), d.join(format!("{n}.key")))
-    };
+    let dev = |n: &str| device_files(&ca, n);
     let (c, k) = dev("sensor-09");
     let out = get_who(p.port, Some((&c, &k)));
     assert!(out.contains("HTTP/1.1 200"), "{out}\n{}", p.logs());
