@@ -53,39 +53,29 @@ impl std::fmt::Display for Policy {
 
 /// One rule as configured (`[[identity.access.rules]]`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RuleConfig {
     /// Name shown by `access check` and in logs (default `rule <n>`).
-    #[serde(default)]
     pub name: Option<String>,
     /// Host names or `*.domain` wildcards.
-    #[serde(default)]
     pub hosts: Vec<String>,
     /// Path prefixes.
-    #[serde(default)]
     pub paths: Vec<String>,
     /// Path regexes.
-    #[serde(default)]
     pub path_regex: Vec<String>,
     /// HTTP methods.
-    #[serde(default)]
     pub methods: Vec<String>,
     /// Client networks (CIDR or address).
-    #[serde(default)]
     pub networks: Vec<String>,
     /// Usernames.
-    #[serde(default)]
     pub users: Vec<String>,
     /// Roles.
-    #[serde(default)]
     pub roles: Vec<String>,
     /// Verified client-certificate subject CNs (mTLS); `"*"` matches any
     /// verified certificate. Requests without a certificate never match.
-    #[serde(default)]
     pub cert_cn: Vec<String>,
     /// Verified client-certificate DNS or URI SANs (mTLS); `"*"` matches
     /// any verified certificate.
-    #[serde(default)]
     pub cert_san: Vec<String>,
     /// What a match demands.
     pub policy: Option<Policy>,
