@@ -31,6 +31,9 @@ pub(crate) const SLASH2: u8 = 16;
 /// `0x` or `0X`.
 pub(crate) const HEX0X: u8 = 32;
 
+/// The C whitespace bytes (`isspace`).
+const C_SPACE: ByteSet = set(b" \t\n\x0b\x0c\r");
+
 fn is_c_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
@@ -45,37 +48,43 @@ pub(crate) struct Features {
 }
 
 impl Features {
-    /// One pass over `v`.
+    /// The bytes in one pass over `v`; the patterns only when the bytes
+    /// they need are present (most values need no second pass).
     pub(crate) fn of(v: &[u8]) -> Features {
         let mut bytes = [0u64; 4];
-        let mut flags = 0u8;
-        let mut prev = 0u8;
-        for (i, &b) in v.iter().enumerate() {
+        for &b in v {
             bytes[usize::from(b >> 6)] |= 1 << (b & 63);
-            if i > 0 {
-                let ws_prev = is_c_space(prev);
-                if ws_prev && is_c_space(b) {
-                    flags |= WS_RUN;
-                }
-                if ws_prev && (b == b'/' || b == b'(') {
-                    flags |= WS_SLASH;
-                }
-                if prev == b'-' && b == b'-' {
-                    flags |= DASH2;
-                }
-                if prev == b'/' && b == b'/' {
-                    flags |= SLASH2;
-                }
-                if prev == b'0' && (b == b'x' || b == b'X') {
-                    flags |= HEX0X;
-                }
-            }
-            prev = b;
         }
-        if let (Some(&f), Some(&l)) = (v.first(), v.last()) {
-            if is_c_space(f) || is_c_space(l) {
-                flags |= EDGE_WS;
+        let has = |set: &ByteSet| (0..4).any(|w| bytes[w] & set[w] != 0);
+        let mut flags = 0u8;
+        if has(&C_SPACE) {
+            if let (Some(&f), Some(&l)) = (v.first(), v.last()) {
+                if is_c_space(f) || is_c_space(l) {
+                    flags |= EDGE_WS;
+                }
             }
+            for w in v.windows(2) {
+                if is_c_space(w[0]) {
+                    if is_c_space(w[1]) {
+                        flags |= WS_RUN;
+                    } else if w[1] == b'/' || w[1] == b'(' {
+                        flags |= WS_SLASH;
+                    }
+                }
+            }
+        }
+        if has(&set(b"-")) && memchr::memmem::find(v, b"--").is_some() {
+            flags |= DASH2;
+        }
+        if has(&set(b"/")) && memchr::memmem::find(v, b"//").is_some() {
+            flags |= SLASH2;
+        }
+        if has(&set(b"0"))
+            && has(&set(b"xX"))
+            && v.windows(2)
+                .any(|w| w[0] == b'0' && (w[1] == b'x' || w[1] == b'X'))
+        {
+            flags |= HEX0X;
         }
         Features { bytes, flags }
     }
@@ -316,6 +325,39 @@ mod tests {
             strings(3, |v| check(&chain, &p, v));
             random_strings(|v| check(&chain, &p, v));
         }
+    }
+
+    /// The patterns by their definitions, byte pair by byte pair.
+    fn naive(v: &[u8]) -> Features {
+        let mut f = Features::default();
+        for &b in v {
+            f.bytes[usize::from(b >> 6)] |= 1 << (b & 63);
+        }
+        for w in v.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            let pairs = [
+                (WS_RUN, is_c_space(a) && is_c_space(b)),
+                (WS_SLASH, is_c_space(a) && (b == b'/' || b == b'(')),
+                (DASH2, a == b'-' && b == b'-'),
+                (SLASH2, a == b'/' && b == b'/'),
+                (HEX0X, a == b'0' && (b == b'x' || b == b'X')),
+            ];
+            for (flag, hit) in pairs {
+                if hit {
+                    f.flags |= flag;
+                }
+            }
+        }
+        if v.first().is_some_and(|&b| is_c_space(b)) || v.last().is_some_and(|&b| is_c_space(b)) {
+            f.flags |= EDGE_WS;
+        }
+        f
+    }
+
+    #[test]
+    fn features_match_their_definitions() {
+        strings(3, |v| assert_eq!(Features::of(v), naive(v), "{v:?}"));
+        random_strings(|v| assert_eq!(Features::of(v), naive(v), "{v:?}"));
     }
 
     #[test]
