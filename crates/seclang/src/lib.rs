@@ -36,6 +36,7 @@ pub mod macros;
 mod memo;
 pub mod operators;
 pub mod parser;
+mod plain;
 pub mod ruleset;
 pub mod store;
 mod tcache;

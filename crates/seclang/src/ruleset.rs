@@ -223,6 +223,10 @@ pub(crate) enum Entry {
 #[derive(Debug)]
 pub(crate) struct TNode {
     pub(crate) transformation: Option<Transformation>,
+    /// What the chain from the root to this node does to plain values
+    /// (`None`: not known, the chain is run). Only set with prefilters on,
+    /// so that the differential tests compare it with running the chain.
+    pub(crate) plain: Option<crate::plain::Profile>,
 }
 
 /// The compiled rule set: immutable, shared by all transactions.
@@ -550,6 +554,7 @@ fn compile(
         operators: HashMap::new(),
         tnodes: vec![TNode {
             transformation: None,
+            plain: Some(crate::plain::Profile::IDENTITY),
         }],
         tindex: HashMap::new(),
     };
@@ -568,6 +573,11 @@ fn compile(
                 phases[usize::from(phase - 1)].push(Entry::Rule(Arc::new(rule)));
                 rule_count += 1;
             }
+        }
+    }
+    if !prefilters {
+        for n in &mut compiler.tnodes {
+            n.plain = None;
         }
     }
     let rs = Ruleset {
@@ -774,8 +784,10 @@ impl Compiler<'_> {
                 Some(&n) => n,
                 None => {
                     let n = self.tnodes.len() as u32;
+                    let plain = self.tnodes[node as usize].plain.and_then(|p| p.then(t));
                     self.tnodes.push(TNode {
                         transformation: Some(*t),
+                        plain,
                     });
                     self.tindex.insert((node, t.name), n);
                     n

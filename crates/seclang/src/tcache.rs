@@ -20,6 +20,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use aho_corasick::AhoCorasick;
 
+use crate::plain::Features;
 use crate::ruleset::TNode;
 use crate::variables::data::{Data, Src, UnionSrc};
 
@@ -236,6 +237,20 @@ struct Owned {
     scan: Option<Scan>,
 }
 
+/// One value's facts (see [`TCache::vals`]).
+#[derive(Clone, Copy, Debug)]
+struct Val {
+    features: Features,
+    scan: Option<Scan>,
+    /// Arena slot of the lower-cased copy, once made.
+    lower: Option<u32>,
+}
+
+/// Union keys of chains that leave every value of a collection unchanged
+/// (resp. lower-case them): all such chains share one union.
+const PLAIN_UNION: u32 = u32::MAX;
+const PLAIN_LOWER_UNION: u32 = u32::MAX - 1;
+
 /// Transformation results a new cache has room for before it grows
 /// (a CRS benign GET stores ~400, a 2 KB JSON POST ~4,000): growing a hash
 /// map from empty rehashes it a dozen times per transaction. Default 1024.
@@ -247,9 +262,14 @@ pub(crate) struct TCache {
     map: IdMap<(u64, u32), Slot>,
     arena: Vec<Owned>,
     used: usize,
-    /// Scans of untransformed values, by value identity: every chain that
-    /// leaves a value unchanged shares one scan.
-    input_scans: IdMap<u64, Scan>,
+    /// Per value identity: its index in `vals`.
+    val_index: IdMap<u64, u32>,
+    /// Per value: its plain-value features, the scan of its untransformed
+    /// bytes (shared by every chain that leaves it unchanged) and its
+    /// lower-cased copy.
+    vals: Vec<Val>,
+    /// Per collection (or scalar): the union of its values' features.
+    coll_features: IdMap<u32, Features>,
     scans: usize,
     found: Vec<u32>,
     seen: Vec<u64>,
@@ -265,7 +285,9 @@ impl Default for TCache {
             map: IdMap::with_capacity_and_hasher(INITIAL_ENTRIES, Default::default()),
             arena: Vec::new(),
             used: 0,
-            input_scans: IdMap::with_capacity_and_hasher(INITIAL_ENTRIES / 8, Default::default()),
+            val_index: IdMap::with_capacity_and_hasher(INITIAL_ENTRIES / 8, Default::default()),
+            vals: Vec::new(),
+            coll_features: IdMap::default(),
             scans: 0,
             found: Vec::new(),
             seen: Vec::new(),
@@ -282,7 +304,9 @@ impl TCache {
             map: IdMap::default(),
             arena: Vec::new(),
             used: 0,
-            input_scans: IdMap::default(),
+            val_index: IdMap::default(),
+            vals: Vec::new(),
+            coll_features: IdMap::default(),
             scans: 0,
             found: Vec::new(),
             seen: Vec::new(),
@@ -300,7 +324,9 @@ impl TCache {
                 .iter()
                 .map(|o| o.bytes.capacity() + size_of::<Owned>())
                 .sum::<usize>()
-            + self.input_scans.capacity() * (size_of::<(u64, Scan)>() + 1)
+            + self.val_index.capacity() * (size_of::<(u64, u32)>() + 1)
+            + self.vals.capacity() * size_of::<Val>()
+            + self.coll_features.capacity() * (size_of::<(u32, Features)>() + 1)
             + (self.found.capacity() + self.union_tmp.capacity()) * 4
             + self.seen.capacity() * 8
             + self.unions.capacity() * (size_of::<((u32, u32), Scan)>() + 1)
@@ -310,7 +336,9 @@ impl TCache {
     pub(crate) fn clear(&mut self) {
         self.map.clear();
         self.used = 0;
-        self.input_scans.clear();
+        self.val_index.clear();
+        self.vals.clear();
+        self.coll_features.clear();
         self.scans = 0;
         self.found.clear();
         self.unions.clear();
@@ -341,7 +369,65 @@ impl TCache {
         Some(bytes(&self.arena, input, slot))
     }
 
+    /// The value's index in `vals` (`None`: too many values).
+    fn val(&mut self, src: u64, input: &[u8]) -> Option<u32> {
+        if let Some(&i) = self.val_index.get(&src) {
+            return Some(i);
+        }
+        if self.vals.len() >= MAX_CACHE_ENTRIES {
+            return None;
+        }
+        let i = self.vals.len() as u32;
+        self.vals.push(Val {
+            features: Features::of(input),
+            scan: None,
+            lower: None,
+        });
+        self.val_index.insert(src, i);
+        Some(i)
+    }
+
+    /// Applies the chain ending at `node` through its plain-value profile
+    /// when the value is plain for it: no cache entry, no transformation.
+    fn plain(&mut self, nodes: &[TNode], src: u64, input: &[u8], node: u32) -> Option<(Slot, u32)> {
+        let profile = nodes[node as usize].plain?;
+        let vi = self.val(src, input)?;
+        let v = self.vals[vi as usize];
+        if !profile.accepts(&v.features) {
+            return None;
+        }
+        if !profile.lowers || !v.features.has_upper() {
+            return Some((Slot::Input, vi));
+        }
+        let slot = match v.lower {
+            Some(s) => s,
+            None => {
+                let s = self.store_owned(input.to_ascii_lowercase());
+                self.vals[vi as usize].lower = Some(s);
+                s
+            }
+        };
+        Some((Slot::Owned(slot), vi))
+    }
+
     fn resolve(&mut self, nodes: &[TNode], src: u64, input: &[u8], chain: &[u32]) -> Option<Slot> {
+        let Some(&last) = chain.last() else {
+            return Some(Slot::Input);
+        };
+        if let Some((slot, _)) = self.plain(nodes, src, input, last) {
+            return Some(slot);
+        }
+        self.resolve_cached(nodes, src, input, chain)
+    }
+
+    /// [`TCache::resolve`] through the (value, chain node) map.
+    fn resolve_cached(
+        &mut self,
+        nodes: &[TNode],
+        src: u64,
+        input: &[u8],
+        chain: &[u32],
+    ) -> Option<Slot> {
         if chain.is_empty() {
             return Some(Slot::Input);
         }
@@ -392,9 +478,16 @@ impl TCache {
         input: &'a [u8],
         chain: &[u32],
     ) -> Option<(&'a [u8], Option<Found<'a>>)> {
-        let slot = self.resolve(nodes, src, input, chain)?;
+        let (slot, vi) = match chain.last().and_then(|&n| self.plain(nodes, src, input, n)) {
+            Some((slot, vi)) => (slot, Some(vi)),
+            None => (self.resolve_cached(nodes, src, input, chain)?, None),
+        };
+        let vi = match (slot, vi) {
+            (Slot::Input, None) => self.val(src, input),
+            _ => vi,
+        };
         let known = match slot {
-            Slot::Input => self.input_scans.get(&src).copied(),
+            Slot::Input => vi.and_then(|i| self.vals[i as usize].scan),
             Slot::Owned(i) => self.arena[i as usize].scan,
         };
         let scan = match known {
@@ -412,11 +505,10 @@ impl TCache {
                     bytes: byte_set(value),
                 };
                 self.scans += 1;
-                match slot {
-                    Slot::Input => {
-                        self.input_scans.insert(src, s);
-                    }
-                    Slot::Owned(i) => self.arena[i as usize].scan = Some(s),
+                match (slot, vi) {
+                    (Slot::Input, Some(i)) => self.vals[i as usize].scan = Some(s),
+                    (Slot::Input, None) => {}
+                    (Slot::Owned(i), _) => self.arena[i as usize].scan = Some(s),
                 }
                 Some(s)
             }
@@ -431,6 +523,55 @@ impl TCache {
 }
 
 impl TCache {
+    /// The union of the features of every value of `src` (`None`: too
+    /// many values).
+    fn coll_features(&mut self, data: &Data, src: UnionSrc, key: u32) -> Option<Features> {
+        if let Some(f) = self.coll_features.get(&key) {
+            return Some(*f);
+        }
+        let mut all = Features::default();
+        let mut add = |this: &mut TCache, id: Option<u64>, value: &[u8]| -> bool {
+            match id.and_then(|id| this.val(id, value)) {
+                Some(i) => {
+                    let f = this.vals[i as usize].features;
+                    for (w, x) in all.bytes.iter_mut().zip(f.bytes) {
+                        *w |= x;
+                    }
+                    all.flags |= f.flags;
+                    true
+                }
+                None => false,
+            }
+        };
+        let complete = match src {
+            UnionSrc::Coll(coll, name) => {
+                data.coll(coll)
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .all(|(idx, (k, v))| {
+                        let id = Src::Entry {
+                            coll,
+                            idx: idx as u32,
+                            name,
+                        }
+                        .cache_id();
+                        add(self, id, if name { k } else { v })
+                    })
+            }
+            UnionSrc::Scalar(v) => add(
+                self,
+                Src::Scalar(v).cache_id(),
+                data.scalar(v).unwrap_or_default(),
+            ),
+        };
+        if !complete {
+            return None;
+        }
+        self.coll_features.insert(key, all);
+        Some(all)
+    }
+
     /// What the prefilter finds over every value of `src` transformed by
     /// `chain` (literals: the union, sorted; bytes: the union): an operator
     /// impossible on this is impossible on each of those values, so a rule
@@ -444,11 +585,24 @@ impl TCache {
         src: UnionSrc,
         chain: &[u32],
     ) -> Option<Found<'_>> {
-        let node = chain.last().copied().unwrap_or(0);
+        let mut node = chain.last().copied().unwrap_or(0);
         let key = match src {
             UnionSrc::Coll(v, name) => (v as u32) | (u32::from(name) << 30),
             UnionSrc::Scalar(v) => (v as u32) | (1 << 31),
         };
+        // Chains that leave every value there unchanged (or lower-case it)
+        // share one union.
+        if let Some(p) = nodes[node as usize].plain {
+            if let Some(f) = self.coll_features(data, src, key) {
+                if p.accepts(&f) {
+                    node = if p.lowers {
+                        PLAIN_LOWER_UNION
+                    } else {
+                        PLAIN_UNION
+                    };
+                }
+            }
+        }
         if let Some(s) = self.unions.get(&(key, node)).copied() {
             return Some(Found {
                 literals: &self.found[s.start as usize..(s.start + s.len) as usize],
@@ -557,18 +711,21 @@ mod tests {
         let nodes = vec![
             TNode {
                 transformation: None,
+                plain: None,
             },
             TNode {
                 transformation: Some(Transformation {
                     name: "upper",
                     apply: upper,
                 }),
+                plain: None,
             },
             TNode {
                 transformation: Some(Transformation {
                     name: "trimx",
                     apply: trim_x,
                 }),
+                plain: None,
             },
         ];
         let mut c = TCache::default();
@@ -596,8 +753,18 @@ mod tests {
             .map(|n| crate::transformations::lookup(n).unwrap())
             .collect();
         // Prefix tree over every chain of length 1..=3 of the five.
+        for plain in [false, true] {
+            chains_agree(&tfs, plain);
+        }
+    }
+
+    /// Every chain of length 1..=3 of `tfs`, through the cache (and the
+    /// plain-value profiles when `plain`), equals running it.
+    fn chains_agree(tfs: &[Transformation], plain: bool) {
+        use crate::plain::Profile;
         let mut nodes = vec![TNode {
             transformation: None,
+            plain: plain.then_some(Profile::IDENTITY),
         }];
         let mut index = HashMap::new();
         let mut chains = Vec::new();
@@ -608,9 +775,11 @@ mod tests {
                     let mut node = 0u32;
                     let mut ids = Vec::new();
                     for &t in &chain {
+                        let parent = nodes[node as usize].plain;
                         node = *index.entry((node, t)).or_insert_with(|| {
                             nodes.push(TNode {
                                 transformation: Some(tfs[t]),
+                                plain: parent.and_then(|p| p.then(&tfs[t])),
                             });
                             (nodes.len() - 1) as u32
                         });
@@ -620,7 +789,14 @@ mod tests {
                 }
             }
         }
-        let inputs: [&[u8]; 4] = [b"  Hello%20WORLD\0 ", b"plain", b"A%00B  c", b""];
+        let inputs: [&[u8]; 6] = [
+            b"  Hello%20WORLD\0 ",
+            b"plain",
+            b"A%00B  c",
+            b"",
+            b"Hello World",
+            b"Hello  World",
+        ];
         let mut cache = TCache::default();
         for (src, input) in inputs.iter().enumerate() {
             for (chain, ids) in &chains {
