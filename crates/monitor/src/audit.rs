@@ -460,27 +460,46 @@ pub const PRODUCER: &str = concat!("palisade v", env!("CARGO_PKG_VERSION"));
 /// Name written as `producer.connector`.
 pub const CONNECTOR: &str = concat!("palisade-gateway v", env!("CARGO_PKG_VERSION"));
 
+/// How each byte is written in a JSON string: 0 as it is, else the
+/// letter after the backslash (`u`: `\u00XX`).
+const JSON_ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t[b'\n' as usize] = b'n';
+    t[b'\r' as usize] = b'r';
+    t[b'\t' as usize] = b't';
+    t
+};
+
 /// Appends `s` as a JSON string literal (RFC 8259 escaping), without an
-/// intermediate allocation: records are built on the request path.
+/// intermediate allocation; runs of plain bytes are copied at once (one
+/// table lookup per byte).
 fn push_str(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(s.len() + 2);
     out.push('"');
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let esc: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f => "",
-            _ => continue,
-        };
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        let e = JSON_ESCAPE[usize::from(b)];
+        if e == 0 {
+            continue;
+        }
+        // Every escaped byte is ASCII, so `start` and `i` are on character
+        // boundaries.
         out.push_str(&s[start..i]);
-        if esc.is_empty() {
-            let _ = write!(out, "\\u{b:04x}");
+        out.push('\\');
+        if e == b'u' {
+            out.push_str("u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
         } else {
-            out.push_str(esc);
+            out.push(char::from(e));
         }
         start = i + 1;
     }

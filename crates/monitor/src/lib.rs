@@ -166,6 +166,35 @@ impl Monitor {
             .render(out, s.published.load(Relaxed), s.dropped.load(Relaxed));
     }
 
+    /// Stored events per kind since `since_us` (every one counted).
+    pub fn count_by_kind(
+        &self,
+        since_us: u64,
+    ) -> Result<std::collections::HashMap<String, u64>, Error> {
+        self.store()?.count_by_kind(since_us)
+    }
+
+    /// The `n` clients with the most events of `kinds` since `since_us`.
+    pub fn top_clients(
+        &self,
+        since_us: u64,
+        kinds: &[&str],
+        n: usize,
+    ) -> Result<Vec<(String, u64)>, Error> {
+        self.store()?.top_clients(since_us, kinds, n)
+    }
+
+    /// The stored event with this id.
+    pub fn event(&self, id: u64) -> Result<Option<serde_json::Value>, Error> {
+        self.store()?.get(id)
+    }
+
+    fn store(&self) -> Result<&EventStore, Error> {
+        self.store.as_ref().ok_or_else(|| {
+            Error::BadQuery("the event store is off ([monitor.store] enabled = false)".into())
+        })
+    }
+
     /// Stored events matching `q`, newest first.
     pub fn query(&self, q: &Query) -> Result<Vec<serde_json::Value>, Error> {
         match &self.store {

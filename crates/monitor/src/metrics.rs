@@ -142,8 +142,14 @@ impl MonitorMetrics {
 
     /// Counts every event of `sub` until the bus closes.
     pub async fn run(&self, mut sub: Subscription) {
-        while let Some(e) = sub.recv().await {
-            self.record(&e);
+        let mut batch = Vec::new();
+        while sub
+            .recv_batch(&mut batch, crate::events::BUS_CAPACITY)
+            .await
+        {
+            for e in batch.drain(..) {
+                self.record(&e);
+            }
         }
     }
 
