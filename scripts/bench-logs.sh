@@ -11,7 +11,8 @@
 # every core with the cache, and one thread without the cache (every line
 # through the engine, on the first 100k lines). Goal: >= 50k lines/s per core. The log is generated
 # once into $CARGO_TARGET_DIR/bench-logs/ (seeded: the same every run).
-# CRS: $PALISADE_SHARED/crs-v4 or ../shared/crs-v4.
+# CRS: $PALISADE_SHARED/crs-v4 or ../shared/crs-v4. PALISADE_BIN skips the
+# build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,8 +22,12 @@ export CARGO_TARGET_DIR="$target_dir"
 crs="${PALISADE_SHARED:-$(cd .. && pwd)/shared}/crs-v4"
 [ -d "$crs/rules" ] || { echo "no CRS at $crs" >&2; exit 2; }
 
-cargo build --release -p palisade
-bin="$target_dir/release/palisade"
+if [ -n "${PALISADE_BIN:-}" ]; then
+    bin="$PALISADE_BIN" # a release binary built already
+else
+    cargo build --release -p palisade
+    bin="$target_dir/release/palisade"
+fi
 
 dir="$target_dir/bench-logs"
 mkdir -p "$dir"

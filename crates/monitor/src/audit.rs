@@ -512,10 +512,40 @@ fn push_key(out: &mut String, k: &str) {
     out.push(':');
 }
 
-fn push_field(out: &mut String, k: &str, v: &str) {
-    push_key(out, k);
+/// `"k":"v",` for a constant key (written as it is: keys here are plain
+/// ASCII literals, only values need escaping).
+fn push_field(out: &mut String, k: &'static str, v: &str) {
+    out.push('"');
+    out.push_str(k);
+    out.push_str("\":");
     push_str(out, v);
     out.push(',');
+}
+
+/// `"k":"n",`: a number as a JSON string (ModSecurity writes rule ids,
+/// line numbers and severities quoted), without `format!`.
+fn push_num_field(out: &mut String, k: &'static str, n: u64) {
+    out.push('"');
+    out.push_str(k);
+    out.push_str("\":\"");
+    push_digits(out, n);
+    out.push_str("\",");
+}
+
+fn push_digits(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &buf[i..] {
+        out.push(char::from(d));
+    }
 }
 
 fn push_headers(out: &mut String, headers: &[(Vec<u8>, Vec<u8>)]) {
@@ -626,11 +656,15 @@ impl Record {
             o.push_str("\"details\":{");
             push_field(&mut o, "match", &m.match_text);
             push_field(&mut o, "reference", &m.reference);
-            push_field(&mut o, "ruleId", &m.rule_id.to_string());
+            push_num_field(&mut o, "ruleId", m.rule_id);
             push_field(&mut o, "file", &m.file);
-            push_field(&mut o, "lineNumber", &m.line_number.to_string());
+            push_num_field(
+                &mut o,
+                "lineNumber",
+                u64::try_from(m.line_number).unwrap_or(u64::MAX),
+            );
             push_field(&mut o, "data", &m.data);
-            push_field(&mut o, "severity", &m.severity.to_string());
+            push_num_field(&mut o, "severity", u64::from(m.severity));
             push_field(&mut o, "ver", &m.ver);
             push_field(&mut o, "rev", &m.rev);
             o.push_str("\"tags\":[");
@@ -641,9 +675,10 @@ impl Record {
                 push_str(&mut o, t);
             }
             o.push_str("],");
-            push_field(&mut o, "maturity", &m.maturity.to_string());
-            push_key(&mut o, "accuracy");
-            push_str(&mut o, &m.accuracy.to_string());
+            push_num_field(&mut o, "maturity", u64::from(m.maturity));
+            o.push_str("\"accuracy\":\"");
+            push_digits(&mut o, u64::from(m.accuracy));
+            o.push('"');
             o.push_str("}}");
         }
         o.push_str("]}}\n");

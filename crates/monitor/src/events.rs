@@ -495,14 +495,20 @@ impl Bus {
     /// A bus holding at most `capacity` events for slow subscribers
     /// (at least 1).
     pub fn new(capacity: usize) -> Bus {
+        Bus::numbered_after(capacity, 0)
+    }
+
+    /// A bus whose event ids start above both `last_id` (the largest id
+    /// stored by an earlier run) and the current unix microsecond, so ids
+    /// never repeat across restarts, even when the clock stepped back.
+    pub fn numbered_after(capacity: usize, last_id: u64) -> Bus {
         let (tx, _) = broadcast::channel(capacity.max(1));
         Bus {
             tx,
             stats: Arc::new(BusStats::default()),
-            // Ids continue from now: a restarted process starts above the
-            // previous one's ids unless that one published more than one
-            // event per microsecond on average.
-            next_id: Arc::new(AtomicU64::new(now_us().max(1))),
+            next_id: Arc::new(AtomicU64::new(
+                now_us().max(last_id.saturating_add(1)).max(1),
+            )),
         }
     }
 

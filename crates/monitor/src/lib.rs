@@ -79,8 +79,8 @@ impl Monitor {
         if !cfg.enabled {
             return Ok(Monitor::default());
         }
-        let bus = Bus::default();
         let metrics = Arc::new(MonitorMetrics::default());
+        let mut last_id = 0;
         let store = if cfg.store.enabled {
             let path = data_dir.join(&cfg.store.path);
             let setup = |message: String| Error::StoreSetup {
@@ -91,12 +91,19 @@ impl Monitor {
                 std::fs::create_dir_all(dir).map_err(|e| setup(e.to_string()))?;
             }
             let s = EventStore::open(&path, cfg.store.clone())?;
-            s.spawn_writer(bus.subscribe())
-                .map_err(|e| setup(e.to_string()))?;
+            last_id = s.max_id()?;
             Some(s)
         } else {
             None
         };
+        let bus = Bus::numbered_after(events::BUS_CAPACITY, last_id);
+        if let Some(s) = &store {
+            s.spawn_writer(bus.subscribe())
+                .map_err(|e| Error::StoreSetup {
+                    path: data_dir.join(&cfg.store.path),
+                    message: e.to_string(),
+                })?;
+        }
         {
             let m = metrics.clone();
             let sub = bus.subscribe();

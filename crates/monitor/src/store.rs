@@ -147,6 +147,9 @@ fn parse_rfc3339(s: &str) -> Option<u64> {
 pub struct EventStore {
     conn: Arc<Mutex<Connection>>,
     cfg: StoreConfig,
+    /// A store from before events had ids (AUTOINCREMENT row ids, the
+    /// event id in `eid`).
+    legacy: bool,
 }
 
 fn lock(c: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
@@ -172,10 +175,14 @@ impl EventStore {
         conn.busy_timeout(Duration::from_secs(5))?;
         // WAL: readers (queries) do not wait for the writer thread.
         let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        // `id` is the event's own id (`Event::id`): the row id, so a row
+        // costs no AUTOINCREMENT bookkeeping and no extra index. Stores
+        // made before events had ids keep their AUTOINCREMENT `id` and
+        // gain an indexed `eid` column instead (`legacy`).
         conn.execute_batch(
             "PRAGMA synchronous=NORMAL;
              CREATE TABLE IF NOT EXISTS events (
-                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 id INTEGER PRIMARY KEY,
                  ts_us INTEGER NOT NULL,
                  kind TEXT NOT NULL,
                  client TEXT,
@@ -189,20 +196,40 @@ impl EventStore {
              CREATE INDEX IF NOT EXISTS events_kind ON events(kind, ts_us);
              CREATE INDEX IF NOT EXISTS events_route ON events(route, ts_us);",
         )?;
-        // Stores made before events had ids gain the column (old rows: NULL).
-        let has_eid: bool = conn.query_row(
-            "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = 'eid'",
+        let legacy: bool = conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'events' AND sql LIKE '%AUTOINCREMENT%'",
             [],
             |r| r.get::<_, i64>(0).map(|n| n > 0),
         )?;
-        if !has_eid {
-            conn.execute_batch("ALTER TABLE events ADD COLUMN eid INTEGER")?;
+        if legacy {
+            let has_eid: bool = conn.query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = 'eid'",
+                [],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !has_eid {
+                conn.execute_batch("ALTER TABLE events ADD COLUMN eid INTEGER")?;
+            }
+            conn.execute_batch("CREATE INDEX IF NOT EXISTS events_eid ON events(eid)")?;
         }
-        conn.execute_batch("CREATE INDEX IF NOT EXISTS events_eid ON events(eid)")?;
         Ok(EventStore {
             conn: Arc::new(Mutex::new(conn)),
             cfg,
+            legacy,
         })
+    }
+
+    /// The largest event id stored (0 when empty): a new bus numbers its
+    /// events above it, so ids stay unique even if the clock went back.
+    pub fn max_id(&self) -> Result<u64, StoreError> {
+        let c = lock(&self.conn);
+        let sql = if self.legacy {
+            "SELECT COALESCE(MAX(eid), 0) FROM events"
+        } else {
+            "SELECT COALESCE(MAX(id), 0) FROM events"
+        };
+        let n: i64 = c.query_row(sql, [], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
     }
 
     /// Writes events in one transaction.
@@ -210,10 +237,16 @@ impl EventStore {
         let mut c = lock(&self.conn);
         let tx = c.transaction()?;
         {
-            let mut st = tx.prepare_cached(
+            // A duplicate id (only a clock stepped back past a previous
+            // run's ids could make one) replaces the older row rather
+            // than losing the whole batch.
+            let mut st = tx.prepare_cached(if self.legacy {
                 "INSERT INTO events (ts_us, kind, client, route, request_id, rules, json, eid)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            } else {
+                "INSERT OR REPLACE INTO events (ts_us, kind, client, route, request_id, rules, json, id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            })?;
             for e in events {
                 // Rule ids between commas, so `,942100,` finds exactly one id.
                 let rules: String = match e.kind.rules() {
@@ -235,7 +268,8 @@ impl EventStore {
                     e.request_id,
                     rules,
                     e.to_json(),
-                    i64::try_from(e.id).unwrap_or(i64::MAX),
+                    // 0: not published through a bus; SQLite numbers it.
+                    (e.id != 0).then(|| i64::try_from(e.id).unwrap_or(i64::MAX)),
                 ])?;
             }
         }
@@ -255,7 +289,7 @@ impl EventStore {
         )? as u64;
         let max = i64::try_from(self.cfg.max_events).unwrap_or(i64::MAX);
         n += c.execute(
-            "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
+            "DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?1)",
             [max],
         )? as u64;
         // Size: bytes in use (pages minus free pages). Deleting frees pages
@@ -386,7 +420,11 @@ impl EventStore {
     /// not removed it.
     pub fn get(&self, id: u64) -> Result<Option<serde_json::Value>, StoreError> {
         let c = lock(&self.conn);
-        let mut st = c.prepare_cached("SELECT json FROM events WHERE eid = ?1 LIMIT 1")?;
+        let mut st = c.prepare_cached(if self.legacy {
+            "SELECT json FROM events WHERE eid = ?1 LIMIT 1"
+        } else {
+            "SELECT json FROM events WHERE id = ?1"
+        })?;
         let mut rows = st.query([i64::try_from(id).unwrap_or(i64::MAX)])?;
         Ok(match rows.next()? {
             Some(r) => serde_json::from_str(&r.get::<_, String>(0)?).ok(),
@@ -645,7 +683,7 @@ mod tests {
         let c = lock(&s.conn);
         let (distinct, min, max): (i64, i64, i64) = c
             .query_row(
-                "SELECT COUNT(DISTINCT eid), MIN(eid), MAX(eid) FROM events",
+                "SELECT COUNT(DISTINCT id), MIN(id), MAX(id) FROM events",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
@@ -712,5 +750,20 @@ mod tests {
         assert_eq!(got["kind"], "waf_block");
         assert!(s.get(7).unwrap().is_none());
         assert_eq!(s.count().unwrap(), 2, "old rows are kept");
+        assert_eq!(s.max_id().unwrap(), 1_795_459_000_000_042);
+
+        // A new store: the event id is the row id.
+        let s = EventStore::in_memory(StoreConfig::default()).unwrap();
+        assert_eq!(s.max_id().unwrap(), 0);
+        let mut e = Event::new(Kind::ConfigReload);
+        e.id = 99;
+        s.insert(&[Arc::new(e), Arc::new(Event::new(Kind::ConfigReload))])
+            .unwrap();
+        assert_eq!(s.get(99).unwrap().unwrap()["id"], 99);
+        assert_eq!(
+            s.max_id().unwrap(),
+            100,
+            "an event without id is numbered after"
+        );
     }
 }
