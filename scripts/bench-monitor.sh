@@ -22,6 +22,14 @@
 # Environment: DURATION (default 10s), WARMUP (3s), ROUNDS (3), CONNS (50),
 # ATTACK_EVERY (10), PALISADE_BIN (skip the build). Loopback only; every
 # process it starts is stopped on exit.
+#
+# CALLGRIND=1: instead of req/s, both instances run under valgrind's
+# callgrind (one at a time, the same load); after the warm-up the counters
+# are zeroed, and the instructions the whole process (every thread: request
+# path, event writer, alert and anomaly tasks) executed per request are
+# printed for on and off, the trusted metric on a noisy machine. The
+# profiles are kept in CG_OUT (default /tmp/palisade-callgrind-monitor) for
+# callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -185,12 +193,49 @@ request = function()
 end
 EOF
 
+CALLGRIND=${CALLGRIND:-}
+CG_OUT=${CG_OUT:-/tmp/palisade-callgrind-monitor}
+if [ -n "$CALLGRIND" ]; then
+  command -v valgrind >/dev/null 2>&1 || { echo "bench-monitor: CALLGRIND=1 needs valgrind" >&2; exit 1; }
+  mkdir -p "$CG_OUT"
+  cg_run() { # name port -> "instructions-per-request requests"
+    local out pid n ir
+    rm -f "$CG_OUT/$1".cg*
+    taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$CG_OUT/$1.cg" \
+      "$PALISADE_BIN" serve -c "$WORK/$1/palisade.toml" >"$WORK/$1/stdout.log" 2>"$WORK/$1/stderr.log" &
+    pid=$!
+    PIDS+=($pid)
+    wait_http "http://127.0.0.1:$2/index.html" || { cat "$WORK/$1/stderr.log" >&2; exit 1; }
+    taskset -c 1 wrk -t1 -c"$CONNS" -d"$WARMUP" -s "$WORK/mix.lua" "http://127.0.0.1:$2/" >/dev/null
+    sleep 1
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" -s "$WORK/mix.lua" "http://127.0.0.1:$2/")
+    sleep 3 # the writer thread and the alert batch finish their share
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    n=$(echo "$out" | awk '/requests in/ {print $1}')
+    ir=$(cat "$CG_OUT/$1".cg.* 2>/dev/null | awk '/^summary:/ {s += $2} END {print s + 0}')
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    awk -v i="$ir" -v n="$n" 'BEGIN {printf "%.0f %d\n", i / n, n}'
+  }
+fi
+
 start() { # name port -> pid in $STARTED
   taskset -c 0 "$PALISADE_BIN" serve -c "$WORK/$1/palisade.toml" >"$WORK/$1/stdout.log" 2>"$WORK/$1/stderr.log" &
   STARTED=$!
   PIDS+=($STARTED)
   wait_http "http://127.0.0.1:$2/index.html" || { cat "$WORK/$1/stderr.log" >&2; exit 1; }
 }
+if [ -n "$CALLGRIND" ]; then
+  read -r ir_on n_on < <(cg_run on "$ON_PORT")
+  read -r ir_off n_off < <(cg_run off "$OFF_PORT")
+  echo "callgrind, $DURATION, $CONNS connections, 1 request in $ATTACK_EVERY blocked (profiles in $CG_OUT):"
+  printf '  monitoring on : %8d instructions/request (%d requests)\n' "$ir_on" "$n_on"
+  printf '  monitoring off: %8d instructions/request (%d requests)\n' "$ir_off" "$n_off"
+  printf '  off/on        : %8.1f %%  (the req/s ratio on an idle core; goal >= 95%%)\n' \
+    "$(awk -v a="$ir_on" -v b="$ir_off" 'BEGIN{print 100*b/a}')"
+  exit 0
+fi
 start on "$ON_PORT"
 ON_PID=$STARTED
 start off "$OFF_PORT"

@@ -63,7 +63,10 @@ async fn answer(req: Request<Incoming>, gw: Gateway) -> Result<Response<Full<Byt
             "text/plain; version=0.0.4; charset=utf-8",
         ),
         (&Method::POST, "/reload") => match gw.reload().await {
-            Ok(()) => text(StatusCode::OK, "reloaded\n", PLAIN),
+            Ok(()) => match crate::events_glue::restart_note(gw.monitor(), &gw.runtime().config) {
+                Some(note) => text(StatusCode::OK, format!("reloaded\nnote: {note}\n"), PLAIN),
+                None => text(StatusCode::OK, "reloaded\n", PLAIN),
+            },
             Err(e) => text(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("reload rejected: {e}\n"),

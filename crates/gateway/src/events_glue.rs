@@ -31,32 +31,45 @@ pub fn attach(shared: &Arc<Shared>) {
         let shield = shared.shield.clone();
         let mon = shared.monitor.clone();
         tokio::spawn(async move {
-            while let Some(e) = sub.recv().await {
-                let (
-                    Kind::Anomaly {
-                        subject, features, ..
-                    },
-                    Some(ip),
-                ) = (&e.kind, e.client)
-                else {
-                    continue;
-                };
-                if subject != "client" {
-                    continue;
-                }
-                let names: Vec<&str> = features.iter().map(|f| f.feature.as_str()).collect();
-                let reason = format!("anomaly: {}", names.join(", "));
-                match shield.add_ban(shield.scope(ip), Some(d.0), &reason).await {
-                    Ok(b) => mon.publish(
-                        Event::new(Kind::ShieldBan {
-                            net: shield::from_prefix(&b.target).to_string(),
-                            jail: "anomaly".into(),
-                            reason,
-                            duration_s: Some(d.0.as_secs()),
-                        })
-                        .client(ip),
-                    ),
-                    Err(err) => tracing::warn!(client = %ip, error = %err, "anomaly ban failed"),
+            // Batched like the other subscribers: the task wakes once per
+            // window, not for every WAF event on the bus.
+            let mut batch = Vec::new();
+            while sub
+                .recv_batch(&mut batch, monitor::events::BUS_CAPACITY)
+                .await
+            {
+                for e in std::mem::take(&mut batch) {
+                    let (
+                        Kind::Anomaly {
+                            subject, features, ..
+                        },
+                        Some(ip),
+                    ) = (&e.kind, e.client)
+                    else {
+                        continue;
+                    };
+                    if subject != "client" {
+                        continue;
+                    }
+                    let names: Vec<&str> = features.iter().map(|f| f.feature.as_str()).collect();
+                    let reason = format!("anomaly: {}", names.join(", "));
+                    match shield
+                        .add_ban_in(shield.scope(ip), Some(d.0), &reason, "anomaly")
+                        .await
+                    {
+                        Ok(b) => mon.publish(
+                            Event::new(Kind::ShieldBan {
+                                net: shield::from_prefix(&b.target).to_string(),
+                                jail: "anomaly".into(),
+                                reason,
+                                duration_s: Some(d.0.as_secs()),
+                            })
+                            .client(ip),
+                        ),
+                        Err(err) => {
+                            tracing::warn!(client = %ip, error = %err, "anomaly ban failed")
+                        }
+                    }
                 }
             }
         });
@@ -332,11 +345,27 @@ pub(crate) fn validate_config(
     }
 }
 
+/// What a reload says when `[monitor]` changed: the monitor is built once
+/// per process (the event store's writer thread and its open database,
+/// the bus every subscriber holds, the alert sinks' batches and retry
+/// queues, the anomaly model's learned baselines) and is not rebuilt by a
+/// reload, so that a reload never loses queued alerts, baselines or
+/// events in flight.
+pub const MONITOR_RESTART_NOTE: &str = "[monitor] changed: takes effect after a restart (the event store, event bus, alert sinks and anomaly baselines live for the whole process)";
+
+/// [`MONITOR_RESTART_NOTE`] when `cfg.monitor` differs from the config the
+/// running monitor was started with.
+pub fn restart_note(mon: &Monitor, cfg: &crate::Config) -> Option<&'static str> {
+    ((mon.enabled() || cfg.monitor.enabled) && cfg.monitor != mon.config)
+        .then_some(MONITOR_RESTART_NOTE)
+}
+
 /// A reload keeps the monitor running; changed `[monitor]` settings wait
-/// for a restart.
+/// for a restart (logged here; `POST /reload` and `palisade reload
+/// --admin` print it too).
 pub fn on_reload(mon: &Monitor, cfg: &crate::Config) {
-    if (mon.enabled() || cfg.monitor.enabled) && cfg.monitor != mon.config {
-        tracing::warn!("[monitor] changed: takes effect after a restart");
+    if let Some(note) = restart_note(mon, cfg) {
+        tracing::warn!("{note}");
     }
 }
 

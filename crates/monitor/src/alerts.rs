@@ -692,25 +692,27 @@ async fn deliver_loop(
 
 /// Runs every sink over `sub` until the bus closes.
 pub async fn run(mut sinks: Vec<Sink>, mut sub: Subscription) {
+    // Events are taken every TICK rather than one wake-up per event: an
+    // attack wave costs the alert task ten wake-ups a second, and batches
+    // and dedup windows are seconds long anyway.
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut batch = Vec::new();
     loop {
-        tokio::select! {
-            e = sub.recv() => match e {
-                Some(e) => {
-                    let now = Instant::now();
-                    for s in &mut sinks {
-                        s.offer(&e, now);
-                    }
-                }
-                None => return,
-            },
-            _ = tick.tick() => {
-                let now = Instant::now();
-                for s in &mut sinks {
-                    s.tick(now);
-                }
+        tick.tick().await;
+        let closed = sub.is_closed();
+        let now = Instant::now();
+        sub.drain_into(&mut batch, crate::events::BUS_CAPACITY);
+        for e in batch.drain(..) {
+            for s in &mut sinks {
+                s.offer(&e, now);
             }
+        }
+        for s in &mut sinks {
+            s.tick(now);
+        }
+        if closed {
+            return;
         }
     }
 }

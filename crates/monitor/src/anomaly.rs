@@ -11,7 +11,7 @@
 //! | `requests` | requests |
 //! | `errors_4xx` | 4xx answers |
 //! | `errors_5xx` | 5xx answers |
-//! | `distinct_paths` | distinct paths (capped at [`MAX_PATHS_PER_WINDOW`]) |
+//! | `distinct_paths` | distinct paths (a 1024-bit sketch, linear counting; capped at [`MAX_PATHS_PER_WINDOW`]) |
 //! | `waf_score` | WAF inbound anomaly scores |
 //! | `bytes` | bytes in + out |
 //!
@@ -31,7 +31,7 @@
 //! Memory is bounded: at most [`MAX_CLIENTS`] clients and [`MAX_ROUTES`]
 //! routes are tracked (the least recently seen are forgotten first).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -40,7 +40,7 @@ use crate::events::{Bus, Deviation, Event, Kind};
 
 /// Default 50 000: clients with a baseline. Past it the least recently
 /// seen eighth is forgotten. Bounds memory against address-spraying
-/// (each client costs about 200 bytes plus its window's path set).
+/// (each client costs about 350 bytes, its window's path sketch included).
 pub const MAX_CLIENTS: usize = 50_000;
 
 /// Fixed 1024: routes with a baseline (routes come from the config).
@@ -132,29 +132,51 @@ pub fn path_hash(path: &str) -> u64 {
     h
 }
 
+/// Bits of a window's distinct-path sketch (fixed 1024, 128 bytes per
+/// client or route): the count is estimated by linear counting, within a
+/// few percent up to [`MAX_PATHS_PER_WINDOW`], and a sample costs one bit
+/// set instead of a hash-set insert.
+const PATH_SKETCH_BITS: usize = 1024;
+
 #[derive(Debug, Default)]
 struct Window {
     requests: u64,
     e4: u64,
     e5: u64,
-    paths: HashSet<u64>,
+    paths: [u64; PATH_SKETCH_BITS / 64],
     score: u64,
     bytes: u64,
 }
 
 impl Window {
-    fn add(&mut self, s: &Sample) {
+    /// `key`: the detector's secret, so a client cannot pick paths that
+    /// land on one bit to hide a scan.
+    fn add(&mut self, s: &Sample, key: u64) {
         self.requests += 1;
         match s.status {
             400..=499 => self.e4 += 1,
             500..=599 => self.e5 += 1,
             _ => {}
         }
-        if self.paths.len() < MAX_PATHS_PER_WINDOW {
-            self.paths.insert(s.path_hash);
-        }
+        let h = (s.path_hash ^ key).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let bit = (h >> (64 - PATH_SKETCH_BITS.trailing_zeros())) as usize;
+        self.paths[bit / 64] |= 1 << (bit % 64);
         self.score = self.score.saturating_add(u64::from(s.waf_score));
         self.bytes = self.bytes.saturating_add(s.bytes);
+    }
+
+    /// Distinct paths (linear counting over the sketch), at most
+    /// [`MAX_PATHS_PER_WINDOW`].
+    fn distinct_paths(&self) -> f64 {
+        let m = PATH_SKETCH_BITS as f64;
+        let set: u32 = self.paths.iter().map(|w| w.count_ones()).sum();
+        let zero = m - f64::from(set);
+        let n = if zero < 1.0 {
+            MAX_PATHS_PER_WINDOW as f64
+        } else {
+            (m * (m / zero).ln()).round()
+        };
+        n.min(MAX_PATHS_PER_WINDOW as f64)
     }
 
     fn raw(&self) -> [f64; 6] {
@@ -162,18 +184,14 @@ impl Window {
             self.requests as f64,
             self.e4 as f64,
             self.e5 as f64,
-            self.paths.len() as f64,
+            self.distinct_paths(),
             self.score as f64,
             self.bytes as f64,
         ]
     }
 
     fn reset(&mut self) {
-        let big = self.paths.capacity() > 64;
         *self = Window::default();
-        if big {
-            self.paths.shrink_to_fit();
-        }
     }
 }
 
@@ -239,6 +257,8 @@ pub struct Detector {
     population: Ew,
     window_no: u64,
     max_clients: usize,
+    /// Secret mixed into path hashes before they pick a sketch bit.
+    path_key: u64,
 }
 
 impl Detector {
@@ -256,6 +276,10 @@ impl Detector {
             population: Ew::default(),
             window_no: 0,
             max_clients: max_clients.max(8),
+            path_key: {
+                use std::hash::BuildHasher;
+                std::collections::hash_map::RandomState::new().hash_one(0x5041_4c49u64)
+            },
         }
     }
 
@@ -266,12 +290,12 @@ impl Detector {
             self.evict_clients();
         }
         let c = self.clients.entry(s.client).or_default();
-        c.win.add(s);
+        c.win.add(s, self.path_key);
         c.last_seen = now;
         if let Some(r) = &s.route {
             if self.routes.contains_key(r) || self.routes.len() < MAX_ROUTES {
                 let rs = self.routes.entry(r.clone()).or_default();
-                rs.win.add(s);
+                rs.win.add(s, self.path_key);
                 rs.last_seen = now;
             }
         }

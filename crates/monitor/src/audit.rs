@@ -460,27 +460,46 @@ pub const PRODUCER: &str = concat!("palisade v", env!("CARGO_PKG_VERSION"));
 /// Name written as `producer.connector`.
 pub const CONNECTOR: &str = concat!("palisade-gateway v", env!("CARGO_PKG_VERSION"));
 
+/// How each byte is written in a JSON string: 0 as it is, else the
+/// letter after the backslash (`u`: `\u00XX`).
+const JSON_ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t[b'\n' as usize] = b'n';
+    t[b'\r' as usize] = b'r';
+    t[b'\t' as usize] = b't';
+    t
+};
+
 /// Appends `s` as a JSON string literal (RFC 8259 escaping), without an
-/// intermediate allocation: records are built on the request path.
+/// intermediate allocation; runs of plain bytes are copied at once (one
+/// table lookup per byte).
 fn push_str(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(s.len() + 2);
     out.push('"');
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let esc: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f => "",
-            _ => continue,
-        };
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        let e = JSON_ESCAPE[usize::from(b)];
+        if e == 0 {
+            continue;
+        }
+        // Every escaped byte is ASCII, so `start` and `i` are on character
+        // boundaries.
         out.push_str(&s[start..i]);
-        if esc.is_empty() {
-            let _ = write!(out, "\\u{b:04x}");
+        out.push('\\');
+        if e == b'u' {
+            out.push_str("u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
         } else {
-            out.push_str(esc);
+            out.push(char::from(e));
         }
         start = i + 1;
     }
@@ -493,10 +512,40 @@ fn push_key(out: &mut String, k: &str) {
     out.push(':');
 }
 
-fn push_field(out: &mut String, k: &str, v: &str) {
-    push_key(out, k);
+/// `"k":"v",` for a constant key (written as it is: keys here are plain
+/// ASCII literals, only values need escaping).
+fn push_field(out: &mut String, k: &'static str, v: &str) {
+    out.push('"');
+    out.push_str(k);
+    out.push_str("\":");
     push_str(out, v);
     out.push(',');
+}
+
+/// `"k":"n",`: a number as a JSON string (ModSecurity writes rule ids,
+/// line numbers and severities quoted), without `format!`.
+fn push_num_field(out: &mut String, k: &'static str, n: u64) {
+    out.push('"');
+    out.push_str(k);
+    out.push_str("\":\"");
+    push_digits(out, n);
+    out.push_str("\",");
+}
+
+fn push_digits(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &buf[i..] {
+        out.push(char::from(d));
+    }
 }
 
 fn push_headers(out: &mut String, headers: &[(Vec<u8>, Vec<u8>)]) {
@@ -607,11 +656,15 @@ impl Record {
             o.push_str("\"details\":{");
             push_field(&mut o, "match", &m.match_text);
             push_field(&mut o, "reference", &m.reference);
-            push_field(&mut o, "ruleId", &m.rule_id.to_string());
+            push_num_field(&mut o, "ruleId", m.rule_id);
             push_field(&mut o, "file", &m.file);
-            push_field(&mut o, "lineNumber", &m.line_number.to_string());
+            push_num_field(
+                &mut o,
+                "lineNumber",
+                u64::try_from(m.line_number).unwrap_or(u64::MAX),
+            );
             push_field(&mut o, "data", &m.data);
-            push_field(&mut o, "severity", &m.severity.to_string());
+            push_num_field(&mut o, "severity", u64::from(m.severity));
             push_field(&mut o, "ver", &m.ver);
             push_field(&mut o, "rev", &m.rev);
             o.push_str("\"tags\":[");
@@ -622,9 +675,10 @@ impl Record {
                 push_str(&mut o, t);
             }
             o.push_str("],");
-            push_field(&mut o, "maturity", &m.maturity.to_string());
-            push_key(&mut o, "accuracy");
-            push_str(&mut o, &m.accuracy.to_string());
+            push_num_field(&mut o, "maturity", u64::from(m.maturity));
+            o.push_str("\"accuracy\":\"");
+            push_digits(&mut o, u64::from(m.accuracy));
+            o.push('"');
             o.push_str("}}");
         }
         o.push_str("]}}\n");

@@ -79,8 +79,8 @@ impl Monitor {
         if !cfg.enabled {
             return Ok(Monitor::default());
         }
-        let bus = Bus::default();
         let metrics = Arc::new(MonitorMetrics::default());
+        let mut last_id = 0;
         let store = if cfg.store.enabled {
             let path = data_dir.join(&cfg.store.path);
             let setup = |message: String| Error::StoreSetup {
@@ -91,12 +91,19 @@ impl Monitor {
                 std::fs::create_dir_all(dir).map_err(|e| setup(e.to_string()))?;
             }
             let s = EventStore::open(&path, cfg.store.clone())?;
-            s.spawn_writer(bus.subscribe())
-                .map_err(|e| setup(e.to_string()))?;
+            last_id = s.max_id()?;
             Some(s)
         } else {
             None
         };
+        let bus = Bus::numbered_after(events::BUS_CAPACITY, last_id);
+        if let Some(s) = &store {
+            s.spawn_writer(bus.subscribe())
+                .map_err(|e| Error::StoreSetup {
+                    path: data_dir.join(&cfg.store.path),
+                    message: e.to_string(),
+                })?;
+        }
         {
             let m = metrics.clone();
             let sub = bus.subscribe();
@@ -164,6 +171,35 @@ impl Monitor {
         let s = self.bus.stats();
         self.metrics
             .render(out, s.published.load(Relaxed), s.dropped.load(Relaxed));
+    }
+
+    /// Stored events per kind since `since_us` (every one counted).
+    pub fn count_by_kind(
+        &self,
+        since_us: u64,
+    ) -> Result<std::collections::HashMap<String, u64>, Error> {
+        self.store()?.count_by_kind(since_us)
+    }
+
+    /// The `n` clients with the most events of `kinds` since `since_us`.
+    pub fn top_clients(
+        &self,
+        since_us: u64,
+        kinds: &[&str],
+        n: usize,
+    ) -> Result<Vec<(String, u64)>, Error> {
+        self.store()?.top_clients(since_us, kinds, n)
+    }
+
+    /// The stored event with this id.
+    pub fn event(&self, id: u64) -> Result<Option<serde_json::Value>, Error> {
+        self.store()?.get(id)
+    }
+
+    fn store(&self) -> Result<&EventStore, Error> {
+        self.store.as_ref().ok_or_else(|| {
+            Error::BadQuery("the event store is off ([monitor.store] enabled = false)".into())
+        })
     }
 
     /// Stored events matching `q`, newest first.

@@ -30,10 +30,63 @@ struct RuleCount {
     blocks: u64,
 }
 
+/// WAF counts per (rule id, category), looked up without allocating (a
+/// rule id's category rarely varies, so each id holds a short list).
+#[derive(Debug, Default)]
+struct RuleCounts {
+    by_id: HashMap<u64, Vec<(String, RuleCount)>>,
+    /// Labels in `by_id` (at most [`MAX_RULE_LABELS`]).
+    labels: usize,
+    /// Counts past the label cap (`rule="other"`).
+    other: Option<RuleCount>,
+}
+
+impl RuleCounts {
+    fn slot(&mut self, id: u64, category: &str) -> &mut RuleCount {
+        let known = self
+            .by_id
+            .get(&id)
+            .is_some_and(|v| v.iter().any(|(c, _)| c == category));
+        if !known {
+            if self.labels >= MAX_RULE_LABELS {
+                return self.other.get_or_insert_with(RuleCount::default);
+            }
+            self.labels += 1;
+        }
+        let v = self.by_id.entry(id).or_default();
+        let i = match v.iter().position(|(c, _)| c == category) {
+            Some(i) => i,
+            None => {
+                v.push((category.to_string(), RuleCount::default()));
+                v.len() - 1
+            }
+        };
+        &mut v[i].1
+    }
+
+    /// `((rule, category), counts)`, sorted by label.
+    fn labelled(&self) -> Vec<((String, String), RuleCount)> {
+        let mut v: Vec<_> = self
+            .by_id
+            .iter()
+            .flat_map(|(id, cs)| {
+                cs.iter()
+                    .map(move |(c, n)| ((id.to_string(), c.clone()), *n))
+            })
+            .chain(
+                self.other
+                    .map(|n| (("other".to_string(), "other".to_string()), n)),
+            )
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
 /// The monitor's counters.
 #[derive(Debug, Default)]
 pub struct MonitorMetrics {
-    rules: Mutex<HashMap<(String, String), RuleCount>>,
+    rules: Mutex<RuleCounts>,
     bans: Mutex<HashMap<String, u64>>,
     /// Challenge pages served.
     pub challenges_issued: AtomicU64,
@@ -82,13 +135,7 @@ impl MonitorMetrics {
                 let blocked = matches!(e.kind, Kind::WafBlock { .. });
                 let mut m = lock(&self.rules);
                 for r in rules {
-                    let key = (r.id.to_string(), r.category.clone());
-                    let key = if m.contains_key(&key) || m.len() < MAX_RULE_LABELS {
-                        key
-                    } else {
-                        ("other".to_string(), "other".to_string())
-                    };
-                    let c = m.entry(key).or_default();
+                    let c = m.slot(r.id, &r.category);
                     c.matches += 1;
                     if blocked {
                         c.blocks += 1;
@@ -142,27 +189,29 @@ impl MonitorMetrics {
 
     /// Counts every event of `sub` until the bus closes.
     pub async fn run(&self, mut sub: Subscription) {
-        while let Some(e) = sub.recv().await {
-            self.record(&e);
+        let mut batch = Vec::new();
+        while sub
+            .recv_batch(&mut batch, crate::events::BUS_CAPACITY)
+            .await
+        {
+            for e in batch.drain(..) {
+                self.record(&e);
+            }
         }
     }
 
     /// WAF (matches, blocks) counted for a rule id (tests, dashboard).
     pub fn rule_counts(&self, rule: &str) -> (u64, u64) {
         let m = lock(&self.rules);
-        m.iter()
+        m.labelled()
+            .iter()
             .filter(|((r, _), _)| r == rule)
             .fold((0, 0), |(a, b), (_, c)| (a + c.matches, b + c.blocks))
     }
 
     /// Appends the monitor's metrics in Prometheus text format.
     pub fn render(&self, out: &mut String, events_published: u64, events_dropped: u64) {
-        let rules: Vec<_> = {
-            let m = lock(&self.rules);
-            let mut v: Vec<_> = m.iter().map(|(k, c)| (k.clone(), *c)).collect();
-            v.sort_by(|a, b| a.0.cmp(&b.0));
-            v
-        };
+        let rules = lock(&self.rules).labelled();
         out.push_str("# HELP palisade_waf_rule_matches_total WAF rule matches, by rule id and attack category.\n# TYPE palisade_waf_rule_matches_total counter\n");
         for ((r, c), n) in &rules {
             let _ = writeln!(

@@ -8,8 +8,10 @@
 //! which a table with indexes answers directly.
 //!
 //! Writes happen on a dedicated thread that drains its bus subscription in
-//! batches (one transaction per batch), so the request path never touches
-//! the database.
+//! batches (it lets events gather for `events::BATCH_WINDOW`, then commits
+//! them in one transaction), so the request path never touches the
+//! database and an attack wave costs one commit per window, not per event.
+//! Events are serialised to JSON there too, never on the request path.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -145,6 +147,9 @@ fn parse_rfc3339(s: &str) -> Option<u64> {
 pub struct EventStore {
     conn: Arc<Mutex<Connection>>,
     cfg: StoreConfig,
+    /// A store from before events had ids (AUTOINCREMENT row ids, the
+    /// event id in `eid`).
+    legacy: bool,
 }
 
 fn lock(c: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
@@ -170,10 +175,14 @@ impl EventStore {
         conn.busy_timeout(Duration::from_secs(5))?;
         // WAL: readers (queries) do not wait for the writer thread.
         let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        // `id` is the event's own id (`Event::id`): the row id, so a row
+        // costs no AUTOINCREMENT bookkeeping and no extra index. Stores
+        // made before events had ids keep their AUTOINCREMENT `id` and
+        // gain an indexed `eid` column instead (`legacy`).
         conn.execute_batch(
             "PRAGMA synchronous=NORMAL;
              CREATE TABLE IF NOT EXISTS events (
-                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 id INTEGER PRIMARY KEY,
                  ts_us INTEGER NOT NULL,
                  kind TEXT NOT NULL,
                  client TEXT,
@@ -187,10 +196,40 @@ impl EventStore {
              CREATE INDEX IF NOT EXISTS events_kind ON events(kind, ts_us);
              CREATE INDEX IF NOT EXISTS events_route ON events(route, ts_us);",
         )?;
+        let legacy: bool = conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'events' AND sql LIKE '%AUTOINCREMENT%'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if legacy {
+            let has_eid: bool = conn.query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = 'eid'",
+                [],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !has_eid {
+                conn.execute_batch("ALTER TABLE events ADD COLUMN eid INTEGER")?;
+            }
+            conn.execute_batch("CREATE INDEX IF NOT EXISTS events_eid ON events(eid)")?;
+        }
         Ok(EventStore {
             conn: Arc::new(Mutex::new(conn)),
             cfg,
+            legacy,
         })
+    }
+
+    /// The largest event id stored (0 when empty): a new bus numbers its
+    /// events above it, so ids stay unique even if the clock went back.
+    pub fn max_id(&self) -> Result<u64, StoreError> {
+        let c = lock(&self.conn);
+        let sql = if self.legacy {
+            "SELECT COALESCE(MAX(eid), 0) FROM events"
+        } else {
+            "SELECT COALESCE(MAX(id), 0) FROM events"
+        };
+        let n: i64 = c.query_row(sql, [], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
     }
 
     /// Writes events in one transaction.
@@ -198,10 +237,16 @@ impl EventStore {
         let mut c = lock(&self.conn);
         let tx = c.transaction()?;
         {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO events (ts_us, kind, client, route, request_id, rules, json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
+            // A duplicate id (only a clock stepped back past a previous
+            // run's ids could make one) replaces the older row rather
+            // than losing the whole batch.
+            let mut st = tx.prepare_cached(if self.legacy {
+                "INSERT INTO events (ts_us, kind, client, route, request_id, rules, json, eid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            } else {
+                "INSERT OR REPLACE INTO events (ts_us, kind, client, route, request_id, rules, json, id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            })?;
             for e in events {
                 // Rule ids between commas, so `,942100,` finds exactly one id.
                 let rules: String = match e.kind.rules() {
@@ -223,6 +268,8 @@ impl EventStore {
                     e.request_id,
                     rules,
                     e.to_json(),
+                    // 0: not published through a bus; SQLite numbers it.
+                    (e.id != 0).then(|| i64::try_from(e.id).unwrap_or(i64::MAX)),
                 ])?;
             }
         }
@@ -242,7 +289,7 @@ impl EventStore {
         )? as u64;
         let max = i64::try_from(self.cfg.max_events).unwrap_or(i64::MAX);
         n += c.execute(
-            "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
+            "DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?1)",
             [max],
         )? as u64;
         // Size: bytes in use (pages minus free pages). Deleting frees pages
@@ -319,6 +366,72 @@ impl EventStore {
         Ok(out)
     }
 
+    /// Stored events per kind at or after `since_us`, every one counted
+    /// (`COUNT(*)`, not capped like [`EventStore::query`]).
+    pub fn count_by_kind(
+        &self,
+        since_us: u64,
+    ) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+        let c = lock(&self.conn);
+        let mut st =
+            c.prepare_cached("SELECT kind, COUNT(*) FROM events WHERE ts_us >= ?1 GROUP BY kind")?;
+        let rows = st.query_map([i64::try_from(since_us).unwrap_or(i64::MAX)], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        let mut out = std::collections::HashMap::new();
+        for row in rows {
+            let (k, n) = row?;
+            out.insert(k, n.max(0) as u64);
+        }
+        Ok(out)
+    }
+
+    /// The `n` clients with the most events of `kinds` at or after
+    /// `since_us`, most first (ties by address), every event counted.
+    pub fn top_clients(
+        &self,
+        since_us: u64,
+        kinds: &[&str],
+        n: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        use rusqlite::types::Value as V;
+        let marks = vec!["?"; kinds.len()].join(",");
+        let sql = format!(
+            "SELECT client, COUNT(*) AS n FROM events WHERE ts_us >= ? AND client IS NOT NULL \
+             AND kind IN ({marks}) GROUP BY client ORDER BY n DESC, client LIMIT ?"
+        );
+        let mut args = vec![V::Integer(i64::try_from(since_us).unwrap_or(i64::MAX))];
+        args.extend(kinds.iter().map(|k| V::Text((*k).to_string())));
+        args.push(V::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
+        let c = lock(&self.conn);
+        let mut st = c.prepare(&sql)?;
+        let rows = st.query_map(params_from_iter(args), |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (k, n) = row?;
+            out.push((k, n.max(0) as u64));
+        }
+        Ok(out)
+    }
+
+    /// The stored event with this id ([`Event::id`]), if retention has
+    /// not removed it.
+    pub fn get(&self, id: u64) -> Result<Option<serde_json::Value>, StoreError> {
+        let c = lock(&self.conn);
+        let mut st = c.prepare_cached(if self.legacy {
+            "SELECT json FROM events WHERE eid = ?1 LIMIT 1"
+        } else {
+            "SELECT json FROM events WHERE id = ?1"
+        })?;
+        let mut rows = st.query([i64::try_from(id).unwrap_or(i64::MAX)])?;
+        Ok(match rows.next()? {
+            Some(r) => serde_json::from_str(&r.get::<_, String>(0)?).ok(),
+            None => None,
+        })
+    }
+
     /// Number of stored events.
     pub fn count(&self) -> Result<u64, StoreError> {
         let c = lock(&self.conn);
@@ -341,14 +454,9 @@ impl EventStore {
                 let mut since_retention = 0u64;
                 let mut last_retention = Instant::now();
                 let mut batch = Vec::with_capacity(WRITE_BATCH);
-                while let Some(first) = sub.blocking_recv() {
-                    batch.push(first);
-                    while batch.len() < WRITE_BATCH {
-                        match sub.try_recv() {
-                            Some(e) => batch.push(e),
-                            None => break,
-                        }
-                    }
+                // One transaction per BATCH_WINDOW under load, not one
+                // per event: a commit costs far more than a row.
+                while sub.blocking_recv_batch(&mut batch, WRITE_BATCH) {
                     if let Err(e) = store.insert(&batch) {
                         tracing::error!(error = %e, lost = batch.len(), "event store write failed");
                     }
@@ -559,5 +667,103 @@ mod tests {
         drop(bus);
         h.join().unwrap();
         assert_eq!(s.count().unwrap(), 10);
+    }
+
+    #[test]
+    fn a_burst_is_stored_with_one_id_per_event() {
+        let bus = crate::events::Bus::new(4096);
+        let s = EventStore::in_memory(StoreConfig::default()).unwrap();
+        let h = s.spawn_writer(bus.subscribe()).unwrap();
+        for i in 0..3000 {
+            bus.publish(Event::new(block(i)));
+        }
+        drop(bus);
+        h.join().unwrap();
+        assert_eq!(s.count().unwrap(), 3000);
+        let c = lock(&s.conn);
+        let (distinct, min, max): (i64, i64, i64) = c
+            .query_row(
+                "SELECT COUNT(DISTINCT id), MIN(id), MAX(id) FROM events",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(distinct, 3000, "every event has its own id");
+        assert_eq!(max - min, 2999, "ids are consecutive on one bus");
+    }
+
+    #[test]
+    fn counts_see_every_event_not_the_query_cap() {
+        let s = EventStore::in_memory(StoreConfig::default()).unwrap();
+        let mut evs = Vec::new();
+        for i in 0..(MAX_QUERY_LIMIT as u64 + 500) {
+            let client = if i % 3 == 0 { "10.0.0.1" } else { "10.0.0.2" };
+            evs.push(ev(1_000_000 + i, block(942100), client, "app"));
+        }
+        evs.push(ev(1_000_000, Kind::ChallengeSolved, "10.0.0.3", "app"));
+        evs.push(ev(10, block(1), "10.0.0.4", "app")); // before the window
+        s.insert(&evs).unwrap();
+        assert_eq!(
+            s.query(&Query {
+                kind: Some("waf_block".into()),
+                limit: Some(usize::MAX),
+                ..Default::default()
+            })
+            .unwrap()
+            .len(),
+            MAX_QUERY_LIMIT
+        );
+        let counts = s.count_by_kind(1_000_000).unwrap();
+        assert_eq!(counts["waf_block"], MAX_QUERY_LIMIT as u64 + 500);
+        assert_eq!(counts["challenge_solved"], 1);
+        let top = s.top_clients(1_000_000, &["waf_block"], 20).unwrap();
+        assert_eq!(
+            top,
+            vec![
+                ("10.0.0.2".to_string(), 1000),
+                ("10.0.0.1".to_string(), 500)
+            ]
+        );
+    }
+
+    #[test]
+    fn events_are_found_by_id_and_old_stores_gain_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        {
+            // A store from before events had ids.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, ts_us INTEGER NOT NULL,
+                 kind TEXT NOT NULL, client TEXT, route TEXT, request_id TEXT,
+                 rules TEXT NOT NULL DEFAULT '', json TEXT NOT NULL);
+                 INSERT INTO events (ts_us, kind, json) VALUES (1, 'config_reload', '{\"kind\":\"config_reload\"}');",
+            )
+            .unwrap();
+        }
+        let s = EventStore::open(&path, StoreConfig::default()).unwrap();
+        let mut e = Event::new(block(942100));
+        e.id = 1_795_459_000_000_042;
+        s.insert(&[Arc::new(e)]).unwrap();
+        let got = s.get(1_795_459_000_000_042).unwrap().unwrap();
+        assert_eq!(got["id"], 1_795_459_000_000_042u64);
+        assert_eq!(got["kind"], "waf_block");
+        assert!(s.get(7).unwrap().is_none());
+        assert_eq!(s.count().unwrap(), 2, "old rows are kept");
+        assert_eq!(s.max_id().unwrap(), 1_795_459_000_000_042);
+
+        // A new store: the event id is the row id.
+        let s = EventStore::in_memory(StoreConfig::default()).unwrap();
+        assert_eq!(s.max_id().unwrap(), 0);
+        let mut e = Event::new(Kind::ConfigReload);
+        e.id = 99;
+        s.insert(&[Arc::new(e), Arc::new(Event::new(Kind::ConfigReload))])
+            .unwrap();
+        assert_eq!(s.get(99).unwrap().unwrap()["id"], 99);
+        assert_eq!(
+            s.max_id().unwrap(),
+            100,
+            "an event without id is numbered after"
+        );
     }
 }

@@ -616,3 +616,72 @@ fn html_report_escapes_log_data() {
     // Terminal text: no raw escape byte reaches the terminal.
     assert!(!report::text(&a, 10).contains('\u{1b}'));
 }
+
+/// The shared verdict cache is exact: the generated log's first lines
+/// (plus the same requests again from loopback clients, which CRS treats
+/// apart) give the same attacks, rules and categories with the cache on
+/// several threads as with every line through the engine.
+#[test]
+fn cached_verdicts_are_the_uncached_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("access.log");
+    generate(&full);
+    let text = std::fs::read_to_string(&full).unwrap();
+    let head: Vec<&str> = text.lines().take(4000).collect();
+    let mut lines: Vec<String> = head.iter().map(|l| l.to_string()).collect();
+    for (i, l) in head.iter().take(400).enumerate() {
+        let (_, rest) = l.split_once(' ').unwrap();
+        let lo = if i % 2 == 0 { "127.0.0.1" } else { "::1" };
+        lines.push(format!("{lo} {rest}"));
+    }
+    let log = dir.path().join("slice.log");
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+
+    let rules = crs_rules();
+    let plan = monitor::analyze::engine::KeyPlan::of(&rules.ruleset);
+    assert!(
+        plan.cacheable && !plan.client && !plan.time,
+        "CRS reads the client only through its loopback @ipMatch: {plan:?}"
+    );
+    let run = |cache: bool, threads: usize| {
+        let opts = Options {
+            cache,
+            threads,
+            flagged_lines: usize::MAX,
+            ..Options::default()
+        };
+        analyze::analyze(std::slice::from_ref(&log), &rules, &opts, None)
+    };
+    let cached = run(true, 3);
+    let plain = run(false, 1);
+    let s = |a: &analyze::Analysis| {
+        let mut by_rule: Vec<(u64, u64)> =
+            a.summary.by_rule.iter().map(|(k, v)| (*k, *v)).collect();
+        by_rule.sort_unstable();
+        (
+            a.summary.attacks,
+            a.summary.flagged.clone(),
+            by_rule,
+            a.summary.by_category.clone(),
+            a.summary.suspicious_successes,
+        )
+    };
+    assert_eq!(s(&cached), s(&plain));
+    assert!(plain.summary.attacks > 0);
+    assert_eq!(plain.summary.cache_hits, 0);
+    assert_eq!(
+        cached.summary.cache_hits + cached.summary.evaluated,
+        plain.summary.evaluated
+    );
+    println!(
+        "{} lines: {} cache hits, {} evaluated",
+        lines.len(),
+        cached.summary.cache_hits,
+        cached.summary.evaluated
+    );
+    assert!(
+        cached.summary.cache_hits > 1000,
+        "{}",
+        cached.summary.cache_hits
+    );
+}

@@ -214,6 +214,28 @@ fn a_burst_of_1000_blocked_requests_gives_one_batched_alert() {
 }
 
 #[test]
+fn a_reload_that_changes_monitor_says_it_waits_for_a_restart() {
+    let up = Upstream::start("app");
+    let p = Palisade::start_toml(&config(up.addr, ""));
+    let r = admin(&p, "POST", "/reload", "");
+    assert_eq!((r.status, r.body_str().trim()), (200, "reloaded"));
+    let text = std::fs::read_to_string(&p.config_path).unwrap();
+    std::fs::write(
+        &p.config_path,
+        format!("{text}\n[monitor.anomaly]\nenabled = false\n"),
+    )
+    .unwrap();
+    let r = admin(&p, "POST", "/reload", "");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body_str()
+            .contains("note: [monitor] changed: takes effect after a restart"),
+        "{}",
+        r.body_str()
+    );
+}
+
+#[test]
 fn reloads_bans_and_attacker_data_become_events() {
     let up = Upstream::start("app");
     let p = Palisade::start_toml(&config(up.addr, ""));

@@ -885,6 +885,18 @@ impl Shield {
         duration: Option<Duration>,
         reason: &str,
     ) -> Result<Ban, Error> {
+        self.add_ban_in(net, duration, reason, "manual").await
+    }
+
+    /// [`Shield::add_ban`] recorded under `jail` (`anomaly` for the anomaly
+    /// detector) instead of `manual`.
+    pub async fn add_ban_in(
+        &self,
+        net: IpNet,
+        duration: Option<Duration>,
+        reason: &str,
+        jail: &str,
+    ) -> Result<Ban, Error> {
         if reason.len() > MAX_REASON_BYTES {
             return Err(Error::InvalidBan(format!(
                 "reason longer than {MAX_REASON_BYTES} bytes"
@@ -903,14 +915,14 @@ impl Shield {
             } else {
                 reason.into()
             },
-            jail: "manual".into(),
+            jail: jail.into(),
             created_us: now,
             expires_us: duration
                 .map(|d| now.saturating_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))),
             offences: 1,
         };
         self.store.ban_add(ban.clone()).await.map_err(store_err)?;
-        tracing::warn!(event = "shield.ban", net = %net, jail = "manual", reason = %ban.reason, "shield: ban added");
+        tracing::warn!(event = "shield.ban", net = %net, jail = %ban.jail, reason = %ban.reason, "shield: ban added");
         Ok(ban)
     }
 

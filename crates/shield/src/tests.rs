@@ -527,4 +527,24 @@ async fn bad_ban_reasons_are_refused() {
     let b = s.add_ban(net("192.0.2.1"), None, "").await.unwrap();
     assert_eq!(b.reason, "manual ban");
     assert_eq!(b.expires_us, None);
+    assert_eq!(b.jail, "manual");
+}
+
+#[tokio::test]
+async fn bans_can_be_recorded_under_a_jail() {
+    let s = shield(ShieldConfig::default());
+    let b = s
+        .add_ban_in(
+            net("192.0.2.9"),
+            Some(Duration::from_secs(60)),
+            "anomaly: requests",
+            "anomaly",
+        )
+        .await
+        .unwrap();
+    assert_eq!(b.jail, "anomaly");
+    let stored = s.bans().await.unwrap();
+    assert!(stored
+        .iter()
+        .any(|x| x.jail == "anomaly" && x.reason == "anomaly: requests"));
 }

@@ -34,7 +34,8 @@
     var td = cell(tr, "");
     var a = document.createElement("a");
     a.textContent = "detail";
-    a.href = "/dashboard/event?t=" + encodeURIComponent(String(ev.time_us)) +
+    a.href = ev.id ? "/dashboard/event?id=" + encodeURIComponent(String(ev.id)) :
+      "/dashboard/event?t=" + encodeURIComponent(String(ev.time_us)) +
       "&c=" + encodeURIComponent(ev.client || "-") +
       "&k=" + encodeURIComponent(String(ev.kind));
     td.appendChild(a);

@@ -71,7 +71,8 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(10);
 pub const MAX_SAMPLES: usize = 360;
 
 /// Fixed 24 h: the window of stored events the overview and tuning pages
-/// aggregate (each kind capped at `monitor::store::MAX_QUERY_LIMIT`).
+/// aggregate (counts and top clients count every event; rule and category
+/// tables read the newest `monitor::store::MAX_QUERY_LIMIT` of each kind).
 pub const OVERVIEW_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// Fixed 20: rows of the "top" tables.
@@ -584,17 +585,23 @@ fn latency_ms(t: &crate::metrics::Totals, q: f64) -> Option<f64> {
 async fn overview(gw: &Gateway, a: &Admin) -> Response<Body> {
     let since = now_us().saturating_sub(OVERVIEW_WINDOW.as_micros() as u64);
     let t = gw.metrics().totals();
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    let mut ips: HashMap<String, u64> = HashMap::new();
+    // Counts and top clients come from COUNT queries over every stored
+    // event of the window; rules and categories from the newest
+    // MAX_QUERY_LIMIT events of each kind (their ids sit inside the JSON).
+    let mon = gw.monitor().clone();
+    let (counts, top_ips) = tokio::task::spawn_blocking(move || {
+        (
+            mon.count_by_kind(since).unwrap_or_default(),
+            mon.top_clients(since, HOSTILE, TOP_N).unwrap_or_default(),
+        )
+    })
+    .await
+    .unwrap_or_default();
     let mut rules: HashMap<String, u64> = HashMap::new();
     let mut cats: HashMap<String, u64> = HashMap::new();
     for kind in HOSTILE {
         let evs = recent(gw, Some(kind), since).await;
-        counts.insert(kind, evs.len());
         for e in &evs {
-            if let Some(c) = e["client"].as_str() {
-                *ips.entry(c.to_owned()).or_default() += 1;
-            }
             for r in e["rules"].as_array().into_iter().flatten() {
                 let id = r["id"].as_u64().unwrap_or(0);
                 let msg = r["msg"].as_str().unwrap_or("");
@@ -666,7 +673,7 @@ async fn overview(gw: &Gateway, a: &Admin) -> Response<Body> {
     body.push_str(&render::count_table(
         "top-ips",
         ("Client", "Events"),
-        &top(ips),
+        &top_ips,
         Some(&ip_link),
     ));
     body.push_str("</section>\n<section><h2>Top rules</h2>\n");
@@ -714,6 +721,34 @@ fn param(qs: &str, name: &str) -> Option<String> {
 }
 
 async fn event(gw: &Gateway, a: &Admin, qs: &str) -> Response<Body> {
+    // `?id=` (the event's stable id); `t`, `c`, `k` (time, client, kind)
+    // still find events stored before events had ids.
+    if let Some(id) = param(qs, "id") {
+        let Ok(id) = id.parse::<u64>() else {
+            return respond(
+                StatusCode::BAD_REQUEST,
+                TEXT,
+                "400 Bad Request\nid must be a number\n",
+            );
+        };
+        let mon = gw.monitor().clone();
+        let found = tokio::task::spawn_blocking(move || mon.event(id))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+        return match found {
+            Some(e) => page("Event", Nav::None, a, &render::event_detail(&e)),
+            None => respond(
+                StatusCode::NOT_FOUND,
+                HTML,
+                render::message(
+                    "Not found",
+                    "No stored event has this id (it may have been removed by retention).",
+                ),
+            ),
+        };
+    }
     let t: Option<u64> = param(qs, "t").and_then(|v| v.parse().ok());
     let client: Option<IpAddr> = param(qs, "c").and_then(|v| v.parse().ok());
     let kind = param(qs, "k").filter(|k| monitor::Kind::NAMES.contains(&k.as_str()));
@@ -721,7 +756,7 @@ async fn event(gw: &Gateway, a: &Admin, qs: &str) -> Response<Body> {
         return respond(
             StatusCode::BAD_REQUEST,
             TEXT,
-            "400 Bad Request\nt (event time) required\n",
+            "400 Bad Request\nid (event id) or t (event time) required\n",
         );
     };
     let evs = query(

@@ -214,8 +214,12 @@ pub fn qs(s: &str) -> String {
     identity::web::pct_encode(s)
 }
 
-/// The detail link of a stored event.
+/// The detail link of a stored event: by its id (by time, client and
+/// kind for events stored before events had ids).
 pub fn event_link(e: &Value) -> String {
+    if let Some(id) = e["id"].as_u64().filter(|&id| id > 0) {
+        return format!("/dashboard/event?id={id}");
+    }
     format!(
         "/dashboard/event?t={}&c={}&k={}",
         e["time_us"].as_u64().unwrap_or(0),

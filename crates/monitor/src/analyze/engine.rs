@@ -13,11 +13,13 @@
 //! 1900900/1900901: the inbound anomaly score reached the threshold).
 //!
 //! Benign logs repeat themselves (the same pages, assets and browsers), so
-//! verdicts are cached by the exact inputs the rules see. The cache is
-//! exact for CRS and the built-in rules, which do not look at the client
-//! address (CRS only exempts loopback clients in 905100/905110: loopback is
-//! part of the key) nor at the time; `--no-cache` turns it off for rule
-//! files that do.
+//! verdicts are cached, in one cache all worker threads share, by the
+//! exact inputs the rules read: the request (method, target, protocol,
+//! Host, Referer, User-Agent) plus whatever client address or time
+//! dependence [`KeyPlan`] finds in the rules (CRS reads the address only in
+//! its loopback exemption, 905100/905110, so the key holds one bit for it;
+//! rules that read the address otherwise, or the time, put it in the key).
+//! `--no-cache` evaluates every line.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -35,10 +37,16 @@ pub const CRS_SETTINGS_RULE_ID: u64 = 9_990_011;
 /// Id of the `SecAction` carrying the built-in rules' threshold.
 pub const BUILTIN_SETTINGS_RULE_ID: u64 = 9_990_012;
 
-/// Verdicts cached per worker thread (default 65,536, about 20 MB with
-/// [`MAX_CACHED_KEY_BYTES`] keys): bounds memory on a log of all-distinct
-/// requests, where the cache is simply cleared when full.
-pub const VERDICT_CACHE_ENTRIES: usize = 65_536;
+/// Memory of the shared verdict cache (default 64 MiB: keys plus a
+/// [`CACHE_ENTRY_OVERHEAD`] per entry): bounds memory on a log of
+/// all-distinct requests, where a full shard is simply cleared. A real
+/// site's log repeats most of its requests well within this (about 150,000
+/// typical 300-byte keys).
+pub const VERDICT_CACHE_BYTES: usize = 64 << 20;
+
+/// Bytes counted per cached verdict besides its key (map slot, `Arc`,
+/// allocation headers), for [`VERDICT_CACHE_BYTES`].
+pub const CACHE_ENTRY_OVERHEAD: usize = 128;
 
 /// Longest request (method, target, headers) whose verdict is cached
 /// (default 2 KiB): long, unique targets (attacks, tracking parameters)
@@ -287,13 +295,284 @@ pub fn rule_message(rs: &Ruleset, id: u64) -> String {
     out
 }
 
-/// One worker's evaluator: a reused transaction and a verdict cache.
+/// Shards of the shared verdict cache (fixed 64): worker threads rarely
+/// wait for each other's lookups.
+pub const CACHE_SHARDS: usize = 64;
+
+/// Variables holding the time of the request: a rule reading one makes the
+/// log line's time part of the cache key.
+const TIME_VARS: &[&str] = &[
+    "TIME",
+    "TIME_DAY",
+    "TIME_EPOCH",
+    "TIME_HOUR",
+    "TIME_MIN",
+    "TIME_MON",
+    "TIME_SEC",
+    "TIME_WDAY",
+    "TIME_YEAR",
+];
+
+/// Variables derived from the client address.
+const CLIENT_VARS: &[&str] = &["REMOTE_ADDR", "REMOTE_HOST"];
+
+/// An address or network of an `@ipMatch` list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cidr {
+    addr: std::net::IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    fn parse(s: &str) -> Option<Cidr> {
+        let s = s.trim();
+        let (a, bits) = match s.split_once('/') {
+            Some((a, b)) => (a, Some(b.parse::<u8>().ok()?)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = a.parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let bits = bits.unwrap_or(max);
+        (bits <= max).then_some(Cidr { addr, bits })
+    }
+
+    fn contains(&self, ip: std::net::IpAddr) -> bool {
+        fn masked(x: u128, bits: u8, width: u8) -> u128 {
+            if bits == 0 {
+                0
+            } else {
+                x >> (width - bits)
+            }
+        }
+        match (self.addr, ip) {
+            (std::net::IpAddr::V4(n), std::net::IpAddr::V4(a)) => {
+                masked(u32::from(n).into(), self.bits, 32)
+                    == masked(u32::from(a).into(), self.bits, 32)
+            }
+            (std::net::IpAddr::V6(n), std::net::IpAddr::V6(a)) => {
+                masked(u128::from(n), self.bits, 128) == masked(u128::from(a), self.bits, 128)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Which of a log line's inputs besides the request (method, target,
+/// protocol, Host, Referer, User-Agent, always in the key) the rules read,
+/// found by walking every phase 1 and 2 rule (the phases analysis runs):
+/// their targets, operator arguments and macros (`setvar`, tags, `initcol`,
+/// `setenv`, `msg`/`logdata` are not verdict inputs and are skipped).
+///
+/// - `REMOTE_ADDR` tested only with `@ipMatch` (CRS 905100/905110's
+///   loopback exemption): the key holds one bit per list, whether the
+///   client is in it; read any other way (or the `IP` collection, keyed by
+///   the address): the key holds the whole address.
+/// - `TIME*`: the key holds the line's time (seconds).
+/// - `DURATION` (the engine's own clock): no cache at all.
+///
+/// Every other transaction input is the same for every line (no body, no
+/// response, port 0, an empty `UNIQUE_ID`, no persistent collections), so a
+/// cached verdict is exactly the one the engine would compute.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPlan {
+    ip_lists: Vec<Vec<Cidr>>,
+    /// The whole client address is part of the key.
+    pub client: bool,
+    /// The line's time is part of the key.
+    pub time: bool,
+    /// Verdicts can be cached at all.
+    pub cacheable: bool,
+}
+
+impl KeyPlan {
+    /// The plan for `rs`.
+    pub fn of(rs: &Ruleset) -> KeyPlan {
+        let mut plan = KeyPlan {
+            cacheable: true,
+            ..KeyPlan::default()
+        };
+        let note = |name: &str, plan: &mut KeyPlan| {
+            let name = name.to_ascii_uppercase();
+            if name == "DURATION" {
+                plan.cacheable = false;
+            } else if TIME_VARS.contains(&name.as_str()) {
+                plan.time = true;
+            } else if CLIENT_VARS.contains(&name.as_str()) || name == "IP" {
+                plan.client = true;
+            }
+        };
+        for phase in 1..=2 {
+            for rule in rs.rules(phase) {
+                let mut link = Some(rule);
+                while let Some(l) = link {
+                    for t in &l.targets {
+                        let name = t.var.name();
+                        if CLIENT_VARS.contains(&name) && !t.count {
+                            let list: Option<Vec<Cidr>> = l
+                                .operator_name
+                                .eq_ignore_ascii_case("ipMatch")
+                                .then(|| l.operator_argument.split(',').map(Cidr::parse).collect())
+                                .flatten();
+                            match list {
+                                Some(list) if !list.is_empty() => {
+                                    if !plan.ip_lists.contains(&list) {
+                                        plan.ip_lists.push(list);
+                                    }
+                                }
+                                _ => plan.client = true,
+                            }
+                        } else {
+                            note(name, &mut plan);
+                        }
+                    }
+                    // Macros in an operator argument (`@lt %{tx.x}`).
+                    let arg = l.operator_argument.to_ascii_uppercase();
+                    let mut rest = arg.as_str();
+                    while let Some(i) = rest.find("%{") {
+                        rest = &rest[i + 2..];
+                        let name: String = rest
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect();
+                        note(&name, &mut plan);
+                    }
+                    let mut macros: Vec<&seclang::macros::MacroString> = l.tags.iter().collect();
+                    for sv in &l.setvars {
+                        macros.push(&sv.key);
+                        macros.extend(setvar_value(&sv.op));
+                    }
+                    for a in &l.after_match {
+                        match a {
+                            seclang::actions::Action::SetVar(sv) => {
+                                macros.push(&sv.key);
+                                macros.extend(setvar_value(&sv.op));
+                            }
+                            // The IP collection's key: read only through
+                            // `IP` targets and `%{ip.…}` macros, noted there.
+                            seclang::actions::Action::InitCol(_) => {}
+                            seclang::actions::Action::SetEnv(e) => macros.push(&e.value),
+                            _ => {}
+                        }
+                    }
+                    for m in macros {
+                        for part in m.parts() {
+                            if let seclang::macros::Part::Var { collection, .. } = part {
+                                note(collection, &mut plan);
+                            }
+                        }
+                    }
+                    link = l.chain.as_deref();
+                }
+            }
+        }
+        plan
+    }
+
+    /// Appends the client- and time-dependent part of `e`'s key.
+    fn push_key(&self, e: &Entry<'_>, key: &mut Vec<u8>) {
+        if !self.ip_lists.is_empty() {
+            let ip = e.client.parse::<std::net::IpAddr>().ok();
+            for list in &self.ip_lists {
+                key.push(u8::from(
+                    ip.is_some_and(|ip| list.iter().any(|c| c.contains(ip))),
+                ));
+            }
+        }
+        if self.client {
+            key.extend_from_slice(&(e.client.len() as u32).to_le_bytes());
+            key.extend_from_slice(e.client.as_bytes());
+        }
+        if self.time {
+            key.extend_from_slice(&e.time.unwrap_or(0).to_le_bytes());
+        }
+    }
+}
+
+fn setvar_value(op: &seclang::actions::data::SetVarOp) -> Option<&seclang::macros::MacroString> {
+    use seclang::actions::data::SetVarOp;
+    match op {
+        SetVarOp::Set(m) | SetVarOp::Add(m) | SetVarOp::Sub(m) => Some(m),
+        SetVarOp::SetOne | SetVarOp::Unset => None,
+    }
+}
+
+/// One shard: the map and the bytes it accounts for.
+#[derive(Debug, Default)]
+struct ShardMap {
+    map: HashMap<Box<[u8]>, Arc<Verdict>>,
+    bytes: usize,
+}
+
+type Shard = std::sync::Mutex<ShardMap>;
+
+/// The verdict cache every worker thread shares: [`CACHE_SHARDS`] locked
+/// maps from the exact key ([`KeyPlan`]) to the verdict. Bounded at
+/// [`VERDICT_CACHE_BYTES`] in all; a full shard is cleared.
+#[derive(Debug)]
+pub struct VerdictCache {
+    shards: Box<[Shard]>,
+    hasher: std::collections::hash_map::RandomState,
+    plan: KeyPlan,
+}
+
+impl VerdictCache {
+    /// An empty cache for the rules `rs` (`None` when their verdicts
+    /// cannot be cached, see [`KeyPlan`]).
+    pub fn new(rs: &Ruleset) -> Option<Arc<VerdictCache>> {
+        let plan = KeyPlan::of(rs);
+        plan.cacheable.then(|| {
+            Arc::new(VerdictCache {
+                shards: (0..CACHE_SHARDS).map(|_| Shard::default()).collect(),
+                hasher: Default::default(),
+                plan,
+            })
+        })
+    }
+
+    /// What the key holds.
+    pub fn plan(&self) -> &KeyPlan {
+        &self.plan
+    }
+
+    fn shard(&self, key: &[u8]) -> &Shard {
+        use std::hash::BuildHasher;
+        let i = (self.hasher.hash_one(key) as usize) % self.shards.len();
+        &self.shards[i]
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Arc<Verdict>> {
+        let s = self.shard(key);
+        let g = match s.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.map.get(key).cloned()
+    }
+
+    fn insert(&self, key: &[u8], v: Arc<Verdict>) {
+        let s = self.shard(key);
+        let mut g = match s.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let cost = key.len() + CACHE_ENTRY_OVERHEAD;
+        if g.bytes + cost > VERDICT_CACHE_BYTES / CACHE_SHARDS {
+            g.map.clear();
+            g.bytes = 0;
+        }
+        if g.map.insert(key.into(), v).is_none() {
+            g.bytes += cost;
+        }
+    }
+}
+
+/// One worker's evaluator: a reused transaction and a handle on the
+/// shared verdict cache.
 #[derive(Debug)]
 pub struct Evaluator {
     ruleset: Arc<Ruleset>,
     tx: Option<Transaction>,
-    cache: HashMap<Vec<u8>, Verdict>,
-    use_cache: bool,
+    cache: Option<Arc<VerdictCache>>,
     key: Vec<u8>,
     /// Lines answered from the cache.
     pub cache_hits: u64,
@@ -301,22 +580,24 @@ pub struct Evaluator {
     pub evaluated: u64,
 }
 
-/// Whether an address as logged is loopback (CRS exempts some loopback
-/// requests, so the cache must tell them apart).
-fn is_loopback(client: &str) -> bool {
-    client
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback())
-}
-
 impl Evaluator {
-    /// An evaluator over `ruleset`; `use_cache` false evaluates every line.
+    /// An evaluator over `ruleset` with a cache of its own; `use_cache`
+    /// false evaluates every line.
     pub fn new(ruleset: Arc<Ruleset>, use_cache: bool) -> Evaluator {
+        let cache = if use_cache {
+            VerdictCache::new(&ruleset)
+        } else {
+            None
+        };
+        Evaluator::with_cache(ruleset, cache)
+    }
+
+    /// An evaluator sharing `cache` (`None`: every line evaluated).
+    pub fn with_cache(ruleset: Arc<Ruleset>, cache: Option<Arc<VerdictCache>>) -> Evaluator {
         Evaluator {
             ruleset,
             tx: None,
-            cache: HashMap::new(),
-            use_cache,
+            cache,
             key: Vec::new(),
             cache_hits: 0,
             evaluated: 0,
@@ -324,38 +605,39 @@ impl Evaluator {
     }
 
     /// The verdict on `e` (which must have a request line).
-    pub fn evaluate(&mut self, e: &Entry<'_>) -> Verdict {
+    pub fn evaluate(&mut self, e: &Entry<'_>) -> Arc<Verdict> {
         let host: &[u8] = e.host.as_deref().unwrap_or(DEFAULT_HOST.as_bytes());
-        let cacheable = self.use_cache && {
-            self.key.clear();
-            self.key.push(u8::from(is_loopback(&e.client)));
-            for part in [
-                &e.method[..],
-                &e.uri[..],
-                &e.protocol[..],
-                host,
-                e.referer.as_deref().unwrap_or(b"\0-"),
-                e.user_agent.as_deref().unwrap_or(b"\0-"),
-            ] {
-                self.key
-                    .extend_from_slice(&(part.len() as u32).to_le_bytes());
-                self.key.extend_from_slice(part);
+        let cache = self.cache.clone();
+        let cacheable = match &cache {
+            Some(c) => {
+                self.key.clear();
+                c.plan.push_key(e, &mut self.key);
+                for part in [
+                    &e.method[..],
+                    &e.uri[..],
+                    &e.protocol[..],
+                    host,
+                    e.referer.as_deref().unwrap_or(b"\0-"),
+                    e.user_agent.as_deref().unwrap_or(b"\0-"),
+                ] {
+                    self.key
+                        .extend_from_slice(&(part.len() as u32).to_le_bytes());
+                    self.key.extend_from_slice(part);
+                }
+                self.key.len() <= MAX_CACHED_KEY_BYTES
             }
-            self.key.len() <= MAX_CACHED_KEY_BYTES
+            None => false,
         };
-        if cacheable {
-            if let Some(v) = self.cache.get(&self.key) {
+        if let (true, Some(c)) = (cacheable, &cache) {
+            if let Some(v) = c.get(&self.key) {
                 self.cache_hits += 1;
-                return v.clone();
+                return v;
             }
         }
-        let v = self.run(e, host);
+        let v = Arc::new(self.run(e, host));
         self.evaluated += 1;
-        if cacheable {
-            if self.cache.len() >= VERDICT_CACHE_ENTRIES {
-                self.cache.clear();
-            }
-            self.cache.insert(self.key.clone(), v.clone());
+        if let (true, Some(c)) = (cacheable, &cache) {
+            c.insert(&self.key, v.clone());
         }
         v
     }
@@ -431,5 +713,128 @@ impl Evaluator {
             .and_then(|s| std::str::from_utf8(s).ok()?.parse::<i64>().ok())
             .map_or(0, |s| u32::try_from(s.max(0)).unwrap_or(u32::MAX));
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::parse::{parse_line, LogFormat};
+
+    fn rules(text: &str) -> Arc<Ruleset> {
+        let text = format!("SecRuleEngine DetectionOnly\n{text}");
+        Arc::new(
+            RulesetBuilder::new(&FsLoader)
+                .add_str(&text, "t.conf")
+                .unwrap()
+                .build()
+                .unwrap(),
+        )
+    }
+
+    fn line(client: &str, hour: u8, target: &str) -> String {
+        format!("{client} - - [23/Nov/2026:{hour:02}:00:00 +0000] \"GET {target} HTTP/1.1\" 200 5 \"-\" \"curl/8\"")
+    }
+
+    /// Every line through a cached and an uncached evaluator: the same
+    /// verdicts; returns the cached evaluator's hits.
+    fn same_verdicts(rs: &Arc<Ruleset>, lines: &[String]) -> u64 {
+        let mut cached = Evaluator::new(rs.clone(), true);
+        let mut plain = Evaluator::new(rs.clone(), false);
+        for l in lines {
+            let e = parse_line(l.as_bytes(), LogFormat::Combined)
+                .unwrap()
+                .unwrap();
+            assert_eq!(cached.evaluate(&e), plain.evaluate(&e), "{l}");
+        }
+        assert_eq!(plain.cache_hits, 0);
+        cached.cache_hits
+    }
+
+    #[test]
+    fn ip_match_on_the_client_keys_one_bit_per_list() {
+        let rs = rules(
+            "SecRule REMOTE_ADDR \"@ipMatch 192.0.2.0/24,2001:db8::1\" \"id:1,phase:1,deny,log,tag:'attack-sqli',setvar:tx.palisade_anomaly_score=+5\"\n",
+        );
+        let plan = KeyPlan::of(&rs);
+        assert!(plan.cacheable && !plan.client && !plan.time);
+        assert_eq!(plan.ip_lists.len(), 1);
+        let lines = [
+            line("192.0.2.5", 1, "/a"),
+            line("192.0.2.6", 1, "/a"),    // same list bit: a hit
+            line("198.51.100.1", 1, "/a"), // other bit: evaluated
+            line("198.51.100.2", 1, "/a"), // a hit
+            line("2001:db8::1", 1, "/a"),  // in the list: the first line's key
+            line("2001:db8::2", 1, "/a"),
+        ];
+        assert_eq!(same_verdicts(&rs, &lines), 4);
+        let mut ev = Evaluator::new(rs.clone(), true);
+        fn e(l: &str) -> Entry<'_> {
+            parse_line(l.as_bytes(), LogFormat::Combined)
+                .unwrap()
+                .unwrap()
+        }
+        assert!(ev.evaluate(&e(&lines[0])).attack);
+        assert!(!ev.evaluate(&e(&lines[2])).attack);
+    }
+
+    #[test]
+    fn other_reads_of_the_client_or_the_time_put_them_in_the_key() {
+        let by_client = rules(
+            "SecRule REMOTE_ADDR \"@rx ^10\\.0\\.0\\.1$\" \"id:1,phase:1,deny,log,setvar:tx.palisade_anomaly_score=+5\"\n",
+        );
+        let plan = KeyPlan::of(&by_client);
+        assert!(plan.client && !plan.time);
+        let lines = [
+            line("10.0.0.1", 1, "/a"),
+            line("10.0.0.2", 1, "/a"),
+            line("10.0.0.1", 2, "/a"), // same client and request: a hit
+        ];
+        assert_eq!(same_verdicts(&by_client, &lines), 1);
+
+        let by_time = rules(
+            "SecRule TIME_HOUR \"@eq 3\" \"id:1,phase:1,deny,log,setvar:tx.palisade_anomaly_score=+5\"\n",
+        );
+        let plan = KeyPlan::of(&by_time);
+        assert!(plan.time && !plan.client);
+        let lines = [line("10.0.0.1", 3, "/a"), line("10.0.0.1", 4, "/a")];
+        assert_eq!(same_verdicts(&by_time, &lines), 0);
+
+        // A macro reading the address counts as a read.
+        let by_macro = rules(
+            "SecAction \"id:1,phase:1,pass,nolog,setvar:'tx.who=%{REMOTE_ADDR}'\"\nSecRule TX:who \"@streq 10.0.0.1\" \"id:2,phase:1,deny,log\"\n",
+        );
+        assert!(KeyPlan::of(&by_macro).client);
+        let lines = [line("10.0.0.1", 1, "/a"), line("10.0.0.2", 1, "/a")];
+        assert_eq!(same_verdicts(&by_macro, &lines), 0);
+
+        // The engine's own clock cannot be keyed: no cache.
+        let by_clock = rules("SecRule DURATION \"@gt 1000000\" \"id:1,phase:1,deny,log\"\n");
+        assert!(VerdictCache::new(&by_clock).is_none());
+    }
+
+    #[test]
+    fn request_fields_are_all_in_the_key() {
+        let rs = rules(
+            "SecRule REQUEST_HEADERS:User-Agent|REQUEST_HEADERS:Referer|REQUEST_URI|REQUEST_PROTOCOL \"@contains evil\" \"id:1,phase:1,deny,log,setvar:tx.palisade_anomaly_score=+5\"\n",
+        );
+        assert_eq!(
+            KeyPlan::of(&rs),
+            KeyPlan {
+                cacheable: true,
+                ..KeyPlan::default()
+            }
+        );
+        let l = |t: &str, r: &str, ua: &str| {
+            format!("10.0.0.1 - - [23/Nov/2026:01:00:00 +0000] \"GET {t} HTTP/1.1\" 200 5 \"{r}\" \"{ua}\"")
+        };
+        let lines = [
+            l("/a", "-", "curl"),
+            l("/a", "evil", "curl"),
+            l("/a", "-", "evil"),
+            l("/evil", "-", "curl"),
+            l("/a", "-", "curl"),
+        ];
+        assert_eq!(same_verdicts(&rs, &lines), 1);
     }
 }

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use behaviour::ClientStats;
@@ -36,7 +36,7 @@ pub use engine::{category_names, load_rules, RuleChoice, RuleOptions, Rules, Ver
 pub use input::MAX_LINE_BYTES;
 pub use parse::{parse_line, Entry, LogFormat, Skip};
 
-use engine::Evaluator;
+use engine::{Evaluator, VerdictCache};
 use input::{Line, LogInput};
 
 /// Clients tracked individually (default 100,000, about 25 MB): past it,
@@ -507,9 +507,14 @@ struct Batch {
     ends: Vec<usize>,
 }
 
-fn worker(rx: &Mutex<Receiver<Batch>>, rules: &Rules, opts: &Options) -> Summary {
+fn worker(
+    rx: &Mutex<Receiver<Batch>>,
+    rules: &Rules,
+    cache: Option<&Arc<VerdictCache>>,
+    opts: &Options,
+) -> Summary {
     let mut sum = Summary::default();
-    let mut ev = Evaluator::new(rules.ruleset.clone(), opts.cache);
+    let mut ev = Evaluator::with_cache(rules.ruleset.clone(), cache.cloned());
     loop {
         // A poisoned lock means another worker panicked: stop quietly, the
         // reader sees the channel close.
@@ -534,7 +539,7 @@ fn worker(rx: &Mutex<Receiver<Batch>>, rules: &Rules, opts: &Options) -> Summary
                 Ok(Some(e)) => {
                     if e.has_request() {
                         let v = ev.evaluate(&e);
-                        sum.record(at, &e, Some(&v), opts.flagged_lines);
+                        sum.record(at, &e, Some(&*v), opts.flagged_lines);
                     } else {
                         sum.record(at, &e, None, opts.flagged_lines);
                     }
@@ -563,11 +568,16 @@ pub fn analyze(
     };
     let (tx, rx) = sync_channel::<Batch>(threads * BATCHES_IN_FLIGHT);
     let rx = Mutex::new(rx);
+    let cache = if opts.cache {
+        VerdictCache::new(&rules.ruleset)
+    } else {
+        None
+    };
     let mut files = Vec::with_capacity(paths.len());
     let mut main = Summary::default();
     let summaries = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
-            .map(|_| s.spawn(|| worker(&rx, rules, opts)))
+            .map(|_| s.spawn(|| worker(&rx, rules, cache.as_ref(), opts)))
             .collect();
         let mut last_progress = Instant::now();
         'files: for (index, path) in paths.iter().enumerate() {

@@ -363,13 +363,20 @@ fn parse_offset(z: &str) -> Option<i64> {
         b'-' => -1,
         _ => return None,
     };
-    let digits: String = z[1..].chars().filter(|c| *c != ':').collect();
-    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    // `HHMM` or `HH:MM`, read in place (no allocation per log line).
+    let mut d = [0i64; 4];
+    let mut n = 0;
+    for b in z[1..].bytes().filter(|&b| b != b':') {
+        if n == 4 || !b.is_ascii_digit() {
+            return None;
+        }
+        d[n] = i64::from(b - b'0');
+        n += 1;
+    }
+    if n != 4 {
         return None;
     }
-    let h: i64 = digits[..2].parse().ok()?;
-    let m: i64 = digits[2..].parse().ok()?;
-    Some(sign * (h * 3600 + m * 60))
+    Some(sign * ((d[0] * 10 + d[1]) * 3600 + (d[2] * 10 + d[3]) * 60))
 }
 
 /// Civil date and time (UTC) → Unix seconds; `None` when out of range.
