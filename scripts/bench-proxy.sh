@@ -312,6 +312,10 @@ PYEOF
   syscalls palisade "$PAL_PORT" "$PAL_PID"
   syscalls nginx "$NGX_PORT" $(pgrep -P "$NGX_PID")
 
+  cg_total() { # callgrind output file -> total instructions
+    callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ && !t { gsub(",", "", $1); t = $1 + 0 } END { print t + 0 }'
+  }
+
   # palisade under callgrind, on its own port; instrumentation only while
   # the counted requests run.
   CG_PORT=$(free_port)
@@ -324,14 +328,37 @@ PYEOF
   PIDS+=($CG_PID)
   wait_http "http://127.0.0.1:$CG_PORT/index.html"
   load "$CG_PORT" 1000
-  callgrind_control -i on "$CG_PID" >/dev/null
+  callgrind_control -i on "$CG_PID" >/dev/null 2>&1
   load "$CG_PORT" "$COUNT"
-  callgrind_control -i off "$CG_PID" >/dev/null
+  callgrind_control -i off "$CG_PID" >/dev/null 2>&1
   kill "$CG_PID"
   wait "$CG_PID" 2>/dev/null || true
-  total=$(callgrind_annotate "$CALLGRIND_OUT" 2>/dev/null | awk '/PROGRAM TOTALS/ && !t { gsub(",", "", $1); t = $1 + 0 } END { print t + 0 }')
+  total=$(cg_total "$CALLGRIND_OUT")
   echo "== palisade: user-space instructions per request (callgrind, $COUNT requests): $((total / COUNT))"
   echo "   profile: callgrind_annotate --inclusive=yes $CALLGRIND_OUT"
+
+  # nginx as proxy under callgrind, the same way: one process (no master),
+  # on its own port, instrumented only while the counted requests run.
+  if [ -z "${SKIP_NGINX_COUNT:-}" ]; then
+    NCG_PORT=$(free_port)
+    mkdir -p "$WORK/ncg/logs"
+    sed -e "s#listen 127.0.0.1:$NGX_PORT;#listen 127.0.0.1:$NCG_PORT;#" -e "s#$WORK/px/#$WORK/ncg/#g" \
+      "$WORK/px/nginx.conf" >"$WORK/ncg/nginx.conf"
+    taskset -c 0 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$CALLGRIND_OUT.nginx" \
+      "$NGINX" -p "$WORK/ncg" -c "$WORK/ncg/nginx.conf" -g 'daemon off; master_process off;' >"$WORK/ncg/cg.log" 2>&1 &
+    NCG_PID=$!
+    PIDS+=($NCG_PID)
+    wait_http "http://127.0.0.1:$NCG_PORT/index.html"
+    load "$NCG_PORT" 1000
+    callgrind_control -i on "$NCG_PID" >/dev/null 2>&1
+    load "$NCG_PORT" "$COUNT"
+    callgrind_control -i off "$NCG_PID" >/dev/null 2>&1
+    kill "$NCG_PID"
+    wait "$NCG_PID" 2>/dev/null || true
+    ntotal=$(cg_total "$CALLGRIND_OUT.nginx")
+    echo "== nginx: user-space instructions per request (callgrind, $COUNT requests): $((ntotal / COUNT))"
+    awk -v a="$total" -v b="$ntotal" 'BEGIN { if (b > 0) printf "ratio palisade/nginx: user-space instructions per request %.3f\n", a / b }'
+  fi
   exit 0
 fi
 

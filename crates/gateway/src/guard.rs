@@ -62,7 +62,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -245,9 +245,29 @@ pub struct ConnShared {
     pub inflight: AtomicUsize,
     /// Raw heads delivered to hyper and not yet taken by a handler.
     heads: Mutex<HeadQueue>,
+    /// While false, checked heads are queued as empty placeholders (no
+    /// copy, nothing attached to the request); `None`: always captured.
+    capture: Option<Arc<AtomicBool>>,
 }
 
 impl ConnShared {
+    /// State for a connection whose raw heads are captured only while
+    /// `capture` is set (the gateway sets it while some route has the WAF
+    /// on). The queue keeps one entry per head either way, so flipping it
+    /// between requests never shifts heads onto the wrong request.
+    pub fn capturing_when(capture: Arc<AtomicBool>) -> ConnShared {
+        ConnShared {
+            capture: Some(capture),
+            ..ConnShared::default()
+        }
+    }
+
+    fn capturing(&self) -> bool {
+        self.capture
+            .as_ref()
+            .is_none_or(|c| c.load(Ordering::Acquire))
+    }
+
     fn push_head(&self, head: RawHead) {
         // A poisoned lock only means another thread panicked mid-push; the
         // queue itself is still a valid VecDeque.
@@ -287,6 +307,10 @@ pub fn take_raw_head<B>(req: &mut http::Request<B>, conn: &ConnShared) {
     let Some(head) = conn.pop_head() else {
         return;
     };
+    if head.rejected.is_none() && head.request_line.is_empty() {
+        // A placeholder: capture was off when the guard checked this head.
+        return;
+    }
     let marker = req.headers().contains_key(REJECT_HEADER);
     let aligned = if head.rejected.is_some() {
         marker
@@ -844,7 +868,16 @@ impl<T> Guarded<T> {
         self.upgrade_after_body = info.upgrade;
         // The h2 preface is no request of its own: hyper switches protocol.
         if !info.preface {
-            self.shared.push_head(self.raw_head(None));
+            let head = if self.shared.capturing() {
+                self.raw_head(None)
+            } else {
+                RawHead {
+                    request_line: Bytes::new(),
+                    headers: Vec::new(),
+                    rejected: None,
+                }
+            };
+            self.shared.push_head(head);
         }
         let encoded = if info.encode_target {
             encoded_target(&self.head[info.target_start..info.target_end])
@@ -881,9 +914,40 @@ fn ows_range(v: &[u8]) -> (usize, usize) {
     (start, end.max(start))
 }
 
+/// RFC 9110 token characters (method, header name), one entry per byte
+/// value: a header name costs one load per byte, not a scan of the
+/// punctuation list for every `-`.
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    t
+};
+
 /// RFC 9110 token character (method, header name).
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
 }
 
 /// Where the path of a request target starts: 0 for origin form, after the
@@ -916,6 +980,13 @@ fn path_start(target: &[u8]) -> Option<usize> {
 /// and bytes >= 0x80 that are not UTF-8. The fragment is not looked at
 /// (hyper drops it).
 fn encoded_target(target: &[u8]) -> Option<Vec<u8>> {
+    // Common case first: none of the bytes that may need encoding anywhere.
+    if !target
+        .iter()
+        .any(|&b| b >= 0x80 || matches!(b, b'"' | b'<' | b'>' | b'`'))
+    {
+        return None;
+    }
     let start = path_start(target)?;
     let pq_end = memchr::memchr(b'#', &target[start..]).map_or(target.len(), |i| start + i);
     let pq = &target[start..pq_end];
@@ -1068,9 +1139,21 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
                     }
                     if this.timer_dirty {
                         this.timer_dirty = false;
-                        this.timer.as_mut().reset(this.deadline);
+                        // Only an earlier deadline moves the registered
+                        // timer. A later one (the idle deadline, pushed back
+                        // after every request) waits for the timer to fire
+                        // and is applied then: one timer-wheel update per
+                        // timeout period instead of one per request.
+                        if this.deadline < this.timer.deadline() {
+                            this.timer.as_mut().reset(this.deadline);
+                        }
                     }
                     ready!(this.timer.as_mut().poll(cx));
+                    if Instant::now() < this.deadline {
+                        // Fired at an older, earlier deadline.
+                        this.timer.as_mut().reset(this.deadline);
+                        ready!(this.timer.as_mut().poll(cx));
+                    }
                     match this.timer_kind {
                         Timer::Header => {
                             this.timer_kind = Timer::Off;
@@ -1242,6 +1325,14 @@ mod tests {
     const OK2: &[u8] = b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
     const OK3: &[u8] = b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nT: v\r\n\r\n";
 
+    #[test]
+    fn token_characters_are_exactly_rfc9110s() {
+        for b in 0..=255u8 {
+            let want = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            assert_eq!(is_tchar(b), want, "byte {b:#04x}");
+        }
+    }
+
     #[tokio::test]
     async fn valid_pipelined_requests_pass_unchanged() {
         let input = [OK1, OK2, OK3, OK1].concat();
@@ -1373,6 +1464,46 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn idle_deadline_moves_with_each_request_and_header_deadline_cuts_it_short() {
+        // limits(): idle 5 s, header 5 s.
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut g = Guarded::new(server, limits(), Arc::default(), Arc::from("s"), false);
+        use tokio::io::AsyncWriteExt;
+        let mut buf = vec![0u8; 64];
+        client.write_all(OK1).await.unwrap();
+        assert_eq!(g.read(&mut buf).await.unwrap(), OK1.len());
+        // Idle 3 s (the timer is registered for t+5), then a second request:
+        // the idle deadline is now t+8, not t+5.
+        let r = tokio::time::timeout(Duration::from_secs(3), g.read(&mut buf)).await;
+        assert!(r.is_err(), "closed before the idle timeout");
+        client.write_all(OK1).await.unwrap();
+        assert_eq!(g.read(&mut buf).await.unwrap(), OK1.len());
+        let second = Instant::now();
+        assert_eq!(g.read(&mut buf).await.unwrap(), 0, "idle close is EOF");
+        let idle = second.elapsed();
+        assert!(
+            idle >= Duration::from_secs(5) && idle < Duration::from_secs(6),
+            "closed {idle:?} after the last request"
+        );
+        // A partial head 1 s into an idle period: the header deadline (5 s
+        // from its first byte) applies, not the idle one from before.
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut g = Guarded::new(server, limits(), Arc::default(), Arc::from("s"), false);
+        client.write_all(OK1).await.unwrap();
+        assert_eq!(g.read(&mut buf).await.unwrap(), OK1.len());
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        client.write_all(b"GET / HT").await.unwrap();
+        let part = Instant::now();
+        let e = g.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        let waited = part.elapsed();
+        assert!(
+            waited >= Duration::from_secs(5) && waited < Duration::from_secs(6),
+            "header timeout after {waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn write_timeout_cuts_clients_that_stop_reading() {
         use tokio::io::AsyncWriteExt;
         let (_client, server) = tokio::io::duplex(1024);
@@ -1387,10 +1518,14 @@ mod tests {
     /// whose handler answers the request's [`RawHead`] (or `none`) and the
     /// URI hyper parsed; returns everything the client read.
     async fn serve_raw_heads(input: &[u8]) -> String {
+        serve_raw_heads_with(input, ConnShared::default()).await
+    }
+
+    async fn serve_raw_heads_with(input: &[u8], shared: ConnShared) -> String {
         use hyper::service::service_fn;
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let (mut client, server) = tokio::io::duplex(1 << 16);
-        let shared = Arc::new(ConnShared::default());
+        let shared = Arc::new(shared);
         let io = Guarded::new(server, limits(), shared.clone(), Arc::from("s3"), false);
         let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
             let shared = shared.clone();
@@ -1467,6 +1602,41 @@ GET /c`d HTTP/1.1\r\nHost: z\r\nConnection: close\r\n\r\n";
                 "[GET /a?x=<b> HTTP/1.1|Host=x|X-Dup=1|x-dup=2] uri=/a?x=%3Cb%3E",
                 "[POST /p HTTP/1.1|HOST=y|Content-Length=3] uri=/p",
                 "[GET /c`d HTTP/1.1|Host=z|Connection=close] uri=/c%60d",
+            ],
+            "{out}"
+        );
+    }
+
+    #[tokio::test]
+    async fn raw_heads_follow_the_capture_switch_and_rejections_are_always_kept() {
+        let input = [
+            OK1,
+            OK2,
+            b"DELETE /z HTTP/1.1\r\nHost: q\r\nBad Name: v\r\n\r\n".as_slice(),
+        ]
+        .concat();
+        // Off (no route with the WAF): nothing attached, the queue stays
+        // aligned, a rejection still carries its head.
+        let off = Arc::new(AtomicBool::new(false));
+        let out = serve_raw_heads_with(&input, ConnShared::capturing_when(off.clone())).await;
+        assert_eq!(
+            answers(&out),
+            vec![
+                "[none] uri=/a",
+                "[none] uri=/b",
+                "[DELETE /z HTTP/1.1|Host=q|rejected=whitespace in header name] uri=/",
+            ],
+            "{out}"
+        );
+        // Switched on (a reload turned the WAF on): heads are captured again.
+        off.store(true, Ordering::Release);
+        let out = serve_raw_heads_with(&input, ConnShared::capturing_when(off)).await;
+        assert_eq!(
+            answers(&out),
+            vec![
+                "[GET /a HTTP/1.1|Host=x] uri=/a",
+                "[POST /b HTTP/1.1|Host=x|Content-Length=5] uri=/b",
+                "[DELETE /z HTTP/1.1|Host=q|rejected=whitespace in header name] uri=/",
             ],
             "{out}"
         );

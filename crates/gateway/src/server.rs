@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -109,6 +109,9 @@ pub struct Shared {
     pub identity: crate::identity_glue::Slot,
     /// The event bus and its subscribers (process-wide).
     pub monitor: Arc<monitor::Monitor>,
+    /// Whether the guard captures raw request heads: only while some route
+    /// has the WAF on (the WAF is their only reader); follows reloads.
+    pub raw_heads: Arc<AtomicBool>,
     conns: ConnTracker,
     shutdown: watch::Sender<bool>,
     /// Bumped after every applied reload (open tunnels re-check their
@@ -216,9 +219,15 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     // The guard enforces the real limits (and answers 414/431 itself); hyper's
     // own limits sit just above them as a second line.
     let head = limits.max_header_bytes + limits.max_uri_bytes + REQUEST_LINE_SLACK;
+    // No header-read timer in hyper: the guard owns that timeout (from the
+    // first byte of a head, and from accept) and the keep-alive idle one.
+    // hyper's would arm a timer for every request while the connection
+    // waits for the next head (one allocation, a clock read, a timer-wheel
+    // insert and removal per request), and would cut idle keep-alive
+    // connections after the header timeout instead of the idle timeout.
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout + Duration::from_secs(1))
+        .header_read_timeout(None)
         .keep_alive(true)
         .max_buf_size(usize::try_from(head).unwrap_or(usize::MAX).max(8192) + 1024)
         .max_headers(limits.max_headers + 8);
@@ -385,7 +394,9 @@ impl Gateway {
         let (shutdown, _) = watch::channel(false);
         let (generation, _) = watch::channel(0u64);
         let shield = crate::shield_glue::build(&rt.config).await?;
+        let raw_heads = Arc::new(AtomicBool::new(rt.waf.ruleset_count() > 0));
         let shared = Arc::new(Shared {
+            raw_heads,
             shield,
             identity: Default::default(),
             monitor,
@@ -533,7 +544,17 @@ impl Gateway {
         crate::shield_glue::on_reload(shared, &rt.config, &old.config);
         crate::identity_glue::on_reload(shared, &rt.config, &old.config);
         crate::events_glue::on_reload(&shared.monitor, &rt.config);
+        // Raw heads on before a generation with the WAF serves, off only
+        // after the last one without: a WAF request never misses its head
+        // because of the order of these two stores.
+        let want_raw = rt.waf.ruleset_count() > 0;
+        if want_raw {
+            shared.raw_heads.store(true, Ordering::Release);
+        }
         shared.runtime.store(Arc::new(rt));
+        if !want_raw {
+            shared.raw_heads.store(false, Ordering::Release);
+        }
         shared.generation.send_modify(|g| *g += 1);
         for (addr, l) in fresh {
             self.spawn_listener(addr, l);
@@ -681,7 +702,7 @@ async fn serve_conn(
 ) {
     let _permit = permit;
     let _ = stream.set_nodelay(true);
-    let conn = Arc::new(ConnShared::default());
+    let conn = Arc::new(ConnShared::capturing_when(shared.raw_heads.clone()));
     let peer_hv = HeaderValue::from_str(&peer.ip().to_string())
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
     let ctx = Arc::new(ConnCtx {

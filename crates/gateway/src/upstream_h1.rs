@@ -33,6 +33,7 @@
 
 use std::future::Future;
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -102,8 +103,10 @@ pub struct H1Conn {
     fields: Vec<Field>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Field {
+    /// The name when it is one of [`known_name`]'s (no parsing needed later).
+    known: Option<HeaderName>,
     name: (usize, usize),
     value: (usize, usize),
 }
@@ -527,6 +530,40 @@ fn eq_name(a: &[u8], b: &str) -> bool {
     a.eq_ignore_ascii_case(b.as_bytes())
 }
 
+/// Whether every comma-separated token of `v` is one of `tokens`
+/// (case-insensitive; empty list elements are allowed, RFC 9110 5.6.1).
+fn only_tokens(v: &[u8], tokens: &[&str]) -> bool {
+    v.split(|&b| b == b',').all(|t| {
+        let t = t.trim_ascii();
+        t.is_empty() || tokens.iter().any(|k| t.eq_ignore_ascii_case(k.as_bytes()))
+    })
+}
+
+/// The standard response header names upstreams send most, matched by
+/// length and a case-insensitive compare; everything else goes through
+/// `HeaderName::from_bytes`, which lower-cases and classifies every name.
+fn known_name(n: &[u8]) -> Option<HeaderName> {
+    use http::header as h;
+    let eq = |s: &str| n.eq_ignore_ascii_case(s.as_bytes());
+    let name = match n.len() {
+        4 if eq("date") => h::DATE,
+        4 if eq("etag") => h::ETAG,
+        4 if eq("vary") => h::VARY,
+        6 if eq("server") => h::SERVER,
+        8 if eq("location") => h::LOCATION,
+        10 if eq("set-cookie") => h::SET_COOKIE,
+        12 if eq("content-type") => h::CONTENT_TYPE,
+        13 if eq("last-modified") => h::LAST_MODIFIED,
+        13 if eq("accept-ranges") => h::ACCEPT_RANGES,
+        13 if eq("cache-control") => h::CACHE_CONTROL,
+        14 if eq("content-length") => h::CONTENT_LENGTH,
+        16 if eq("content-encoding") => h::CONTENT_ENCODING,
+        17 if eq("transfer-encoding") => h::TRANSFER_ENCODING,
+        _ => return None,
+    };
+    Some(name)
+}
+
 fn has_token(v: &[u8], token: &str) -> bool {
     v.split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
@@ -535,9 +572,16 @@ fn has_token(v: &[u8], token: &str) -> bool {
 /// Parses a response head from `conn.buf`: `Ok(None)` when more bytes are
 /// needed; on success the head is consumed from the buffer.
 fn parse_head(conn: &mut H1Conn, head_only: bool) -> Result<Option<Parsed>, &'static str> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut storage);
-    let len = match resp.parse(&conn.buf) {
+    // Left uninitialised: httparse writes only the slots it fills, so a
+    // response with 8 fields costs 8 slots, not the 3.2 KB of all of them.
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        &conn.buf,
+        &mut storage,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err("too many response header fields"),
@@ -572,8 +616,17 @@ fn parse_head(conn: &mut H1Conn, head_only: bool) -> Result<Option<Parsed>, &'st
         } else if eq_name(name, "connection") {
             close |= has_token(h.value, "close");
             keep |= has_token(h.value, "keep-alive");
+            // Only connection options: nothing for the proxy's hop-by-hop
+            // removal to act on, so the field is not even built.
+            if only_tokens(h.value, &["close", "keep-alive"]) {
+                continue;
+            }
+        } else if eq_name(name, "keep-alive") {
+            // Hop-by-hop, always removed before the client sees the response.
+            continue;
         }
         conn.fields.push(Field {
+            known: known_name(name),
             name: (name.as_ptr() as usize - base, name.len()),
             value: (h.value.as_ptr() as usize - base, h.value.len()),
         });
@@ -609,9 +662,12 @@ fn parse_head(conn: &mut H1Conn, head_only: bool) -> Result<Option<Parsed>, &'st
         };
     let head = conn.buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(conn.fields.len());
-    for f in &conn.fields {
-        let name = HeaderName::from_bytes(&head[f.name.0..f.name.0 + f.name.1])
-            .map_err(|_| "invalid response header name")?;
+    for f in conn.fields.drain(..) {
+        let name = match f.known {
+            Some(n) => n,
+            None => HeaderName::from_bytes(&head[f.name.0..f.name.0 + f.name.1])
+                .map_err(|_| "invalid response header name")?,
+        };
         let value = HeaderValue::from_maybe_shared(head.slice(f.value.0..f.value.0 + f.value.1))
             .map_err(|_| "invalid response header value")?;
         headers.append(name, value);

@@ -403,3 +403,55 @@ fn bad_chunked_body_aborts_and_is_not_reused() {
         "a malformed body's connection is not reused"
     );
 }
+
+#[test]
+fn response_header_names_in_any_case_and_connection_options() {
+    // Standard names the client parses by a fast path, in odd case, next to
+    // unknown ones; `Connection` naming only options, `Keep-Alive`, and a
+    // `Connection` naming an end-to-end-looking field that must go too.
+    let up = Scripted::start(|path, _| {
+        Reply::Keep(match path {
+            "/names" => b"HTTP/1.1 200 OK\r\nSERVER: up\r\ncontent-TYPE: text/x\r\nDate: Mon, 23 Nov 2026 22:00:00 GMT\r\n\
+                ETag: \"e1\"\r\nVARY: Accept\r\nset-COOKIE: a=1\r\nSet-Cookie: b=2\r\nX-Custom: v\r\nContent-Lengthx: 9\r\n\
+                Keep-Alive: timeout=5\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nhi"
+                .to_vec(),
+            "/named" => b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive, X-Secret\r\nX-Secret: s\r\nX-Public: p\r\n\
+                Content-Length: 2\r\n\r\nok"
+                .to_vec(),
+            _ => ok("fine"),
+        })
+    });
+    let p = proxy(&up);
+    let mut c = Conn::open(p.addr());
+    let r = c.roundtrip(&get("/names"));
+    assert_eq!(
+        (r.status, r.body_str()),
+        (200, "hi".to_string()),
+        "{}",
+        p.logs()
+    );
+    assert_eq!(r.header("server"), Some("up"));
+    assert_eq!(r.header("content-type"), Some("text/x"));
+    assert_eq!(r.header("date"), Some("Mon, 23 Nov 2026 22:00:00 GMT"));
+    assert_eq!(r.header("etag"), Some("\"e1\""));
+    assert_eq!(r.header("vary"), Some("Accept"));
+    let cookies: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(cookies, vec!["a=1", "b=2"]);
+    assert_eq!(r.header("x-custom"), Some("v"));
+    assert_eq!(r.header("content-lengthx"), Some("9"));
+    assert_eq!(r.header("content-length"), Some("2"));
+    assert!(r.header("keep-alive").is_none(), "{:?}", r.headers);
+    assert!(r.header("connection").is_none(), "{:?}", r.headers);
+
+    let r = c.roundtrip(&get("/named"));
+    assert_eq!((r.status, r.body_str()), (200, "ok".to_string()));
+    assert!(r.header("x-secret").is_none(), "{:?}", r.headers);
+    assert!(r.header("connection").is_none(), "{:?}", r.headers);
+    assert_eq!(r.header("x-public"), Some("p"));
+    assert_eq!(up.accepted(), 1, "both responses keep the connection");
+}
